@@ -1,0 +1,3 @@
+from edgedistal.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""The `edgedistal` command line. Thin by design: each command parses options and calls the
+library. Commands are imported lazily so `edgedistal --help` stays fast (no torch import)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from edgedistal import __version__
+from edgedistal.errors import EdgedistalError
+
+#: command name → "module:function" (module under edgedistal.commands), in help order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("ingest:ingest", "Read a dataset layout into a manifest (Parquet) with a summary."),
+    "extract": ("extract:extract", "Sample frames from videos, detect faces, write crops + manifest."),
+    "train": ("train:train", "Train a detector on a manifest's train split."),
+    "export": ("export:export", "Export a checkpoint to ONNX (fp32, fp16, int8 QDQ)."),
+    "engines": ("engines:engines", "Build TensorRT engines (or ONNX Runtime artifacts) from export/."),
+    "score": ("score:score", "Score a pool: probabilities, uncertainty and embeddings."),
+    "distill": ("distill:distill", "Select a distilled subset with active learning."),
+    "evaluate": ("evaluate:evaluate", "Evaluate a checkpoint, or compare distilled vs random vs full."),
+    "report": ("report:report", "Render a run directory as Markdown + HTML with figures."),
+    "bench": ("bench:bench", "Latency and accuracy per backend × precision × batch."),
+    "demo": ("demo:demo", "Run every stage end to end on a generated dataset."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use (after click's docs)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(name):
+            return None
+        target, _ = COMMANDS[name]
+        module, func = target.split(":")
+        return getattr(importlib.import_module(f"edgedistal.commands.{module}"), func)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name][0].split(":")[0]
+    return importlib.util.find_spec(f"edgedistal.commands.{module}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgedistal")
+def cli() -> None:
+    """edgedistal: distil deepfake datasets with active learning; ship the detector to edge GPUs.
+
+    Typical flow: ingest → (extract) → train → score → distill → evaluate → export → engines → bench.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one clear message (and the fix) instead of a traceback."""
+    try:
+        cli.main(args=argv, prog_name="edgedistal", standalone_mode=False)
+    except EdgedistalError as exc:
+        click.echo(exc.format(), err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One inference interface over several backends; see :mod:`edgedistal.runtime.base`."""
