@@ -131,7 +131,7 @@ def generate(cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, pd.DataFrame
         for k in range(cfg.fakes_per_real):
             strength = float(rng.uniform(cfg.min_strength, cfg.max_strength))
             vrng = np.random.default_rng(int(rng.integers(0, 2**31 - 1)))
-            for f, im in enumerate(real_frames):
+            for f in range(len(real_frames)):
                 # re-render with new jitter: fakes are other takes of the same identity
                 base = _render(ident, cfg.size, np.random.default_rng(int(frame_seeds[f]) + 7919 * (k + 1)))
                 images.append(self_blend(base, strength, vrng))
