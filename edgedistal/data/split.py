@@ -72,3 +72,15 @@ def check_no_group_leak(manifest: Manifest) -> None:
 def split_counts(manifest: Manifest) -> pd.DataFrame:
     df = manifest.df
     return df.groupby(["split", "label"]).size().unstack(fill_value=0)
+
+
+def ensure_split(manifest: Manifest, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Manifest:
+    """Keep an existing split; otherwise split by group with ``seed``.
+
+    Every command that needs train/val/test calls this, so `distill` and `evaluate` on the same
+    unsplit manifest agree on the held-out groups without the user doing anything.
+    """
+    if (manifest.df["split"] != "").all():
+        check_no_group_leak(manifest)
+        return manifest
+    return group_split(manifest, fractions, seed)
