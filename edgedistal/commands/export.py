@@ -1,0 +1,37 @@
+"""`edgedistal export`: checkpoint → ONNX (fp32, fp16, int8 QDQ) + export.json with parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in items if p not in ("fp32", "fp16", "int8")]
+    if bad or not items:
+        raise click.BadParameter(f"{text!r}: use a comma list of fp32, fp16, int8", param_hint="--precisions")
+    return items
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint from `train`.")
+@click.option("--out", default="export", show_default=True, type=click.Path(path_type=Path))
+@click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
+              help="Manifest whose images calibrate int8 and check parity (default: generated images).")
+@click.option("--calib-size", default=256, show_default=True, help="Calibration / parity images.")
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
+@click.option("--opset", default=17, show_default=True)
+def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_size: int, precisions: str,
+           opset: int) -> None:
+    """Export a checkpoint to ONNX: uint8 NHWC `images` in; `prob`, `embedding` out."""
+    from edgedistal.export import SIDECAR, export_all
+
+    side = export_all(checkpoint, out, parse_precisions(precisions), calib_manifest, calib_size, opset)
+    click.echo(f"calibration/parity images: {side['calibration']['source']}")
+    for prec, m in side["models"].items():
+        par = m["parity_vs_torch"]
+        click.echo(f"{prec:>5}: {out / m['file']}  {m['bytes'] / 1e6:.1f} MB  "
+                   f"max|Δp|={par['max_abs_dprob']:.2e}  max cos dist={par['max_cosine_distance']:.2e}")
+    click.echo(f"sidecar: {out / SIDECAR}")

@@ -1,0 +1,47 @@
+"""`edgedistal score`: stream a pool through a backend → scores.parquet + embeddings.npy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--manifest", required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
+@click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
+@click.option("--engine", "precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8", "bf16"]), help="Precision.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: best available).")
+@click.option("--batch-size", default=256, show_default=True, help="Images per backend call.")
+@click.option("--micro-batch", default=None, type=int, help="Backend batch (default: --batch-size).")
+@click.option("--cuda-graphs", is_flag=True, help="torch-cuda: replay a captured CUDA graph.")
+@click.option("--split", default=None, help="Score only this split (train/val/test).")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
+          precision: str, backend: str, device: str | None, batch_size: int, micro_batch: int | None,
+          cuda_graphs: bool, split: str | None, out: Path) -> None:
+    """Fake probabilities, uncertainty and embeddings for every row of a manifest."""
+    from edgedistal.data.manifest import Manifest
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.runtime.select import get_backend
+    from edgedistal.score import score_manifest
+
+    if checkpoint is None and onnx_dir is None and engine_dir is None:
+        raise EdgedistalError("nothing to score with", "pass --checkpoint, --onnx-dir or --engine-dir")
+    m = Manifest.load(manifest)
+    if split:
+        m = m.split(split)
+    be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs)
+    click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")
+    try:
+        res = score_manifest(m, be, out, batch_size=batch_size, progress=True)
+    finally:
+        be.close()
+    click.echo(f"scored {len(m):,} images at {res.images_per_s:,.1f} images/s → {out}/scores.parquet, "
+               f"{out}/embeddings.npy [{res.embeddings.shape[0]}x{res.embeddings.shape[1]}]")

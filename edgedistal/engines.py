@@ -1,0 +1,254 @@
+"""TensorRT 10 engine builds from ``export/`` (or ONNX Runtime artifacts where TensorRT is absent).
+
+An engine is only valid for the GPU (compute capability) and TensorRT version that built it,
+so each ``model_<precision>.engine`` gets a JSON sidecar; loading compares it with the running
+system and asks for a rebuild on mismatch instead of failing deep inside TensorRT.
+
+``import tensorrt`` is always lazy: the package imports and tests run without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from edgedistal.errors import EdgedistalError, MissingDependencyError
+from edgedistal.export import model_filename, sha256_file
+from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+TIMING_CACHE = "timing.cache"
+SUMMARY = "engines.json"
+
+
+def engine_filename(precision: str) -> str:
+    return f"model_{precision}.engine"
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    return Path(engine_path).with_suffix(".json")
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt`` or raise a MissingDependencyError that says what to do."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "TensorRT is not installed (python package `tensorrt`)",
+            "install TensorRT 10 on the target (e.g. `pip install tensorrt` or JetPack), or use "
+            "--backend onnxruntime / torch",
+        ) from exc
+    return trt
+
+
+def gpu_identity() -> dict[str, Any]:
+    """Name and compute capability of CUDA device 0 via cuda-python (torch as a fallback)."""
+    try:
+        from cuda.bindings import runtime as cudart
+
+        err, prop = cudart.cudaGetDeviceProperties(0)
+        if err == cudart.cudaError_t.cudaSuccess:
+            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+            return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
+    except ImportError:
+        pass
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EdgedistalError("no CUDA GPU found", "TensorRT engines need an NVIDIA GPU")
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+# -- compatibility ----------------------------------------------------------------------------
+def compat_problems(sidecar: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between the build system in ``sidecar`` and the ``current`` one."""
+    problems = []
+    for key, what in (("tensorrt", "TensorRT version"), ("compute_capability", "GPU compute capability"),
+                      ("gpu", "GPU")):
+        built, now = sidecar.get(key), current.get(key)
+        if built is not None and now is not None and str(built) != str(now):
+            problems.append(f"{what}: built with {built}, running {now}")
+    return problems
+
+
+def check_engine_compatible(engine_path: str | os.PathLike[str], current: dict[str, Any]) -> dict[str, Any]:
+    """Read the engine's sidecar; raise a 'rebuild' error if it was built elsewhere."""
+    side = sidecar_path(engine_path)
+    if not side.exists():
+        raise EdgedistalError(
+            f"{side}: engine sidecar missing, cannot tell which GPU/TensorRT built {Path(engine_path).name}",
+            "rebuild the engines on this machine: `edgedistal engines --export-dir export --out engines`",
+        )
+    meta = read_json(side)
+    problems = compat_problems(meta, current)
+    if problems:
+        raise EdgedistalError(
+            f"{engine_path}: engine was built for another system ({'; '.join(problems)}); rebuild it",
+            "TensorRT engines are not portable: rebuild them on this machine with "
+            "`edgedistal engines --export-dir export --out engines`",
+        )
+    return meta
+
+
+# -- TensorRT build ---------------------------------------------------------------------------
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    engine_path: str | os.PathLike[str],
+    precision: str,
+    min_batch: int = 1,
+    opt_batch: int = 32,
+    max_batch: int = 64,
+    workspace_mb: int = 1024,
+    timing_cache: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Build one serialized TensorRT engine from ONNX; return (and write) its sidecar."""
+    trt = import_tensorrt()
+    if not (1 <= min_batch <= opt_batch <= max_batch):
+        raise EdgedistalError(f"bad batch profile {min_batch}/{opt_batch}/{max_batch}",
+                              "need 1 <= --min-batch <= --opt-batch <= --max-batch")
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgedistalError(f"{onnx_path}: TensorRT cannot parse the model ({errors})",
+                              "re-export with `edgedistal export` (opset >= 17)")
+    inp = network.get_input(0)
+    _, h, w, c = inp.shape
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp.name, (min_batch, h, w, c), (opt_batch, h, w, c), (max_batch, h, w, c))
+    config.add_optimization_profile(profile)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # int8: layers without Q/DQ fall back to fp16
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit quantisation from the QDQ graph
+    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).exists() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EdgedistalError(f"{onnx_path}: TensorRT engine build failed ({precision})",
+                              "see the TensorRT log above; try a larger --workspace-mb")
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(bytes(plan))
+    if timing_cache:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(bytes(cache.serialize()))
+    meta = {
+        "format": "edgedistal-engine/1",
+        "tensorrt": trt.__version__,
+        **gpu_identity(),
+        "precision": precision,
+        "input": {"name": inp.name, "shape": ["batch", h, w, c], "dtype": "uint8"},
+        "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
+        "workspace_mb": workspace_mb,
+        "onnx": onnx_path.name,
+        "onnx_sha256": sha256_file(onnx_path),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json_atomic(sidecar_path(engine_path), meta)
+    return meta
+
+
+# -- orchestration ----------------------------------------------------------------------------
+def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = False,
+                  demo_checkpoint: str | os.PathLike[str] = "demo_out/detector.pt") -> None:
+    """Make sure ``export_dir`` holds an fp32 model; with ``demo_if_missing``, export the demo's."""
+    if (Path(export_dir) / model_filename("fp32")).exists():
+        return
+    demo = Path(demo_checkpoint)
+    if demo_if_missing and demo.exists():
+        from edgedistal.export import export_all
+
+        log.warning("%s has no model: exporting the demo checkpoint %s", export_dir, demo)
+        export_all(demo, export_dir, precisions=("fp32", "fp16", "int8"))
+        return
+    raise EdgedistalError(
+        f"{export_dir}: no exported model ({model_filename('fp32')})",
+        "run `make demo` first (it writes demo_out/detector.pt), then `edgedistal export "
+        "--checkpoint demo_out/detector.pt --out export/` (or pass --demo-if-missing)",
+    )
+
+
+def build_all(
+    export_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    min_batch: int = 1,
+    opt_batch: int = 32,
+    max_batch: int = 64,
+    workspace_mb: int = 1024,
+) -> dict[str, Any]:
+    """TensorRT engines for each precision, or (no TensorRT) the ONNX Runtime models instead.
+
+    Returns the summary written to ``out_dir/engines.json``: ``{"tensorrt": bool, "built": {...},
+    "failed": {...}, "note": str}``.
+    """
+    export_dir, out = Path(export_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import_tensorrt()
+        have_trt = True
+    except MissingDependencyError:
+        have_trt = False
+    built: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for prec in precisions:
+        try:
+            onnx_path = _onnx_for(export_dir, prec)
+            if have_trt:
+                meta = build_engine(onnx_path, out / engine_filename(prec), prec, min_batch, opt_batch,
+                                    max_batch, workspace_mb, timing_cache=out / TIMING_CACHE)
+                built[prec] = {"file": engine_filename(prec), **meta}
+            else:
+                dst = out / model_filename(prec)
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(onnx_path, tmp)
+                built[prec] = {"file": dst.name, "runtime": "onnxruntime", "onnx_sha256": sha256_file(dst)}
+        except EdgedistalError as exc:
+            failed[prec] = f"{exc}" + (f" (fix: {exc.hint})" if exc.hint else "")
+    note = ("TensorRT engines built" if have_trt else
+            "TensorRT is not installed: wrote ONNX Runtime models (fp16 / int8 QDQ) instead; "
+            "build engines on the target GPU with TensorRT 10")
+    summary = {"tensorrt": have_trt, "built": built, "failed": failed, "note": note}
+    write_json_atomic(out / SUMMARY, summary)
+    return summary
+
+
+def _onnx_for(export_dir: Path, precision: str) -> Path:
+    """The exported ONNX model for ``precision``; fp16/int8 are derived from fp32 if missing."""
+    path = export_dir / model_filename(precision)
+    if path.exists():
+        return path
+    fp32 = export_dir / model_filename("fp32")
+    if not fp32.exists():
+        raise EdgedistalError(f"{fp32}: no exported model", "run `edgedistal export` first")
+    if precision == "fp16":
+        from edgedistal.export import convert_fp16
+
+        return convert_fp16(fp32, path)
+    if precision == "int8":
+        from edgedistal.export import calibration_images, read_sidecar
+
+        side = read_sidecar(export_dir)
+        manifest = side.get("calibration", {}).get("manifest")
+        if manifest and not Path(manifest).exists():
+            log.warning("calibration manifest %s is gone: calibrating on generated images", manifest)
+            manifest = None
+        images, _ = calibration_images(manifest, int(side["config"]["image_size"]))
+        from edgedistal.export import quantize_int8
+
+        return quantize_int8(fp32, path, images)
+    raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8")

@@ -1,0 +1,116 @@
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers over the exported models.
+
+The provider list comes from ``ort.get_available_providers()``: ``device="cuda"`` prefers
+TensorRT EP → CUDA EP (CPU as fallback for unsupported nodes); ``device="cpu"`` uses the CPU EP.
+int8 runs the QDQ model, which the CPU EP executes with int8 kernels and the TensorRT EP
+compiles with explicit quantisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgedistal.errors import EdgedistalError, MissingDependencyError
+from edgedistal.runtime.base import BackendInfo
+
+log = logging.getLogger(__name__)
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
+        raise MissingDependencyError("onnxruntime is not installed", "pip install onnxruntime") from exc
+    return ort
+
+
+def gpu_providers() -> list[str]:
+    """GPU execution providers this ONNX Runtime build offers (TensorRT first)."""
+    avail = _ort().get_available_providers()
+    return [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in avail]
+
+
+def physical_cores() -> int:
+    """Cores this process may use; ORT's intra-op pool should not oversubscribe them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OrtBackend:
+    """One ``InferenceSession`` over ``model_<precision>.onnx``."""
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike[str],
+        precision: str = "fp32",
+        device: str | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+        image_size: int | None = None,
+        engine_cache_dir: str | os.PathLike[str] | None = None,
+    ):
+        ort = _ort()
+        path = Path(onnx_path)
+        if not path.exists():
+            raise EdgedistalError(f"{path}: ONNX model not found", "run `edgedistal export` first")
+        want_gpu = device not in (None, "cpu", "auto") or (device in (None, "auto") and gpu_providers())
+        providers: list = []
+        if want_gpu:
+            gpu = gpu_providers()
+            if not gpu:
+                raise MissingDependencyError(
+                    f"device {device!r} requested but this onnxruntime has no GPU provider",
+                    "pip install onnxruntime-gpu (and remove the CPU-only onnxruntime)",
+                )
+            dev_id = int(str(device).split(":")[1]) if device and ":" in str(device) else 0
+            for p in gpu:
+                if p == "TensorrtExecutionProvider":
+                    opts = {"device_id": dev_id, "trt_fp16_enable": precision == "fp16",
+                            "trt_int8_enable": precision == "int8"}
+                    if engine_cache_dir:
+                        opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache_dir))
+                    providers.append((p, opts))
+                else:
+                    providers.append((p, {"device_id": dev_id}))
+        providers.append("CPUExecutionProvider")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads or physical_cores()
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for bad models
+            raise EdgedistalError(f"{path}: ONNX Runtime cannot load the model ({exc})",
+                                  "re-export with `edgedistal export`") from exc
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.image_size = int(image_size or inp.shape[1])
+        self.batch_size = int(batch_size)
+        used = self.session.get_providers()
+        dev = "cuda" if used and used[0] != "CPUExecutionProvider" else "cpu"
+        detail = f"{used[0]}, threads={so.intra_op_num_threads}, {path.name}"
+        self.info = BackendInfo("onnxruntime", dev, precision, detail)
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
+            raise EdgedistalError(
+                f"expected uint8 images [N,{self.image_size},{self.image_size},3], got {images.shape}",
+                "resize images to the model's input size (see export.json)",
+            )
+        probs, embs = [], []
+        for s in range(0, len(images), self.batch_size):
+            x = np.ascontiguousarray(images[s : s + self.batch_size], dtype=np.uint8)
+            p, e = self.session.run(["prob", "embedding"], {self.input_name: x})
+            probs.append(np.asarray(p, np.float32))
+            embs.append(np.asarray(e, np.float32))
+        return np.concatenate(probs), np.concatenate(embs)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

@@ -1,0 +1,152 @@
+"""Pick an inference backend: what is installed, what artifacts exist, best first.
+
+Order for ``"auto"``: tensorrt → onnxruntime-gpu → torch-cuda → onnxruntime (CPU) → torch (CPU).
+A candidate is used only if its runtime is installed *and* its artifact exists (engine for
+TensorRT, ONNX model for ONNX Runtime, checkpoint for torch) and it supports the precision.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+from edgedistal.errors import EdgedistalError
+from edgedistal.runtime.base import PRECISIONS, Backend
+
+log = logging.getLogger(__name__)
+
+ORDER = ("tensorrt", "onnxruntime-gpu", "torch-cuda", "onnxruntime", "torch")
+GPU_BACKENDS = ("tensorrt", "onnxruntime-gpu", "torch-cuda")
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "onnxruntime-cpu": "onnxruntime", "torch-cpu": "torch"}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def available_backends() -> list[str]:
+    """Backends whose runtime is installed and usable here, best first."""
+    out = []
+    has_cuda = _cuda()
+    if has_cuda and importlib.util.find_spec("tensorrt") and importlib.util.find_spec("cuda"):
+        out.append("tensorrt")
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    if has_ort:
+        from edgedistal.runtime.ort_backend import gpu_providers
+
+        if gpu_providers():
+            out.append("onnxruntime-gpu")
+    if has_cuda:
+        out.append("torch-cuda")
+    if has_ort:
+        out.append("onnxruntime")
+    out.append("torch")
+    return out
+
+
+def _artifact(candidate: str, precision: str, checkpoint: Path | None, onnx_dir: Path | None,
+              engine_dir: Path | None) -> str | None:
+    """Why ``candidate`` cannot serve ``precision`` with the given artifacts (None: it can)."""
+    from edgedistal.engines import engine_filename
+    from edgedistal.export import model_filename
+
+    if candidate == "tensorrt":
+        if engine_dir is None or not (engine_dir / engine_filename(precision)).exists():
+            return f"no {engine_filename(precision)} (pass --engine-dir with built engines)"
+    elif candidate.startswith("onnxruntime"):
+        if onnx_dir is None or not (onnx_dir / model_filename(precision)).exists():
+            return f"no {model_filename(precision)} (pass --onnx-dir with an export)"
+    else:
+        if checkpoint is None:
+            return "no checkpoint"
+        if precision == "int8":
+            return "torch has no int8 path (use onnxruntime or tensorrt)"
+    return None
+
+
+def get_backend(
+    name: str = "auto",
+    precision: str = "fp32",
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    onnx_dir: str | os.PathLike[str] | None = None,
+    engine_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    cuda_graphs: bool = False,
+) -> Backend:
+    """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``)."""
+    if precision not in (*PRECISIONS, "bf16"):
+        raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8 (bf16: torch)")
+    name = ALIASES.get(name, name)
+    ckpt = Path(checkpoint) if checkpoint else None
+    onnx = Path(onnx_dir) if onnx_dir else None
+    eng = Path(engine_dir) if engine_dir else None
+    if ckpt is not None and not ckpt.exists():
+        raise EdgedistalError(f"{ckpt}: checkpoint not found", "train one with `edgedistal train`")
+    avail = available_backends()
+    if name == "auto":
+        reasons = []
+        if device == "cpu":
+            avail = [c for c in avail if c not in GPU_BACKENDS]
+        for cand in avail:
+            why = _artifact(cand, precision, ckpt, onnx, eng)
+            if why is None:
+                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs)
+                log.info("backend auto: picked %s (%s, %s)", cand, backend.info.device, backend.info.detail)
+                return backend
+            reasons.append(f"{cand}: {why}")
+        raise EdgedistalError(
+            f"no backend can run {precision} here ({'; '.join(reasons)})",
+            "pass --checkpoint (torch) or --onnx-dir from `edgedistal export` (onnxruntime)",
+        )
+    if name in ("onnxruntime", "torch") and device and device.startswith("cuda"):
+        name = f"{name}-gpu" if name == "onnxruntime" else "torch-cuda"
+    if name not in ORDER:
+        raise EdgedistalError(f"unknown backend {name!r}", f"choose from auto, {', '.join(ORDER)}")
+    if name not in avail:
+        if name == "tensorrt":
+            from edgedistal.engines import import_tensorrt
+
+            import_tensorrt()  # raises MissingDependencyError with the install hint
+            from edgedistal.runtime.trt_backend import _cudart
+
+            _cudart()
+            raise EdgedistalError("tensorrt backend needs a CUDA GPU", "use --backend onnxruntime or torch")
+        raise EdgedistalError(f"backend {name!r} is not available here (available: {', '.join(avail)})",
+                              "install its runtime or pick another --backend")
+    why = _artifact(name, precision, ckpt, onnx, eng)
+    if why:
+        raise EdgedistalError(f"backend {name!r} cannot run {precision}: {why}",
+                              "export/build the missing artifact or pick another backend")
+    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs)
+
+
+def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: Path | None,
+          device: str | None, batch_size: int, cuda_graphs: bool) -> Backend:
+    if cand in GPU_BACKENDS:
+        dev = device if device and device.startswith("cuda") else "cuda"
+    else:
+        dev = "cpu"
+    if cand == "tensorrt":
+        from edgedistal.engines import engine_filename
+        from edgedistal.runtime.trt_backend import TrtBackend
+
+        assert eng is not None
+        return TrtBackend(eng / engine_filename(precision), precision, batch_size, dev)
+    if cand.startswith("onnxruntime"):
+        from edgedistal.export import model_filename
+        from edgedistal.runtime.ort_backend import OrtBackend
+
+        assert onnx is not None
+        return OrtBackend(onnx / model_filename(precision), precision, dev, batch_size)
+    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.runtime.torch_backend import TorchBackend
+
+    assert ckpt is not None
+    detector, _ = load_checkpoint(ckpt)
+    return TorchBackend(detector, precision, dev, batch_size, cuda_graphs=cuda_graphs)
