@@ -1,0 +1,132 @@
+"""`edgedistal distill`: select a distilled subset of a manifest with active learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgedistal.acquire.strategies import STRATEGIES
+
+_COLUMNS = (
+    ("round", "round"), ("strategy", "strategy"), ("picked", "picked"), ("labelled", "labelled"),
+    ("n_real", "real"), ("n_fake", "fake"), ("groups_covered", "groups"),
+    ("mean_entropy", "entropy"), ("val_auc", "val AUC"), ("seconds", "s"),
+)
+
+
+def _floats(text: str | None, name: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: expected numbers like 0.05,0.1,0.2", param_hint=name) from exc
+
+
+def _number(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: expected a fraction (0.2) or a count (500)", param_hint=name) from exc
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.3f}"
+    return str(value)
+
+
+def _line(cells: list[str]) -> str:
+    """One fixed-width row (strategy wider) so rows line up as rounds stream in."""
+    return " ".join(f"{c[:14]:<14}" if i == 1 else f"{c[:8]:>8}" for i, c in enumerate(cells))
+
+
+def _row(rec: dict) -> list[str]:
+    return [_cell(rec.get(key, "")) for key, _ in _COLUMNS]
+
+
+@click.command("distill")
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Manifest (.parquet/.csv); selection draws from its train split only.")
+@click.option("--out", "out_dir", default="distilled", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--budget", default="0.2", show_default=True, help="Final size: fraction of the pool (0.2) or a count (5000).")
+@click.option("--milestones", default=None, help="Budgets that get a snapshot manifest, e.g. 0.05,0.1,0.2.")
+@click.option("--strategy", default="hybrid", show_default=True,
+              help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ to wrap.")
+@click.option("--beta", type=float, default=None, help="Candidate factor of hybrid / cluster_margin.")
+@click.option("--score", "score_name", default=None,
+              help="Uncertainty score of hybrid/uncertainty: entropy, margin, least_confidence, bald.")
+@click.option("--balanced/--no-balanced", default=False, help="Balance picks by predicted class.")
+@click.option("--group-cap", type=int, default=0, show_default=True, help="Max picks per group per round (0: no cap).")
+@click.option("--seed-size", default="0.05", show_default=True, help="Seed set: fraction or count.")
+@click.option("--seed-strategy", type=click.Choice(["random", "kcenter"]), default="random", show_default=True)
+@click.option("--rounds", type=int, default=None, help="Number of rounds after the seed set (default 5).")
+@click.option("--batch", "batch", default=None, help="Picks per round: fraction or count (instead of --rounds).")
+@click.option("--mode", type=click.Choice(["proxy", "full"]), default="proxy", show_default=True,
+              help="proxy: train once, refit a head per round; full: retrain the detector per round.")
+@click.option("--backbone", default="resnet18", show_default=True)
+@click.option("--image-size", type=int, default=64, show_default=True)
+@click.option("--steps", type=int, default=None, help="Training steps per fit (overrides --epochs).")
+@click.option("--epochs", type=float, default=5.0, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--mc-dropout", type=int, default=0, show_default=True, help="MC-dropout passes (needed for BALD).")
+@click.option("--refresh-every", type=int, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
+@click.option("--patience", type=int, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly where it stopped.")
+@click.option("--materialise", type=click.Choice(["none", "symlink", "hardlink", "copy"]), default="none", show_default=True,
+              help="Also recreate the picked files under OUT/subset in the source layout.")
+def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
+            beta: float | None, score_name: str | None, balanced: bool, group_cap: int, seed_size: str,
+            seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
+            image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float,
+            mc_dropout: int, refresh_every: int, patience: int, seed: int, device: str, threads: int | None,
+            resume: bool, materialise: str) -> None:
+    """Select a distilled subset of MANIFEST's train split with active learning."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgedistal.data.manifest import Manifest
+    from edgedistal.distill import DistillConfig, run_distill
+
+    kw: dict = {}
+    if beta is not None:
+        kw["beta"] = beta
+    if score_name is not None:
+        kw["score"] = score_name
+    cfg = DistillConfig(
+        budget=_number(budget, "--budget"), milestones=_floats(milestones, "--milestones"), strategy=strategy,
+        strategy_kw=kw, balanced=balanced, group_cap=group_cap, seed_size=_number(seed_size, "--seed-size"),
+        seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
+        backbone=backbone, image_size=image_size, steps=steps, epochs=epochs, batch_size=batch_size,
+        lr=lr, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
+        device=device, materialise=materialise, num_threads=threads,
+    )
+    console = Console()
+    manifest = Manifest.load(manifest_path)
+    console.print(f"distill: {len(manifest):,} samples, strategy [bold]{strategy}[/], mode [bold]{mode}[/] → {out_dir}")
+    console.print(_line([title for _, title in _COLUMNS]), style="bold")
+
+    def on_round(rec: dict) -> None:
+        console.print(_line(_row(rec)))
+
+    res = run_distill(manifest, cfg, out_dir, resume=resume, progress=True, on_round=on_round)
+    table = Table(title=f"{len(res.manifest):,} picked ({res.config['stop_reason']}) — mode {res.config['mode']}")
+    for _, title in _COLUMNS:
+        table.add_column(title, justify="left" if title == "strategy" else "right")
+    for rec in res.rounds.to_dict("records"):
+        table.add_row(*_row(rec))
+    console.print(table)
+    auc = res.config.get("final_val_auc")
+    console.print(
+        f"groups covered {res.config['groups_covered']}/{res.config['groups_in_pool']}, "
+        f"final val AUC {auc:.3f}" if auc is not None else
+        f"groups covered {res.config['groups_covered']}/{res.config['groups_in_pool']}"
+    )
+    console.print(f"wrote {out_dir / 'distilled.parquet'}, rounds.csv, pool_scores.parquet, config.json")

@@ -1,0 +1,409 @@
+"""One distillation run: manifest in, distilled manifest (+ milestones, logs, scores) out.
+
+Selection draws only from the ``train`` split (the pool); ``val`` feeds the stop rule and the
+round log; ``test`` is never read. Everything written is atomic and the loop resumes exactly
+(see :mod:`edgedistal.acquire.loop`), so ``run_distill(..., resume=True)`` after a crash gives
+the same ``distilled.parquet`` as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edgedistal.acquire import scores as S
+from edgedistal.acquire.learners import HeadLearner, Learner, Scores, val_auc
+from edgedistal.acquire.loop import (
+    LoopState,
+    PoolInfo,
+    derive_seed,
+    resolve_count,
+    run_loop,
+    schedule,
+)
+from edgedistal.acquire.strategies import get_strategy
+from edgedistal.data.manifest import Manifest
+from edgedistal.data.split import ensure_split
+from edgedistal.errors import EdgedistalError
+from edgedistal.utils.io import atomic_path, write_json_atomic
+
+MODES = ("proxy", "full")
+MATERIALISE = ("none", "symlink", "hardlink", "copy")
+
+
+@dataclass
+class DistillConfig:
+    """Settings of one run. Fractions (``0.2``) are of the pool; numbers > 1 are counts."""
+
+    budget: float = 0.2
+    milestones: tuple[float, ...] = ()
+    strategy: str = "hybrid"
+    strategy_kw: dict = field(default_factory=dict)  # e.g. {"beta": 4, "score": "margin"}
+    balanced: bool = False
+    group_cap: int = 0  # > 0: at most this many picks per group per round
+    seed_size: float = 0.05
+    seed_strategy: str = "random"  # or "kcenter" (on label-free thumbnails)
+    rounds: int | None = None  # equal rounds after the seed set (default 5) ...
+    batch: float | None = None  # ... or a per-round batch (fraction or count)
+    mode: str = "proxy"
+    backbone: str = "resnet18"
+    image_size: int = 64
+    steps: int | None = None
+    epochs: float = 5.0
+    batch_size: int = 64
+    lr: float = 2e-3
+    drop_rate: float = 0.0
+    train_patience: int = 5
+    mc_dropout: int = 0
+    refresh_every: int = 0
+    head_c: float = 1.0
+    patience: int = 0  # stop after this many rounds without a val-AUC gain (0: off)
+    min_delta: float = 0.002
+    seed: int = 0
+    split_seed: int = 0
+    device: str = "auto"
+    materialise: str = "none"
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise EdgedistalError(f"unknown mode {self.mode!r}", "use --mode proxy or --mode full")
+        if self.materialise not in MATERIALISE:
+            raise EdgedistalError(
+                f"unknown materialise mode {self.materialise!r}", f"use one of {', '.join(MATERIALISE)}"
+            )
+        if self.rounds is not None and self.batch is not None:
+            raise EdgedistalError("both rounds and batch given", "pass either --rounds N or --batch K")
+
+    def fingerprint_dict(self) -> dict:
+        """The settings that change the selection (not device, threads or materialisation)."""
+        d = asdict(self)
+        for k in ("device", "materialise", "num_threads"):
+            d.pop(k)
+        d["milestones"] = list(d["milestones"])
+        return d
+
+
+@dataclass
+class DistillResult:
+    manifest: Manifest  # the distilled rows, pick order, with round and rank columns
+    rounds: pd.DataFrame
+    out_dir: Path
+    config: dict = field(default_factory=dict)
+
+
+def _pool_hash(pool: Manifest) -> str:
+    h = hashlib.sha1()
+    for s in pool.df["sample_id"].astype(str):
+        h.update(s.encode())
+    return h.hexdigest()
+
+
+def _train_config(cfg: DistillConfig):
+    from edgedistal.models.train import TrainConfig
+
+    return TrainConfig(
+        backbone=cfg.backbone,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        max_steps=cfg.steps,
+        epochs=cfg.epochs,
+        patience=cfg.train_patience,
+        seed=cfg.seed,
+        device=cfg.device,
+        drop_rate=cfg.drop_rate if cfg.drop_rate or not cfg.mc_dropout else 0.2,
+        num_threads=cfg.num_threads,
+    )
+
+
+def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Path, progress: bool) -> Learner:
+    """The detector-backed learner for ``cfg.mode`` (images decoded once into the cache)."""
+    from edgedistal.acquire.learners import FullLearner, ProxyLearner
+    from edgedistal.data.images import load_images
+
+    images = load_images(pool.paths, cfg.image_size, progress=progress)
+    val_images = load_images(val.paths, cfg.image_size, progress=progress) if len(val) else None
+    val_labels = val.labels if len(val) else None
+    tcfg = _train_config(cfg)
+    if cfg.mode == "full":
+        return FullLearner(images, pool.labels, val_images, val_labels, tcfg, workdir,
+                           mc_dropout=cfg.mc_dropout, progress=progress)
+    return ProxyLearner(images, pool.labels, val_images, val_labels, tcfg, workdir,
+                        refresh_every=cfg.refresh_every, mc_dropout=cfg.mc_dropout,
+                        head_c=cfg.head_c, progress=progress)
+
+
+def _selection_device(name: str):
+    from edgedistal.models.predict import resolve_device
+
+    return resolve_device(name)
+
+
+def _picked_manifest(pool: Manifest, state: LoopState, count: int | None = None) -> Manifest:
+    order = np.asarray(state.order, np.int64)[: count if count is not None else len(state.order)]
+    round_of = np.concatenate([np.full(r["picked"], r["round"], np.int32) for r in state.rounds])
+    df = pool.df.iloc[order].reset_index(drop=True).copy()
+    df["round"] = round_of[: len(order)]
+    df["rank"] = np.arange(len(order), dtype=np.int32)
+    return Manifest(df)
+
+
+def _milestone_path(out_dir: Path, frac: float) -> Path:
+    return out_dir / "milestones" / f"budget_{frac:.3f}.parquet"
+
+
+def _write_pool_scores(out_dir: Path, pool: Manifest, state: LoopState, scores: Scores) -> None:
+    np.save(out_dir / "embeddings.npy.tmp.npy", np.asarray(scores.embeddings, np.float32))
+    os.replace(out_dir / "embeddings.npy.tmp.npy", out_dir / "embeddings.npy")
+    n = len(pool)
+    picked_round = np.full(n, -1, np.int32)
+    rank = np.full(n, -1, np.int32)
+    order = np.asarray(state.order, np.int64)
+    pm = _picked_manifest(pool, state)
+    picked_round[order] = pm.df["round"].to_numpy()
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    table = {
+        "sample_id": pool.df["sample_id"].to_numpy(),
+        "label": pool.labels,
+        "group": pool.df["group"].to_numpy(),
+        "video": pool.df["video"].to_numpy(),
+        "method": pool.df["method"].to_numpy(),
+        "prob": np.asarray(scores.probs, np.float32),
+        **S.uncertainty_table(np.asarray(scores.probs, np.float32)),
+        "picked_round": picked_round,
+        "rank": rank,
+    }
+    if scores.mc_probs is not None:
+        table["bald"] = S.bald(scores.mc_probs).numpy().astype(np.float32)
+    with atomic_path(out_dir / "pool_scores.parquet") as tmp:
+        pd.DataFrame(table).to_parquet(tmp, index=False)
+
+
+def materialise(dist: Manifest, out_dir: Path, how: str) -> Path | None:
+    """Recreate the picked files under ``out_dir/subset`` in the source layout (relative to the
+    pool's common folder) and write ``subset/manifest.parquet`` pointing at them."""
+    if how == "none" or len(dist) == 0:
+        return None
+    paths = [Path(p) for p in dist.paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    dst_root = out_dir / "subset"
+    new_paths = []
+    for src in paths:
+        dst = dst_root / src.relative_to(root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.exists() or dst.is_symlink():
+            dst.unlink()
+        try:
+            if how == "symlink":
+                dst.symlink_to(src.resolve())
+            elif how == "hardlink":
+                os.link(src, dst)
+            else:
+                shutil.copy2(src, dst)
+        except OSError as exc:
+            raise EdgedistalError(
+                f"{dst}: cannot {how} from {src} ({exc.strerror or exc})",
+                "hard links need the same filesystem; try --materialise symlink or copy",
+            ) from exc
+        new_paths.append(str(dst.absolute()))
+    Manifest(dist.df.assign(path=new_paths)).save(dst_root / "manifest.parquet")
+    return dst_root
+
+
+def run_distill(
+    manifest: Manifest,
+    cfg: DistillConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    learner: Learner | None = None,
+    on_round: Callable[[dict], None] | None = None,
+) -> DistillResult:
+    """Select a distilled subset of ``manifest``'s train split and write it under ``out_dir``.
+
+    ``learner`` replaces the detector-backed learner (tests and precomputed embeddings pass a
+    :class:`HeadLearner`); ``on_round(record)`` sees each round's log row as it is written.
+    """
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = ensure_split(manifest, seed=cfg.split_seed)
+    pool = manifest.split("train")
+    val = manifest.split("val")
+    n = len(pool)
+    if n == 0:
+        raise EdgedistalError("the manifest has no train split to select from",
+                              "split it (edgedistal ingest --split) or clear the split column")
+    budget = resolve_count(cfg.budget, n, "budget")
+    seed_size = min(resolve_count(cfg.seed_size, n, "seed size"), budget)
+    batch = resolve_count(cfg.batch, n, "batch") if cfg.batch is not None else None
+    ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
+    kept = {f: c for f, c in ms.items() if c <= budget}
+    dropped = sorted(f for f in ms if f not in kept)
+    targets = schedule(n, seed_size, budget, batch=batch, rounds=cfg.rounds, milestones=list(kept.values()))
+
+    state_path = out / "state.json"
+    workdir = out / "learner"
+    if not resume:
+        state_path.unlink(missing_ok=True)
+        if workdir.exists():
+            shutil.rmtree(workdir)
+    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **cfg.strategy_kw)
+    wants_bald = cfg.strategy.split("+")[-1] == "bald" or cfg.strategy_kw.get("score") == "bald"
+    if wants_bald and cfg.mc_dropout <= 0 and learner is None:
+        raise EdgedistalError("the BALD score needs MC-dropout samples", "add --mc-dropout 10")
+    mode = cfg.mode
+    if learner is None:
+        learner = build_learner(cfg, pool, val, workdir, progress)
+    else:
+        mode = getattr(learner, "mode", "custom")
+    info = PoolInfo(
+        labels=pool.labels,
+        groups=pool.df["group"].to_numpy(dtype=object),
+        methods=pool.df["method"].to_numpy(dtype=object).astype(str),
+        val_labels=val.labels if len(val) else None,
+    )
+    fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}, sort_keys=True)
+    fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
+
+    bar = _Bar(len(targets), progress)
+    looped = _PauseBar(learner, bar)  # training/scoring draw their own bars meanwhile
+
+    def after(rec: dict, state: LoopState) -> None:
+        got = len(state.order)
+        for f, c in kept.items():
+            if c == got or (c < got and c <= targets[0] and len(state.rounds) == 1):
+                _picked_manifest(pool, state, c).save(_milestone_path(out, f))
+        bar.step(rec)
+        if on_round:
+            on_round(rec)
+
+    try:
+        state, _ = run_loop(
+            looped, strategy, info, targets, state_path,
+            fingerprint=fingerprint, seed=cfg.seed, seed_strategy=cfg.seed_strategy,
+            patience=cfg.patience, min_delta=cfg.min_delta,
+            device=_selection_device(cfg.device), resume=resume, on_round=after,
+        )
+    finally:
+        bar.close()
+
+    labelled = np.zeros(n, bool)
+    labelled[np.asarray(state.order, np.int64)] = True
+    final = learner.update(labelled, len(state.rounds), derive_seed(cfg.seed, len(state.rounds)))
+    final_auc = val_auc(final, info.val_labels)
+
+    dist = _picked_manifest(pool, state)
+    dist.save(out / "distilled.parquet")
+    dist.save(out / "distilled.csv")
+    for f, c in kept.items():  # milestones reached (also those written during the run)
+        if c <= len(state.order):
+            _picked_manifest(pool, state, c).save(_milestone_path(out, f))
+    rounds = pd.DataFrame(state.rounds)
+    with atomic_path(out / "rounds.parquet") as tmp:
+        rounds.to_parquet(tmp, index=False)
+    with atomic_path(out / "rounds.csv") as tmp:
+        rounds.to_csv(tmp, index=False)
+    _write_pool_scores(out, pool, state, final)
+    sub = materialise(dist, out, cfg.materialise)
+    summary = {
+        "mode": mode,
+        "config": asdict(cfg),
+        "learner": learner.describe(),
+        "pool": n,
+        "val": len(val),
+        "budget": budget,
+        "seed_size": seed_size,
+        "targets": targets,
+        "milestones": {f"{f:.3f}": c for f, c in kept.items()},
+        "milestones_ignored_above_budget": dropped,
+        "selected": len(state.order),
+        "stop_reason": state.stop_reason,
+        "final_val_auc": None if math.isnan(final_auc) else final_auc,
+        "groups_covered": int(pd.Series(info.groups[labelled]).nunique()),
+        "groups_in_pool": int(pd.Series(info.groups).nunique()),
+        "subset": str(sub) if sub else None,
+    }
+    write_json_atomic(out / "config.json", summary)
+    return DistillResult(dist, rounds, out, summary)
+
+
+class _PauseBar:
+    """Learner wrapper that hides the round bar during ``update``: rich allows one live display,
+    and training and scoring show their own."""
+
+    def __init__(self, learner: Learner, bar: _Bar):
+        self.learner, self.bar = learner, bar
+        self.mode = getattr(learner, "mode", "custom")
+
+    def seed_embeddings(self) -> np.ndarray:
+        return self.learner.seed_embeddings()
+
+    def update(self, labelled: np.ndarray, round_idx: int, seed: int) -> Scores:
+        self.bar.pause()
+        try:
+            return self.learner.update(labelled, round_idx, seed)
+        finally:
+            self.bar.resume()
+
+    def describe(self) -> dict:
+        return self.learner.describe()
+
+
+class _Bar:
+    """A rich progress bar over rounds (quiet when not on a terminal)."""
+
+    def __init__(self, total: int, on: bool):
+        from edgedistal.utils.progress import enabled
+
+        self.progress = None
+        self.running = False
+        if on and enabled():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]distill"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+            )
+            self.task = self.progress.add_task("", total=total)
+            self.resume()
+
+    def pause(self) -> None:
+        if self.progress is not None and self.running:
+            self.progress.stop()
+            self.running = False
+
+    def resume(self) -> None:
+        if self.progress is not None and not self.running:
+            self.progress.start()
+            self.running = True
+
+    def step(self, rec: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.task, completed=rec["round"] + 1,
+                description=f"labelled {rec['labelled']}/{rec['target']}",
+            )
+
+    def close(self) -> None:
+        self.pause()
+
+
+__all__ = ["DistillConfig", "DistillResult", "run_distill", "materialise", "HeadLearner"]
