@@ -1,0 +1,798 @@
+"""Latency, throughput, memory and accuracy drift per backend × precision × batch.
+
+Timing follows trtexec/Polygraphy: warm up, then record one sample per iteration and report
+percentiles of the *recorded samples* (never of running means). End-to-end latency is always
+host→host (uint8 batch in host memory → probabilities/embeddings back in host memory); a
+compute-only latency is added where the backend lets us keep the input on the device (torch on
+CUDA, timed with CUDA events). Accuracy (AUC, balanced accuracy, max |Δp| against the fp32 run of
+the same backend family) is measured once per backend × precision on a labelled manifest, so a
+fast int8 row can never hide a broken model.
+
+The backend factory is injectable: tests drive the whole loop with scripted fake backends and a
+fake clock; the CLI uses :func:`edgedistal.runtime.select.get_backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import inspect
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistal.errors import EdgedistalError
+from edgedistal.runtime.base import PRECISIONS, Backend
+
+SCHEMA_VERSION = 1
+#: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
+PERCENTILE_METHOD = "linear"
+PERCENTILES = (50, 90, 95, 99)
+#: Backends in the order ``auto`` prefers them (same order as runtime.select).
+KNOWN_BACKENDS = ("tensorrt", "onnxruntime-gpu", "torch-cuda", "onnxruntime", "torch")
+CPU_BACKENDS = ("onnxruntime", "torch")
+#: Relative p50/p99 change between two passes still called stable.
+STABILITY_TOLERANCE = 0.15
+
+#: Published peaks of the Jetson modules the ``jetson`` profile estimates for. NVIDIA quotes
+#: *sparse* INT8 TOPS (module total, GPU + DLA); the figures below are the GPU's *dense* rates:
+#: half the sparse GPU INT8 rate, FP16 dense = half of INT8 dense (Ampere tensor cores).
+JETSON_PEAKS: dict[str, dict[str, Any]] = {
+    "Jetson Orin Nano 8GB": {
+        "int8_dense_tops": 20.0,
+        "fp16_dense_tflops": 10.0,
+        "headline": "40 TOPS INT8 sparse (GPU only; no DLA), 15 W, GPU 625 MHz",
+        "source": "NVIDIA Jetson Orin Nano Series datasheet (40 sparse INT8 TOPS); dense = 1/2",
+    },
+    "Jetson Orin NX 16GB": {
+        "int8_dense_tops": 30.0,
+        "fp16_dense_tflops": 15.0,
+        "headline": "100 TOPS INT8 sparse (GPU ~60 + 2x DLA ~40), 25 W, GPU 918 MHz",
+        "source": (
+            "NVIDIA Jetson Orin NX Series datasheet (100 sparse INT8 TOPS module total); GPU share "
+            "from the Jetson AGX Orin Technical Brief v1.2 per-SM rate (170 sparse INT8 TOPS on "
+            "16 SM at 1.3 GHz) scaled to 8 SM at 918 MHz; dense = 1/2"
+        ),
+    },
+}
+#: Fraction of peak a small CNN reaches at batch 1 (assumption, not a measurement): convolutions
+#: this small are launch- and bandwidth-bound, so the estimate is a compute-bound lower bound.
+ASSUMED_UTILISATION = 0.25
+#: Workspace (memory-pool) cap the jetson profile asks backends to respect, in MiB.
+JETSON_WORKSPACE_MB = 1024
+
+Clock = Callable[[], float]
+Factory = Callable[[str, str, int], Backend]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure. ``min_time_s`` (if set) replaces the fixed ``iters`` count."""
+
+    backends: Sequence[str] = ("auto",)
+    precisions: Sequence[str] = ("fp32",)
+    batches: Sequence[int] = (1, 8, 32)
+    warmup: int = 10
+    iters: int = 100
+    min_time_s: float | None = None
+    min_iters: int = 10
+    max_iters: int = 100_000
+    repeat: int = 1
+    profile: str = "default"
+    workspace_mb: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def jetson_profile(config: BenchConfig) -> BenchConfig:
+    """Batch 1, fp16 + int8, workspace capped: how a camera pipeline runs on an Orin module."""
+    config.profile = "jetson"
+    config.batches = (1,)
+    config.precisions = ("fp16", "int8")
+    config.workspace_mb = config.workspace_mb or JETSON_WORKSPACE_MB
+    return config
+
+
+# -- statistics ----------------------------------------------------------------------------------
+def summarize(samples_ms: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """Percentiles, mean, min and max of recorded per-iteration samples (milliseconds)."""
+    s = np.asarray(samples_ms, dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("no latency samples recorded")
+    pct = np.percentile(s, PERCENTILES, method=PERCENTILE_METHOD)
+    out: dict[str, Any] = {f"p{p}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)}
+    out.update(mean=float(s.mean()), std=float(s.std()), min=float(s.min()), max=float(s.max()))
+    out["n"] = int(s.size)
+    out["samples_summary"] = (
+        f"{s.size} samples after warm-up; percentiles by numpy.percentile(method="
+        f"{PERCENTILE_METHOD!r})"
+    )
+    return out
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    warmup: int,
+    iters: int,
+    min_time_s: float | None = None,
+    clock: Clock = time.perf_counter,
+    min_iters: int = 10,
+    max_iters: int = 100_000,
+) -> np.ndarray:
+    """Run ``fn`` ``warmup`` times untimed, then record each call's duration in ms.
+
+    With ``min_time_s`` the loop runs until that much time was recorded *and* at least
+    ``min_iters`` samples exist (trtexec's ``--duration`` semantics), capped at ``max_iters``.
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    total = 0.0
+    while True:
+        t0 = clock()
+        fn()
+        dt = clock() - t0
+        samples.append(dt * 1e3)
+        total += dt
+        n = len(samples)
+        if n >= max_iters:
+            break
+        if min_time_s is None:
+            if n >= iters:
+                break
+        elif total >= min_time_s and n >= min_iters:
+            break
+    return np.asarray(samples)
+
+
+def time_device_calls(
+    fn: Callable[[], float], warmup: int, iters: int, min_time_s: float | None = None,
+    min_iters: int = 10, max_iters: int = 100_000,
+) -> np.ndarray:
+    """Like :func:`time_calls` for functions that measure themselves and return ms (CUDA events)."""
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    while True:
+        samples.append(float(fn()))
+        n = len(samples)
+        if n >= max_iters:
+            break
+        if min_time_s is None:
+            if n >= iters:
+                break
+        elif sum(samples) / 1e3 >= min_time_s and n >= min_iters:
+            break
+    return np.asarray(samples)
+
+
+# -- memory --------------------------------------------------------------------------------------
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux ≥ 4.0: write 5 to clear_refs); True if done."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (VmHWM, else getrusage)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if platform.system() == "Linux" else kb / 2**20
+
+
+def _cuda_index(device: str) -> int | None:
+    if not device.startswith("cuda"):
+        return None
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+def _reset_device_peak(device: str) -> None:
+    idx = _cuda_index(device)
+    if idx is None:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize(idx)
+        torch.cuda.reset_peak_memory_stats(idx)
+
+
+def _device_peak_mb(device: str) -> float | None:
+    """torch's peak allocation on the device (covers torch backends; None for CPU)."""
+    idx = _cuda_index(device)
+    if idx is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize(idx)
+    return torch.cuda.max_memory_allocated(idx) / 2**20
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+def predict_all(backend: Backend, images: np.ndarray, batch: int) -> np.ndarray:
+    """Probabilities for every image, in order, batch by batch."""
+    out = [backend.infer(np.ascontiguousarray(images[s : s + batch]))[0] for s in range(0, len(images), batch)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def accuracy_metrics(
+    labels: np.ndarray, probs: np.ndarray, reference: np.ndarray | None = None
+) -> dict[str, float | None]:
+    """AUC and balanced accuracy at 0.5 (sklearn), and max |Δp| against ``reference`` probs."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    labels = np.asarray(labels).astype(int)
+    probs = np.asarray(probs, dtype=np.float64)
+    both = len(np.unique(labels)) == 2
+    auc = float(roc_auc_score(labels, probs)) if both else None
+    bacc = float(balanced_accuracy_score(labels, (probs >= 0.5).astype(int))) if len(labels) else None
+    dp = float(np.max(np.abs(probs - reference))) if reference is not None and len(probs) else None
+    return {"auc": auc, "balanced_acc": bacc, "max_abs_dp_vs_fp32": dp, "n": int(len(labels))}
+
+
+# -- compute-only timing ---------------------------------------------------------------------------
+def device_compute_fn(backend: Backend, images: np.ndarray) -> Callable[[], float] | None:
+    """A self-timing call of the backend's model on a device-resident batch, or None.
+
+    Works for backends that expose ``model`` (a torch module taking uint8 NHWC, i.e. a
+    DeployModel) on a CUDA device; the input is uploaded once and each call is timed with CUDA
+    events, so the number excludes host↔device copies and host-side preprocessing.
+    """
+    device = backend.info.device
+    model = getattr(backend, "model", None)
+    if _cuda_index(device) is None or model is None:
+        return None
+    import torch
+
+    if not isinstance(model, torch.nn.Module) or not torch.cuda.is_available():
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    autocast = getattr(backend, "autocast_dtype", None)
+
+    def run() -> float:
+        with torch.inference_mode():
+            ctx = torch.autocast("cuda", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+            start.record()
+            with ctx:
+                model(x)
+            end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return run
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def static_skip_reason(backend: str, precision: str) -> str | None:
+    """Combinations not worth running whatever the machine; the reason goes into the report."""
+    if precision not in PRECISIONS:
+        return f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})"
+    if backend.startswith("torch") and precision == "int8":
+        return "torch backends have no int8 path; int8 runs from the QDQ ONNX model (onnxruntime/tensorrt)"
+    if backend in CPU_BACKENDS and precision == "fp16":
+        return "fp16 on CPU: no fast fp16 kernels (emulated via casts); not a deployment target"
+    return None
+
+
+def resolve_backends(requested: Sequence[str], available: Sequence[str]) -> list[str]:
+    """``auto`` → the available ones; ``all`` → every known backend (missing ones get skip rows)."""
+    req = [r.strip() for r in requested if r.strip()]
+    if not req or req == ["auto"]:
+        return [b for b in KNOWN_BACKENDS if b in available]
+    if req == ["all"]:
+        return list(KNOWN_BACKENDS)
+    unknown = [r for r in req if r not in KNOWN_BACKENDS]
+    if unknown:
+        raise EdgedistalError(
+            f"unknown backend(s) {', '.join(unknown)}",
+            f"use auto, all or a comma list of {', '.join(KNOWN_BACKENDS)}",
+        )
+    return req
+
+
+def _batch_of(images: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` images (tiled if the set is smaller), contiguous in host memory."""
+    idx = np.arange(n) % len(images)
+    return np.ascontiguousarray(images[idx])
+
+
+def _skip_row(backend: str, precision: str, batch: int, reason: str, device: str = "") -> dict[str, Any]:
+    return {
+        "backend": backend, "device": device, "precision": precision, "batch": int(batch),
+        "detail": "", "latency_ms": None, "compute_ms": None, "throughput_ips": None,
+        "peak_host_mb": None, "peak_device_mb": None, "accuracy": None, "skipped_reason": reason,
+    }
+
+
+def _time_one(backend: Backend, images: np.ndarray, batch: int, config: BenchConfig, clock: Clock) -> dict[str, Any]:
+    """One timed row: host→host samples, compute-only samples where possible, memory peaks."""
+    x = _batch_of(images, batch)
+    device = backend.info.device
+    rss_reset = reset_peak_rss()
+    _reset_device_peak(device)
+    samples = time_calls(
+        lambda: backend.infer(x), config.warmup, config.iters, config.min_time_s, clock,
+        config.min_iters, config.max_iters,
+    )
+    lat = summarize(samples)
+    compute = None
+    fn = device_compute_fn(backend, x)
+    if fn is not None:
+        compute = summarize(time_device_calls(fn, config.warmup, config.iters, config.min_time_s, config.min_iters, config.max_iters))
+        compute["samples_summary"] = compute["samples_summary"].replace("samples", "CUDA-event samples (device-resident input)")
+    return {
+        "latency_ms": lat,
+        "compute_ms": compute,
+        "throughput_ips": batch / (lat["mean"] / 1e3),
+        "peak_host_mb": peak_rss_mb(),
+        "peak_host_scope": "row" if rss_reset else "process",
+        "peak_device_mb": _device_peak_mb(device),
+        "samples_ms": [round(float(s), 4) for s in samples],
+    }
+
+
+def run_bench(
+    images_for: Callable[[int], np.ndarray],
+    labels: np.ndarray,
+    config: BenchConfig,
+    factory: Factory,
+    available: Sequence[str],
+    clock: Clock = time.perf_counter,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Measure every backend × precision × batch; returns the report dict (rows + stability).
+
+    ``images_for(size)`` gives the labelled images at a backend's input size; ``factory(name,
+    precision, batch_size)`` builds a backend or raises (the message becomes the skip reason).
+    """
+    backends = resolve_backends(config.backends, available)
+    precisions = sorted(dict.fromkeys(config.precisions), key=lambda p: (p != "fp32", p))
+    batches = sorted({int(b) for b in config.batches})
+    if not batches or batches[0] < 1:
+        raise EdgedistalError(f"bad batch sizes {config.batches}", "pass positive sizes, e.g. --batch 1,8,32")
+    max_batch = batches[-1]
+    passes: list[dict[tuple[str, str, int], dict[str, Any]]] = []
+    accuracy: dict[tuple[str, str], dict[str, Any]] = {}
+    meta: dict[tuple[str, str], dict[str, str]] = {}
+    skipped: dict[tuple[str, str], str] = {}
+    fp32_probs: dict[str, np.ndarray | None] = {}
+
+    def reference(name: str) -> np.ndarray | None:
+        """fp32 probabilities of this backend family (computed on demand if fp32 not benchmarked)."""
+        if name not in fp32_probs:
+            fp32_probs[name] = None
+            with contextlib.suppress(Exception):
+                be = factory(name, "fp32", max_batch)
+                try:
+                    fp32_probs[name] = predict_all(be, images_for(be.image_size), max_batch)
+                finally:
+                    be.close()
+        return fp32_probs[name]
+
+    loads: list[dict[str, Any]] = []
+    for p in range(max(1, config.repeat)):
+        timings: dict[tuple[str, str, int], dict[str, Any]] = {}
+        load0, t0 = _load1(), time.time()
+        for name in backends:
+            for prec in precisions:
+                key = (name, prec)
+                if key in skipped:
+                    continue
+                reason = static_skip_reason(name, prec)
+                if reason is None and name not in available:
+                    reason = f"backend {name!r} not available on this machine (available: {', '.join(available) or 'none'})"
+                if reason is not None:
+                    skipped[key] = reason
+                    continue
+                try:
+                    be = factory(name, prec, max_batch)
+                except Exception as exc:  # noqa: BLE001 - any failure to build is a recorded skip
+                    skipped[key] = f"could not create backend: {exc.__class__.__name__}: {exc}"
+                    log(f"skip {name} {prec}: {skipped[key]}")
+                    continue
+                try:
+                    meta[key] = {"device": be.info.device, "detail": be.info.detail, "precision": be.info.precision}
+                    imgs = images_for(be.image_size)
+                    if p == 0:
+                        probs = predict_all(be, imgs, max_batch)
+                        if prec == "fp32":
+                            fp32_probs[name] = probs
+                        ref = fp32_probs.get(name) if prec == "fp32" else reference(name)
+                        accuracy[key] = accuracy_metrics(labels, probs, ref)
+                    for b in batches:
+                        log(f"pass {p + 1}: {name} {prec} batch {b}")
+                        try:
+                            timings[(name, prec, b)] = _time_one(be, imgs, b, config, clock)
+                        except Exception as exc:  # noqa: BLE001 - e.g. a static-shape engine
+                            timings[(name, prec, b)] = {"error": f"{exc.__class__.__name__}: {exc}"}
+                finally:
+                    be.close()
+        passes.append(timings)
+        loads.append({"pass": p + 1, "loadavg1_start": load0, "loadavg1_end": _load1(),
+                      "wall_s": round(time.time() - t0, 1)})
+
+    rows: list[dict[str, Any]] = []
+    for name in backends:
+        for prec in precisions:
+            key = (name, prec)
+            for b in batches:
+                if key in skipped:
+                    rows.append(_skip_row(name, prec, b, skipped[key]))
+                    continue
+                t = passes[0].get((name, prec, b), {"error": "not measured"})
+                if "error" in t:
+                    rows.append(_skip_row(name, prec, b, f"inference failed: {t['error']}", meta[key]["device"]))
+                    continue
+                row = _skip_row(name, prec, b, "", meta[key]["device"])
+                row.update(t, detail=meta[key]["detail"], accuracy=accuracy.get(key), skipped_reason=None)
+                rows.append(row)
+    st = stability(passes) if len(passes) > 1 else None
+    if st is not None:
+        st["passes"] = loads  # a failed comparison next to a load spike points at contention
+    return {"rows": rows, "stability": st}
+
+
+def _load1() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def stability(passes: list[dict[tuple[str, str, int], dict[str, Any]]], tol: float = STABILITY_TOLERANCE) -> dict[str, Any]:
+    """Compare p50/p99 of every row between the first and each later pass (relative change)."""
+    comparisons = []
+    first = passes[0]
+    for k, t0 in first.items():
+        if "error" in t0:
+            continue
+        for i, other in enumerate(passes[1:], start=2):
+            t1 = other.get(k)
+            if not t1 or "error" in t1:
+                continue
+            c: dict[str, Any] = {"backend": k[0], "precision": k[1], "batch": k[2], "pass": i}
+            for q in ("p50", "p99"):
+                a, b = t0["latency_ms"][q], t1["latency_ms"][q]
+                c[f"{q}_pass1"], c[f"{q}_pass{i}"] = a, b
+                c[f"{q}_rel_change"] = abs(b - a) / a if a > 0 else None
+            c["stable"] = all(c[f"{q}_rel_change"] is not None and c[f"{q}_rel_change"] <= tol for q in ("p50", "p99"))
+            comparisons.append(c)
+    return {
+        "tolerance": tol,
+        "method": "each pass times every row again (backends rebuilt); |p_later - p_pass1| / p_pass1 for p50 and p99",
+        "all_stable": bool(comparisons) and all(c["stable"] for c in comparisons),
+        "rows": comparisons,
+    }
+
+
+# -- jetson estimate -----------------------------------------------------------------------------
+def count_flops(detector: Any, image_size: int) -> int:
+    """FLOPs of one forward pass at batch 1 (torch FlopCounterMode: 2 per multiply-add)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    detector = detector.eval()
+    x = torch.zeros(1, 3, image_size, image_size)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        detector(x)
+    return int(counter.get_total_flops())
+
+
+def jetson_estimate(flops: int, utilisation: float = ASSUMED_UTILISATION) -> dict[str, Any]:
+    """ESTIMATE of batch-1 latency on Orin modules from FLOPs and published peaks (not measured)."""
+    rows = []
+    for device, spec in JETSON_PEAKS.items():
+        for prec, peak in (("fp16", spec["fp16_dense_tflops"]), ("int8", spec["int8_dense_tops"])):
+            ms = flops / (peak * 1e12 * utilisation) * 1e3
+            rows.append({
+                "device": device, "precision": prec, "peak_dense_tops": peak,
+                "estimated_latency_ms": ms, "estimated_throughput_ips": 1e3 / ms,
+            })
+    return {
+        "label": "ESTIMATE (not measured): FLOPs / (published dense peak x assumed utilisation)",
+        "flops_per_image": int(flops),
+        "assumed_utilisation": utilisation,
+        "batch": 1,
+        "rows": rows,
+        "peaks": JETSON_PEAKS,
+        "caveat": "compute-bound model: ignores memory bandwidth, kernel launch and pre/post-processing; "
+                  "treat as a lower bound on latency and verify on the device with trtexec",
+    }
+
+
+# -- environment ---------------------------------------------------------------------------------
+def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (x86 'model name'; ARM boards fall back to the DT model)."""
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text()
+        for key in ("model name", "Model", "Hardware", "cpu model"):
+            m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+            if m:
+                return m.group(1).strip()
+    with contextlib.suppress(OSError):
+        return Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    return platform.processor() or platform.machine()
+
+
+def jetson_info() -> dict[str, Any] | None:
+    """L4T release, JetPack version and nvpmodel power mode on a Jetson; None elsewhere."""
+    rel = Path("/etc/nv_tegra_release")
+    if not rel.exists():
+        return None
+    info: dict[str, Any] = {"nv_tegra_release": None, "l4t": None, "jetpack": None, "power_mode": None}
+    with contextlib.suppress(OSError):
+        first = rel.read_text().splitlines()[0]
+        info["nv_tegra_release"] = first.strip("# ").strip()
+        m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", first)
+        if m:
+            info["l4t"] = f"{m.group(1)}.{m.group(2)}"
+    jp = _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
+    info["jetpack"] = jp or None
+    info["power_mode"] = _run(["nvpmodel", "-q"])
+    with contextlib.suppress(OSError):
+        info["model"] = Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    return info
+
+
+def capture_environment() -> dict[str, Any]:
+    """Everything needed to interpret a number: machine, accelerators, library versions, load."""
+    env: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_logical_cores": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "versions": {
+            d: _version(d)
+            for d in ("edgedistal", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy", "timm")
+        },
+        "gpu": None, "jetson": jetson_info(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with contextlib.suppress(Exception):
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["versions"]["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            env["gpu"] = {
+                "name": torch.cuda.get_device_name(0),
+                "capability": f"{props.major}.{props.minor}",
+                "memory_gb": round(props.total_memory / 2**30, 1),
+                "count": torch.cuda.device_count(),
+                "cudnn": torch.backends.cudnn.version(),
+            }
+    with contextlib.suppress(Exception):
+        import onnxruntime as ort
+
+        env["ort_providers"] = ort.get_available_providers()
+    smi = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    if smi:
+        name, driver, mem = [s.strip() for s in smi.splitlines()[0].split(",")][:3]
+        env["nvidia_smi"] = {"name": name, "driver": driver, "memory": mem}
+        cuda = _run(["nvidia-smi"])
+        m = re.search(r"CUDA Version:\s*([\d.]+)", cuda or "")
+        env["nvidia_smi"]["cuda_driver_api"] = m.group(1) if m else None
+    return env
+
+
+def finish_environment(env: dict[str, Any]) -> dict[str, Any]:
+    env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return env
+
+
+def config_dict(config: BenchConfig) -> dict[str, Any]:
+    d = asdict(config)
+    for k in ("backends", "precisions", "batches"):
+        d[k] = list(d[k])
+    return d
+
+
+# -- from files ----------------------------------------------------------------------------------
+def select_rows(manifest: Any, split: str | None, limit: int | None, seed: int = 0) -> Any:
+    """The labelled rows to score: ``split`` if the manifest has it (else all), at most ``limit``."""
+    m = manifest
+    if split:
+        part = m.split(split)
+        m = part if len(part) else m
+    if limit and len(m) > limit:
+        rng = np.random.default_rng(seed)
+        m = m.take(np.sort(rng.choice(len(m), size=limit, replace=False)))
+    return m
+
+
+def runtime_factory(
+    checkpoint: str | None, onnx_dir: str | None, engine_dir: str | None, device: str | None,
+    workspace_mb: int | None, cuda_graphs: bool = False,
+) -> tuple[Factory, list[str], dict[str, Any]]:
+    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports."""
+    from edgedistal.runtime import select
+
+    params = inspect.signature(select.get_backend).parameters
+    extra: dict[str, Any] = {}
+    notes: dict[str, Any] = {"workspace_mb": workspace_mb, "workspace_applied": False}
+    if workspace_mb:
+        for key in ("workspace_mb", "memory_pool_mb", "workspace"):
+            if key in params:
+                extra[key] = workspace_mb
+                notes["workspace_applied"] = key
+                break
+
+    def factory(name: str, precision: str, batch_size: int) -> Backend:
+        return select.get_backend(
+            name, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, **extra,
+        )
+
+    return factory, list(select.available_backends()), notes
+
+
+def model_flops(checkpoint: str | None, onnx_dir: str | None) -> tuple[int | None, str]:
+    """FLOPs of the detector at its image size (from the checkpoint, else an export sidecar)."""
+    from edgedistal.models.registry import Detector, DetectorConfig, load_checkpoint
+
+    try:
+        if checkpoint:
+            det, _ = load_checkpoint(checkpoint)
+        elif onnx_dir:
+            cfg = None
+            for p in sorted(Path(onnx_dir).glob("*.json")):
+                with contextlib.suppress(Exception):
+                    import json
+
+                    d = json.loads(p.read_text())
+                    c = d.get("config") or d.get("detector_config")
+                    if isinstance(c, dict) and "backbone" in c:
+                        cfg = DetectorConfig.from_dict(c)
+                        break
+            if cfg is None:
+                return None, "no detector config found in the export sidecars"
+            det = Detector(cfg)
+        else:
+            return None, "no model given"
+        return count_flops(det, det.config.image_size), f"{det.config.backbone} @ {det.config.image_size}px"
+    except Exception as exc:  # noqa: BLE001 - the estimate is optional
+        return None, f"FLOP count failed: {exc}"
+
+
+def bench_files(
+    manifest_path: str | os.PathLike[str],
+    config: BenchConfig,
+    checkpoint: str | None = None,
+    onnx_dir: str | None = None,
+    engine_dir: str | None = None,
+    device: str | None = None,
+    split: str | None = "test",
+    limit: int | None = 512,
+    cuda_graphs: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Benchmark the backends that can run ``checkpoint`` / ``onnx_dir`` on a labelled manifest.
+
+    ``threads`` caps CPU parallelism for every backend (process affinity, which ONNX Runtime's
+    pool follows, plus torch's intra-op threads): on a shared machine one thread per backend
+    avoids the spin-wait stalls that make multi-threaded percentiles meaningless.
+    """
+    from edgedistal.data.images import load_images
+    from edgedistal.data.manifest import Manifest
+
+    if not checkpoint and not onnx_dir and not engine_dir:
+        raise EdgedistalError("nothing to benchmark", "pass --checkpoint C and/or --onnx-dir export/")
+    for p, what in ((checkpoint, "checkpoint"), (onnx_dir, "ONNX folder"), (engine_dir, "engine folder")):
+        if p and not Path(p).exists():
+            raise EdgedistalError(f"{p}: {what} not found", "check the path (export with `edgedistal export`)")
+    if threads:
+        limit_threads(threads)
+    env = capture_environment()
+    env["threads_cap"] = threads
+    rows = select_rows(Manifest.load(manifest_path), split, limit)
+    if len(rows) == 0:
+        raise EdgedistalError(f"{manifest_path}: manifest has no rows", "ingest a labelled dataset first")
+    paths, labels = rows.paths, rows.labels
+    cache: dict[int, np.ndarray] = {}
+
+    def images_for(size: int) -> np.ndarray:
+        if size not in cache:
+            cache[size] = np.array(load_images(paths, size))  # in RAM, writable: no mmap faults in timing
+        return cache[size]
+
+    factory, available, notes = runtime_factory(
+        checkpoint, onnx_dir, engine_dir, device, config.workspace_mb, cuda_graphs
+    )
+    log(f"available backends: {', '.join(available)}")
+    result = run_bench(images_for, labels, config, factory, available, log=log)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "edgedistal bench",
+        "environment": finish_environment(env),
+        "config": config_dict(config),
+        "inputs": {
+            "manifest": str(manifest_path), "split": split, "n_images": len(rows),
+            "n_fake": int(np.sum(labels == 1)), "n_real": int(np.sum(labels == 0)),
+            "checkpoint": checkpoint, "onnx_dir": onnx_dir, "engine_dir": engine_dir,
+        },
+        "method": method_notes(config),
+        "backend_notes": notes,
+        "available_backends": available,
+        **result,
+        "jetson_estimate": None,
+    }
+    if config.profile == "jetson":
+        flops, what = model_flops(checkpoint, onnx_dir)
+        report["jetson_estimate"] = jetson_estimate(flops) if flops else {"label": "ESTIMATE unavailable", "reason": what}
+        if flops:
+            report["jetson_estimate"]["model"] = what
+    return report
+
+
+def limit_threads(n: int) -> list[int]:
+    """Pin this process to ``n`` of its allowed CPUs and set torch's intra-op threads to ``n``."""
+    cpus = sorted(os.sched_getaffinity(0))[:n] if hasattr(os, "sched_getaffinity") else []
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(n)
+    return cpus
+
+
+def method_notes(config: BenchConfig) -> list[str]:
+    loop = (
+        f"{config.warmup} warm-up calls, then {config.iters} timed calls"
+        if config.min_time_s is None
+        else f"{config.warmup} warm-up calls, then timed calls until {config.min_time_s:g} s were "
+        f"recorded (at least {config.min_iters})"
+    )
+    return [
+        f"Latency: {loop} per backend x precision x batch, one sample per call (time.perf_counter).",
+        "End-to-end latency is host->host: uint8 NHWC batch in host memory -> probabilities + "
+        "embeddings back in host memory (includes any H2D/D2H copies and in-graph normalisation).",
+        "compute_ms: device-resident input, timed with CUDA events (torch on CUDA only); null elsewhere.",
+        f"Percentiles: numpy.percentile(samples, q, method={PERCENTILE_METHOD!r}) over the recorded "
+        "samples; throughput = batch / mean latency.",
+        "Peak host memory: VmHWM from /proc/self/status, reset before each row via "
+        "/proc/self/clear_refs (peak_host_scope=row) or process-wide when reset is not permitted.",
+        "Peak device memory: torch.cuda.max_memory_allocated (torch allocations only; ORT/TensorRT "
+        "arenas are not seen by it).",
+        "Accuracy: once per backend x precision over the labelled images (AUC and balanced accuracy "
+        "at p>=0.5, sklearn); max |dp| vs the fp32 run of the same backend.",
+    ]
