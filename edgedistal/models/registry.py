@@ -65,7 +65,8 @@ class Detector(nn.Module):
                 f"unknown backbone {config.backbone!r} ({exc})",
                 f"use a timm model name, e.g. one of {', '.join(KNOWN_BACKBONES)}",
             ) from exc
-        feat = self.backbone.num_features
+        # pooled output size: models with a pre-logits layer (MobileNetV3) emit head_hidden_size
+        feat = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.proj = nn.Linear(feat, config.embed_dim) if config.embed_dim else nn.Identity()
         self.embed_dim = config.embed_dim or feat
         self.dropout = nn.Dropout(config.drop_rate)
@@ -139,7 +140,13 @@ def load_backbone_weights(model: Detector, path: str | os.PathLike[str]) -> None
         state = state["model"]
     classifier = {"fc.weight", "fc.bias", "classifier.weight", "classifier.bias", "head.weight", "head.bias", "head.fc.weight", "head.fc.bias"}
     state = {k.removeprefix("module."): v for k, v in state.items() if k.removeprefix("module.") not in classifier}
-    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # strict=False still raises on shape mismatches
+        raise EdgedistalError(
+            f"{path}: weights do not match backbone {model.config.backbone!r} (shape mismatch)",
+            "pass weights saved from the same timm/torchvision architecture",
+        ) from exc
     if len(missing) > len(state) // 2 or (unexpected and len(unexpected) > len(state) // 2):
         raise EdgedistalError(
             f"{path}: weights do not match backbone {model.config.backbone!r} "

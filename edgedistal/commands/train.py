@@ -1,0 +1,66 @@
+"""`edgedistal train`: train a detector on a manifest's train split (early stop on val)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--manifest", "-m", "manifest_path", required=True, type=click.Path(path_type=Path),
+              help="Manifest (.parquet/.csv); split by group if it has no split yet.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
+              help="Run folder: detector.pt, metrics.json, split.parquet.")
+@click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
+@click.option("--image-size", default=128, show_default=True, type=int)
+@click.option("--steps", default=None, type=int, help="Optimizer steps (wins over --epochs).")
+@click.option("--epochs", default=10.0, show_default=True, type=float)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=2e-3, show_default=True, type=float)
+@click.option("--weight-decay", default=0.05, show_default=True, type=float)
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
+@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard", show_default=True)
+@click.option("--eval-every", default=0, show_default=True, type=int, help="Steps between val evaluations (0: each epoch).")
+@click.option("--patience", default=5, show_default=True, type=int, help="Evaluations without val-AUC gain before stopping (0: off).")
+@click.option("--balanced/--no-balanced", default=True, show_default=True, help="Class-balanced loss.")
+@click.option("--drop-rate", default=0.0, show_default=True, type=float)
+@click.option("--embed-dim", default=None, type=int, help="Project embeddings to this size (default: backbone features).")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--threads", default=None, type=int, help="CPU threads for torch.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")
+@click.option("--pretrained", is_flag=True, help="Download timm pretrained weights (needs internet).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
+@click.option("--time-budget-min", default=None, type=float, help="Stop after this many minutes, keeping the best weights.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
+def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps: int | None, epochs: float,
+          batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
+          patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, amp: str, device: str,
+          threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
+          compile_: bool, time_budget_min: float | None, resume: bool) -> None:
+    """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
+    from edgedistal.data.manifest import Manifest
+    from edgedistal.models.metrics import format_table
+    from edgedistal.models.train import TrainConfig, train_on_manifest
+
+    cfg = TrainConfig(
+        backbone=backbone, image_size=image_size, embed_dim=embed_dim, drop_rate=drop_rate,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule, max_steps=steps,
+        epochs=epochs, eval_every=eval_every, patience=patience, balanced=balanced, augment=augment,
+        amp=amp, seed=seed, device=device, num_threads=threads, pretrained=pretrained, weights=weights,
+        compile=compile_, time_budget_s=time_budget_min * 60 if time_budget_min else None,
+    )
+    metrics = train_on_manifest(Manifest.load(manifest_path), cfg, out, split_seed=split_seed,
+                                resume=resume)
+    t = metrics["train"]
+    click.echo(
+        f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) on {t['device']} in {t['wall_s']:.1f} s, "
+        f"{t['images_per_s']:.0f} img/s, stopped: {t['stopped']}, best val AUC: {t['best_val_auc']}"
+    )
+    for name in ("val", "test"):
+        if name in metrics:
+            click.echo(f"[{name}]\n{format_table(metrics[name])}")
+    click.echo(f"checkpoint: {metrics['checkpoint']}\nmetrics: {Path(out) / 'metrics.json'}")

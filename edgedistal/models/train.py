@@ -1,0 +1,527 @@
+"""Train a :class:`Detector` on uint8 images: fast on a GPU, the same code on a CPU.
+
+The learner is compute-bound, so the loop avoids everything that is not the forward/backward
+pass: the whole uint8 training set lives on the device when it fits (batches are indexed there),
+augmentations are batched tensor ops on the device, AMP bf16 + channels_last on CUDA, no
+DataLoader worker processes. Early stopping watches validation AUC and restores the best
+weights; the checkpoint carries the config, the history and the metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistal.data.manifest import Manifest
+from edgedistal.errors import EdgedistalError
+from edgedistal.models.augment import BatchAugment, spec_for
+from edgedistal.models.metrics import binary_metrics
+from edgedistal.models.predict import amp_dtype, autocast, predict, resolve_device
+from edgedistal.models.registry import Detector, DetectorConfig, build_detector, save_checkpoint
+
+__all__ = ["TrainConfig", "FitResult", "fit", "predict", "resolve_device", "seed_everything", "train_on_manifest"]
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "resnet18"
+    image_size: int = 128
+    embed_dim: int | None = None
+    drop_rate: float = 0.0
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    schedule: str = "onecycle"  # or "cosine" (linear warm-up then cosine decay)
+    max_steps: int | None = None
+    epochs: float = 10.0  # max_steps wins when set
+    eval_every: int = 0  # steps; 0 → once per epoch
+    patience: int = 5  # evaluations without val-AUC improvement → stop (0 disables)
+    balanced: bool = True  # pos_weight = n_real / n_fake: deepfake data is ~83% fake
+    augment: str = "standard"  # "none" | "light" | "standard"
+    amp: str = "auto"  # bf16 on CUDA if supported (fp16 + grad scaling otherwise), off on CPU;
+    # "bf16" on a CPU with AVX512-BF16/AMX trains ~1.6-2x faster than fp32 (measured, Zen 4)
+    channels_last: bool = True
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    pretrained: bool = False
+    weights: str | None = None
+    compile: bool = False  # torch.compile the training model (CUDA; slow first step)
+    warmup: float = 0.1  # fraction of steps spent warming up (both schedules)
+    label_smoothing: float = 0.0
+    grad_clip: float | None = 2.0
+    time_budget_s: float | None = None  # stop (and keep the best weights) after this long
+    device_data_max_frac: float = 0.6  # keep the data on the GPU if it takes < this of free memory
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(
+            backbone=self.backbone, image_size=self.image_size, embed_dim=self.embed_dim, drop_rate=self.drop_rate
+        )
+
+
+@dataclass
+class FitResult:
+    model: Detector
+    history: list[dict]
+    best_val_auc: float | None
+    steps: int
+    epochs: float
+    wall_s: float
+    samples_seen: int
+    images_per_s: float  # training throughput (forward + backward + augmentation), evals excluded
+    best_step: int
+    stopped: str = ""  # why training ended: "steps", "early_stop", "time_budget"
+    device: str = ""
+    val_metrics: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _check_inputs(x: np.ndarray, y: np.ndarray, size: int, what: str) -> None:
+    if x.ndim != 4 or x.shape[1:] != (size, size, 3) or x.dtype != np.uint8:
+        raise EdgedistalError(
+            f"{what} images must be uint8 [N,{size},{size},3], got {x.dtype} {tuple(x.shape)}",
+            "load them with edgedistal.data.images.load_images(paths, image_size)",
+        )
+    if len(x) != len(y):
+        raise EdgedistalError(f"{what}: {len(x)} images but {len(y)} labels")
+
+
+def _place(x: np.ndarray, device: torch.device, max_frac: float) -> torch.Tensor | np.ndarray:
+    """Copy uint8 images to the device when they fit; otherwise keep them on the host."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if x.nbytes < max_frac * free:
+            return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        return x
+    if device.type == "cpu":
+        return x  # index the (possibly memory-mapped) array per batch: no full copy in RAM
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
+def _batch(data: torch.Tensor | np.ndarray, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        return data.index_select(0, idx.to(data.device, non_blocking=True))
+    order = idx.cpu().numpy()
+    xb = torch.from_numpy(np.ascontiguousarray(data[np.sort(order)]))
+    # restore the sampled order (sorted reads are much faster on a memmap)
+    xb = xb[torch.from_numpy(np.argsort(np.argsort(order)))]
+    if device.type == "cuda":
+        xb = xb.pin_memory()
+    return xb.to(device, non_blocking=True)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and norm parameters (the usual AdamW recipe)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(cfg: TrainConfig, progress: float) -> float:
+    """Learning-rate multiplier at ``progress`` in [0, 1] of the run.
+
+    ``onecycle``: warm up from lr/25 over max(warmup, 25%) of the run, cosine down to lr/1e4.
+    ``cosine``: linear warm-up from 0 over ``warmup``, cosine down to 0. Driven by progress (not
+    steps) so a time budget can compress the schedule and still end annealed.
+    """
+    if cfg.schedule not in ("onecycle", "cosine"):
+        raise EdgedistalError(f"unknown schedule {cfg.schedule!r}", "use onecycle or cosine")
+    onecycle = cfg.schedule == "onecycle"
+    warm = max(cfg.warmup, 0.25) if onecycle else cfg.warmup
+    start, end = (1 / 25, 1e-4) if onecycle else (0.0, 0.0)
+    progress = min(max(progress, 0.0), 1.0)
+    if warm > 0 and progress < warm:
+        return start + (1 - start) * progress / warm
+    t = (progress - warm) / max(1e-9, 1 - warm)
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class _Progress:
+    """A rich progress bar with loss / val AUC, silent when not on a terminal."""
+
+    def __init__(self, total: int, enabled: bool):
+        from edgedistal.utils.progress import enabled as tty
+
+        self.bar = None
+        if enabled and tty():
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=total, info="")
+
+    def update(self, step: int, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def fit(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    model: Detector | None = None,
+    resume: str | Path | None = None,
+) -> FitResult:
+    """Train a detector on uint8 NHWC RGB ``train_x`` (labels 0 real / 1 fake).
+
+    With validation data, evaluates every ``cfg.eval_every`` steps (default once per epoch),
+    stops after ``cfg.patience`` evaluations without an AUC gain and restores the best weights.
+    ``model`` continues training an existing detector (its config wins over the cfg's backbone).
+    ``checkpoint`` writes the final (best) model with config, history and metrics.
+    ``resume``: a training-state file written at every evaluation (weights, optimizer, step,
+    sampler and RNG state, best weights so far); if it exists, training continues from it.
+    Returns the model on the CPU in eval mode.
+    """
+    t_start = time.perf_counter()
+    train_y = np.asarray(train_y, dtype=np.int64)
+    _check_inputs(train_x, train_y, cfg.image_size if model is None else model.config.image_size, "training")
+    has_val = val_x is not None and val_y is not None and len(val_x) > 0
+    if has_val:
+        val_y = np.asarray(val_y, dtype=np.int64)
+        _check_inputs(val_x, val_y, train_x.shape[1], "validation")
+    if len(train_x) == 0:
+        raise EdgedistalError("no training images", "the manifest's train split is empty")
+    try:
+        aug_spec = spec_for(cfg.augment)
+    except ValueError as exc:
+        raise EdgedistalError(str(exc), "use --augment none, light or standard") from exc
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    if model is None:
+        model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
+    model.to(device)
+    # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
+    use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    train_model: nn.Module = torch.compile(model) if cfg.compile else model
+
+    n = len(train_x)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    total = int(cfg.max_steps) if cfg.max_steps else max(1, int(round(cfg.epochs * steps_per_epoch)))
+    eval_every = cfg.eval_every or steps_per_epoch
+
+    n_pos = int(train_y.sum())
+    pos_weight = None
+    if cfg.balanced and 0 < n_pos < n:
+        pos_weight = torch.tensor((n - n_pos) / n_pos, device=device)
+
+    data = _place(train_x, device, cfg.device_data_max_frac)
+    labels = torch.from_numpy(train_y.astype(np.float32)).to(device)
+    val_data = _place(val_x, device, cfg.device_data_max_frac * 0.5) if has_val else None
+    augment = BatchAugment(aug_spec) if aug_spec else None
+    mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
+
+    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
+    if device.type == "cuda":
+        opt_kwargs["fused"] = True
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
+    lr_factor(cfg, 0.0)  # validate the schedule name before any work
+    dtype = amp_dtype(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
+
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on any device
+    on_device = isinstance(data, torch.Tensor)
+
+    def new_perm() -> torch.Tensor:  # one host→device copy per epoch, not per step
+        p = torch.randperm(n, generator=gen)
+        return p.to(device) if on_device else p
+
+    perm = new_perm()
+    cursor = 0
+
+    history: list[dict] = []
+    best_auc, best_step, best_state, best_val = -math.inf, 0, None, {}
+    bad_evals, stopped = 0, "steps"
+    train_time, seen = 0.0, 0
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    step = 0
+    if resume is not None and Path(resume).exists():
+        st = torch.load(resume, map_location="cpu", weights_only=False)
+        if st.get("total") != total or st.get("n") != n:
+            raise EdgedistalError(
+                f"{resume}: training state is for another run ({st.get('total')} steps on {st.get('n')} images)",
+                "delete it to start over, or resume with the same data and step count",
+            )
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step, cursor, history = st["step"], st["cursor"], st["history"]
+        perm = st["perm"].to(device) if on_device else st["perm"]
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])
+        if device.type == "cuda" and st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(st["cuda_rng"], device)
+        best_auc, best_step, best_state, best_val = st["best_auc"], st["best_step"], st["best_state"], st["best_val"]
+        bad_evals, seen = st["bad_evals"], st["seen"]
+
+    def save_state() -> None:
+        from edgedistal.utils.io import atomic_path
+
+        payload = {
+            "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "step": step, "cursor": cursor, "perm": perm.cpu(), "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "history": history, "best_auc": best_auc, "best_step": best_step, "best_state": best_state,
+            "best_val": best_val, "bad_evals": bad_evals, "seen": seen,
+        }
+        with atomic_path(resume) as tmp:
+            torch.save(payload, tmp)
+
+    bar = _Progress(total, progress)
+    bar.update(step, "resumed" if step else "")
+    try:
+        model.train()
+        t_train = time.perf_counter()
+        while step < total:
+            if cursor + bs > n:
+                perm, cursor = new_perm(), 0
+            idx = perm[cursor : cursor + bs]
+            cursor += bs
+            xb = _batch(data, idx, device)
+            yb = labels[idx.to(device, non_blocking=True)] if not on_device else labels[idx]
+            x = xb.permute(0, 3, 1, 2).float().div_(255.0)
+            if augment is not None:
+                x = augment(x)
+            x = (x - mean) / std
+            if use_cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.amp):
+                logit, _ = train_model(x)
+            target = yb if not cfg.label_smoothing else yb * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+            loss = F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight)
+            progress_frac = (step + 0.5) / total
+            if cfg.time_budget_s:
+                progress_frac = max(progress_frac, (time.perf_counter() - t_start) / cfg.time_budget_s)
+            lr_now = cfg.lr * lr_factor(cfg, progress_frac)
+            for group in opt.param_groups:
+                group["lr"] = lr_now
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            step += 1
+            seen += bs
+            loss_sum += loss.detach()
+            loss_count += 1
+
+            over_budget = cfg.time_budget_s is not None and time.perf_counter() - t_start > cfg.time_budget_s
+            if step % eval_every == 0 or step == total or over_budget:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                train_time += time.perf_counter() - t_train
+                rec: dict[str, Any] = {
+                    "step": step,
+                    "epoch": round(step * bs / n, 4),
+                    "train_loss": float(loss_sum.item() / max(loss_count, 1)),
+                    "lr": lr_now,
+                    "elapsed_s": round(time.perf_counter() - t_start, 3),
+                    "images_per_s": round(seen / max(train_time, 1e-9), 1),
+                }
+                loss_sum.zero_()
+                loss_count = 0
+                if has_val:
+                    probs, _ = predict(model, val_data, batch_size=max(bs, 256), device=device, amp=cfg.amp)
+                    m = binary_metrics(val_y, probs)
+                    rec.update({f"val_{k}": m[k] for k in ("auc", "ap", "log_loss", "balanced_acc")})
+                    val_auc = m["auc"] if not math.isnan(m["auc"]) else -m["log_loss"]
+                    if val_auc > best_auc:
+                        best_auc, best_step, bad_evals, best_val = val_auc, step, 0, m
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    else:
+                        bad_evals += 1
+                    model.train()
+                history.append(rec)
+                info = f"loss {rec['train_loss']:.4f}"
+                if has_val:
+                    info += f" val AUC {rec['val_auc']:.4f}"
+                bar.update(step, info)
+                if resume is not None:
+                    save_state()
+                if has_val and cfg.patience and bad_evals >= cfg.patience:
+                    stopped = "early_stop"
+                    break
+                if over_budget:
+                    stopped = "time_budget"
+                    break
+                t_train = time.perf_counter()
+            elif step % 10 == 0:
+                bar.update(step, "")
+    finally:
+        bar.close()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    model.to("cpu", memory_format=torch.contiguous_format)
+    wall = time.perf_counter() - t_start
+    has_auc = has_val and best_state is not None and not math.isnan(best_val.get("auc", math.nan))
+    result = FitResult(
+        model=model,
+        history=history,
+        best_val_auc=float(best_val["auc"]) if has_auc else None,
+        steps=step,
+        epochs=step * bs / n,
+        wall_s=wall,
+        samples_seen=seen,
+        images_per_s=seen / max(train_time, 1e-9),
+        best_step=best_step if best_state is not None else step,
+        stopped=stopped,
+        device=str(device),
+        val_metrics=best_val,
+    )
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, model, **checkpoint_extra(result, cfg))
+    return result
+
+
+def checkpoint_extra(result: FitResult, cfg: TrainConfig) -> dict[str, Any]:
+    """What a training checkpoint carries besides weights + detector config."""
+    return {
+        "train_config": asdict(cfg),
+        "history": result.history,
+        "metrics": {"val": result.val_metrics},
+        "summary": summary(result),
+    }
+
+
+def summary(result: FitResult) -> dict[str, Any]:
+    """JSON-ready numbers about a fit (no model)."""
+    return {
+        "best_val_auc": result.best_val_auc,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "epochs": round(result.epochs, 4),
+        "wall_s": round(result.wall_s, 3),
+        "samples_seen": result.samples_seen,
+        "images_per_s": round(result.images_per_s, 1),
+        "stopped": result.stopped,
+        "device": result.device,
+    }
+
+
+def clone_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``cfg`` with ``changes`` (handy for sweeps and the CLI)."""
+    new = copy.deepcopy(cfg)
+    for k, v in changes.items():
+        if not hasattr(new, k):
+            raise EdgedistalError(f"unknown training option {k!r}")
+        setattr(new, k, v)
+    return new
+
+
+def train_on_manifest(
+    manifest: Manifest,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    split_seed: int = 0,
+    progress: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train on the ``train`` split, early-stop on ``val``, score ``test``; write ``out_dir``.
+
+    Writes ``detector.pt`` (checkpoint with config, history, metrics), ``metrics.json`` and
+    ``split.parquet`` (the manifest with the split used), all atomically. Returns the metrics.
+    While training, ``train_state.pt`` holds the state at the last evaluation; ``resume=True``
+    continues from it after an interruption (it is deleted once the run finishes).
+    """
+    from edgedistal.data.images import load_images
+    from edgedistal.data.split import ensure_split
+    from edgedistal.models.metrics import compute_metrics
+    from edgedistal.utils.io import write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = ensure_split(manifest, seed=split_seed)
+    parts = {name: manifest.split(name) for name in ("train", "val", "test")}
+    if len(parts["train"]) == 0:
+        raise EdgedistalError("the manifest has no train rows", "re-split it (ingest --split 0.8,0.1,0.1)")
+    manifest.save(out / "split.parquet")
+
+    def images(name: str) -> np.ndarray | None:
+        m = parts[name]
+        return load_images(m.paths, cfg.image_size, progress=progress) if len(m) else None
+
+    tx, vx = images("train"), images("val")
+    vy = parts["val"].labels if vx is not None else None
+    ckpt = out / "detector.pt"
+    state = out / "train_state.pt"
+    if not resume and state.exists():
+        state.unlink()
+    result = fit(tx, parts["train"].labels, vx, vy, cfg, checkpoint=None, progress=progress, resume=state)
+    metrics: dict[str, Any] = {"train": summary(result), "splits": {k: len(v) for k, v in parts.items()}}
+    if vx is not None:
+        vp, _ = predict(result.model, vx, device=cfg.device)
+        metrics["val"] = compute_metrics(vy, vp, parts["val"].df["video"].to_numpy())
+    if len(parts["test"]):
+        tp, _ = predict(result.model, images("test"), device=cfg.device)
+        t = parts["test"].df
+        metrics["test"] = compute_metrics(t["label"].to_numpy(), tp, t["video"].to_numpy())
+    result.model.to("cpu")
+    extra = checkpoint_extra(result, cfg)
+    extra["metrics"] = {k: v for k, v in metrics.items() if k in ("val", "test")}
+    extra["split_seed"] = split_seed
+    save_checkpoint(ckpt, result.model, **extra)
+    metrics["checkpoint"] = str(ckpt)
+    metrics["config"] = asdict(cfg)
+    metrics["history"] = result.history
+    write_json_atomic(out / "metrics.json", metrics)
+    state.unlink(missing_ok=True)
+    return metrics
