@@ -16,7 +16,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 EDGEDISTA
 export EDGEDISTAL_CACHE=${EDGEDISTAL_CACHE:-/tmp/edgedistal-cache}
 PY=${PY:-python3}
 SMOKE_FLAG=""
-[ "${SMOKE:-0}" = 1 ] && SMOKE_FLAG="--smoke"
+TRAIN_SMOKE=""
+TRAIN_DEVICE=cuda
+if [ "${SMOKE:-0}" = 1 ]; then
+  SMOKE_FLAG="--smoke"
+  TRAIN_DEVICE=cpu
+  TRAIN_SMOKE="--limit 600 --steps 5 --image-size 32 --batch-size 32 --threads 1"
+fi
 
 summary="$OUT/summary.txt"
 : > "$summary"
@@ -34,4 +40,21 @@ step() {  # step NAME SECONDS CMD...
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# Steps are appended below as the stages land (scorer, selection, bench, training, evaluation).
+# STEPS picks a subset (default fits one 10-min device call: ~8 min). Carry `.gpu` (packed crops).
+STEPS=${STEPS:-"scorer selection bench train eval"}
+for s in $STEPS; do
+  case $s in
+    # issue 4: scorer with torch-CUDA fp32/fp16, with/without CUDA graphs, vs model-only (~25 s)
+    scorer)    step scorer 120 $PY scripts/gpu_scorer_check.py --out "$OUT/scorer.json" $SMOKE_FLAG ;;
+    # issue 5: k-center / BADGE / hybrid on 1M x 512, 10k picks (target <= 30 s for k-center)
+    selection) step selection 150 $PY scripts/gpu_selection_check.py --out "$OUT/selection.json" $SMOKE_FLAG ;;
+    # issue 7: torch-CUDA fp32/fp16 bench rows on the card (~35 s)
+    bench)     step bench 120 $PY scripts/gpu_bench_check.py --out "$OUT/bench_gpu" $SMOKE_FLAG ;;
+    # issue 6: DFDC training recipe on the GPU (ResNet-18 128 px bf16, packed crops)
+    train)     step train 200 $PY benchmarks/train_dfdc.py --device "$TRAIN_DEVICE" --pack .gpu/dfdc_pack.npz --results "$OUT" $TRAIN_SMOKE ;;
+    # issue 8: distil + distilled/random/full evaluation + report (TIME_BUDGET seconds of training)
+    eval)      step eval $(( ${TIME_BUDGET:-240} + 45 )) env TIME_BUDGET="${TIME_BUDGET:-240}" LIMIT="$(( ${TIME_BUDGET:-240} + 40 ))" bash scripts/gpu_eval_check.sh ;;
+    *) echo "unknown step $s (known: scorer selection bench train eval)" ;;
+  esac
+done
+echo "--- summary"; cat "$summary"

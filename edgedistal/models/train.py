@@ -44,7 +44,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # or "cosine" (linear warm-up then cosine decay)
     max_steps: int | None = None
     epochs: float = 10.0  # max_steps wins when set
-    eval_every: int = 0  # steps; 0 → once per epoch
+    eval_every: int = 0  # steps; 0 → once per epoch (at most ~20 evaluations per run)
     patience: int = 5  # evaluations without val-AUC improvement → stop (0 disables)
     balanced: bool = True  # pos_weight = n_real / n_fake: deepfake data is ~83% fake
     augment: str = "standard"  # "none" | "light" | "standard"
@@ -244,7 +244,8 @@ def fit(
     bs = min(cfg.batch_size, n)
     steps_per_epoch = max(1, n // bs)
     total = int(cfg.max_steps) if cfg.max_steps else max(1, int(round(cfg.epochs * steps_per_epoch)))
-    eval_every = cfg.eval_every or steps_per_epoch
+    # default: once per epoch, but at most ~20 evaluations a run (tiny subsets have 1-step epochs)
+    eval_every = cfg.eval_every or max(steps_per_epoch, math.ceil(total / 20))
 
     n_pos = int(train_y.sum())
     pos_weight = None
