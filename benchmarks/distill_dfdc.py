@@ -1,0 +1,348 @@
+"""The whole chain on DFDC dev crops: ingest → group split → distill → evaluate → report.
+
+Question answered: trained with the same recipe, does the distilled subset beat a random subset
+of the same size, and how much of the full-pool gain over chance does it keep?
+
+    # CPU (2 cores, ≤ 30 min): 64 px, a pool of ~2,000 crops, 2 seeds, steps calibrated to fit
+    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --time-budget 1800
+    # GPU (one H100/H200 call, ≤ 6 min with unpacking): see scripts/gpu_eval_check.sh
+    python3 benchmarks/distill_dfdc.py --device cuda --pack .gpu/dfdc_pack.npz --time-budget 300 ...
+
+Writes JSON + Markdown + figures under ``benchmarks/results/distill_dfdc_<device>/`` (or
+``--results``); the working folders (cells, distillation state, embeddings) stay under ``--work``.
+``--time-budget`` (s, the whole script): after distillation, a short calibration run measures
+training throughput and lowers the per-model step count so every planned model fits; models not
+started before the deadline are skipped and the summary says so. Never tuned on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgedistal.data.manifest import Manifest  # noqa: E402
+from edgedistal.errors import EdgedistalError  # noqa: E402
+from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
+
+CPU_RECIPE = dict(image_size=64, batch_size=32, steps=200, seeds=2, max_pool=2000, max_test=800,
+                  distill_steps=100, lr=2e-3)
+GPU_RECIPE = dict(image_size=128, batch_size=128, steps=1500, seeds=3, max_pool=0, max_test=0,
+                  distill_steps=600, lr=2e-3)
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
+        if name:
+            info["cpu"] = name
+    except OSError:
+        pass
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def load_manifest(args) -> Manifest:
+    """DFDC dev crops with the group split (pack: the split stored in it; shared: seed 0)."""
+    from edgedistal.data.split import ensure_split
+
+    if args.pack:
+        from edgedistal.data.pack import unpack_pack
+
+        return unpack_pack(args.pack, Path(args.work) / "pack_files")
+    from edgedistal.data.archive import shared_dataset
+    from edgedistal.data.layouts import read_layout
+
+    src = shared_dataset("dfdc-faces-dev")
+    if src is None:
+        raise EdgedistalError("dfdc-faces-dev.tar not found under ../shared/datasets",
+                              "pass --pack .gpu/dfdc_pack.npz (scripts/pack_dfdc.py builds it)")
+    return ensure_split(read_layout(src, "dfdc-faces").manifest, seed=args.split_seed)
+
+
+def shrink(manifest: Manifest, split: str, max_rows: int, seed: int) -> Manifest:
+    """Keep whole groups of ``split`` (random order, seeded) until ``max_rows``; others untouched."""
+    if not max_rows:
+        return manifest
+    df = manifest.df
+    part = df[df["split"] == split]
+    if len(part) <= max_rows:
+        return manifest
+    sizes = part.groupby("group").size()
+    order = sizes.index.to_numpy()[np.random.default_rng(seed).permutation(len(sizes))]
+    keep, total = [], 0
+    for g in order:
+        if total + sizes[g] > max_rows:
+            continue
+        keep.append(g)
+        total += int(sizes[g])
+    mask = (df["split"] != split) | df["group"].isin(keep)
+    return manifest.where(mask.to_numpy())
+
+
+def calibrate_steps(args, manifest: Manifest, images: np.ndarray, train_cfg, n_models: int,
+                    seconds_left: float) -> tuple[int, dict]:
+    """Time whole models (training + test pass) at two step counts; return the step count that
+    fits ``seconds_left``. The slope is the step time, the intercept the fixed cost per model
+    (build, data copy, test scoring); a first probe warms up cuDNN, the allocator and threads."""
+    import dataclasses
+
+    from edgedistal.models.predict import predict
+    from edgedistal.models.train import fit
+
+    df = manifest.df
+    pool = np.flatnonzero((df["split"] == "train").to_numpy())
+    test = np.flatnonzero((df["split"] == "test").to_numpy())
+    cuda = str(train_cfg.device).startswith("cuda")
+    n1, n2 = (20, 80) if cuda else (3, 12)  # a CPU step costs ~0.1-3 s: keep the probes short there
+    x, y = np.asarray(images[pool]), manifest.labels[pool]
+
+    def timed(steps: int) -> float:
+        t0 = time.perf_counter()
+        res = fit(x, y, None, None, dataclasses.replace(train_cfg, max_steps=steps, schedule="cosine"),
+                  progress=False)
+        predict(res.model, images[test], device=train_cfg.device)
+        return time.perf_counter() - t0
+
+    timed(n1)  # warm-up: cuDNN autotuning, allocator, thread pools
+    t1, t2 = timed(n1), timed(n2)
+    step_s = max(1e-4, (t2 - t1) / (n2 - n1))  # the difference cancels the fixed cost per model
+    overhead = max(0.3, t1 - n1 * step_s)
+    per_model = seconds_left / max(n_models, 1)
+    steps = int(max(50, min(args.steps, (per_model - overhead) / step_s)))
+    return steps, {"probe_steps": [n1, n2], "probe_s": [t1, t2], "step_s": step_s,
+                   "overhead_s": overhead, "per_model_budget_s": per_model}
+
+
+def _worker(k: int, n: int, manifest: Manifest, ddir: Path, budgets, seeds: int, tcfg, out: Path,
+            ecfg, split_seed: int, deadline_wall: float | None) -> int:
+    """One shard of the evaluation in its own process (images memory-mapped from the cache)."""
+    from edgedistal.evaluate import run_evaluation
+
+    budget = None if deadline_wall is None else max(0.0, deadline_wall - time.time())
+    res = run_evaluation(manifest, distilled_dir=ddir, budgets=budgets, seeds=seeds, train_cfg=tcfg,
+                         out_dir=out, resume=True, progress=True, eval_cfg=ecfg, split_seed=split_seed,
+                         time_budget_s=budget, shard=(k, n))
+    return len(res.cells)
+
+
+def run_workers(n: int, manifest: Manifest, ddir: Path, budgets, seeds: int, tcfg, out: Path, ecfg,
+                split_seed: int, deadline: float | None) -> None:
+    """Train the evaluation's models in ``n`` processes (spawned: CUDA cannot fork)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    deadline_wall = None if deadline is None else time.time() + deadline
+    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
+        futs = [ex.submit(_worker, k, n, manifest, ddir, budgets, seeds, tcfg, out, ecfg, split_seed,
+                          deadline_wall) for k in range(n)]
+        for f in futs:
+            f.result()
+
+
+def calibrate_steps_fit(args, calib: dict, n_models: int, seconds_left: float) -> tuple[int, dict]:
+    """Re-fit the step count to the time left after the probes themselves."""
+    per_model = seconds_left / max(n_models, 1)
+    steps = int(max(50, min(args.steps, (per_model - calib["overhead_s"]) / calib["step_s"])))
+    return steps, calib | {"per_model_budget_s": per_model}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    ap.add_argument("--pack", default=None, help="packed crops (scripts/pack_dfdc.py) instead of ../shared")
+    ap.add_argument("--work", default=None, help="working folder (default runs/distill_dfdc_<device>)")
+    ap.add_argument("--results", default=None, help="results folder (default benchmarks/results/distill_dfdc_<device>)")
+    ap.add_argument("--budgets", default="0.05,0.1,0.2,0.3")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per trained model (all arms)")
+    ap.add_argument("--protocol", default="steps", choices=["steps", "epochs", "early_stop"])
+    ap.add_argument("--epochs", type=float, default=10.0, help="protocol epochs / early_stop cap")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--augment", default="light", choices=["none", "light", "standard"],
+                    help="light = flips + shifts (standard adds colour, blur and JPEG re-compression)")
+    ap.add_argument("--amp", default="auto")
+    ap.add_argument("--random-mode", default="samples", choices=["samples", "groups"])
+    ap.add_argument("--max-pool", type=int, default=None, help="cap the train pool (whole groups); 0 = all")
+    ap.add_argument("--max-test", type=int, default=None, help="cap the test split (whole groups); 0 = all")
+    ap.add_argument("--strategy", default="hybrid", help="distillation strategy (edgedistal distill --strategy)")
+    ap.add_argument("--distill-mode", default="proxy", choices=["proxy", "full"])
+    ap.add_argument("--distill-steps", type=int, default=None, help="steps of each distillation model")
+    ap.add_argument("--distill-batch-size", type=int, default=128,
+                    help="batch of the distillation detector (its small seed set is validated each epoch)")
+    ap.add_argument("--distill-patience", type=int, default=0,
+                    help="early-stop patience of the distillation detector (0: all steps, best val weights)")
+    ap.add_argument("--rounds", type=int, default=None, help="acquisition rounds after the seed set")
+    ap.add_argument("--seed-size", type=float, default=None, help="seed set (fraction); default min budget / 2")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds for the whole script")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes training models side by side on one GPU (launch-bound small models)")
+    ap.add_argument("--parallel-speedup", type=float, default=None,
+                    help="throughput gain assumed for --workers when calibrating (default 0.6 × workers)")
+    ap.add_argument("--distilled", default=None, help="reuse this distillation folder instead of distilling")
+    ap.add_argument("--fresh", action="store_true", help="ignore finished cells and distillation state")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+
+    import torch
+
+    from edgedistal.models.predict import resolve_device
+
+    dev = resolve_device(args.device)
+    tag = "cuda" if dev.type == "cuda" else dev.type
+    recipe = dict(GPU_RECIPE if dev.type == "cuda" else CPU_RECIPE)
+    for k in ("image_size", "batch_size", "steps", "seeds", "max_pool", "max_test", "distill_steps", "lr"):
+        v = getattr(args, k)
+        if v is not None:
+            recipe[k] = v
+        setattr(args, k, recipe[k])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.work = args.work or str(ROOT / "runs" / f"distill_dfdc_{tag}")
+    results = Path(args.results or ROOT / "benchmarks" / "results" / f"distill_dfdc_{tag}")
+    work = Path(args.work)
+    if args.fresh and work.exists():
+        shutil.rmtree(work / "eval", ignore_errors=True)
+        shutil.rmtree(work / "distill", ignore_errors=True)
+    budgets = tuple(sorted(float(b) for b in args.budgets.split(",")))
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+
+    # 1. ingest + split (+ optional shrink for CPU)
+    manifest = load_manifest(args)
+    manifest = shrink(manifest, "train", args.max_pool, seed=1)
+    manifest = shrink(manifest, "test", args.max_test, seed=2)
+    manifest = shrink(manifest, "val", args.max_test, seed=3)
+    counts = manifest.df.groupby(["split", "label"]).size().unstack(fill_value=0)
+    log(f"manifest: {len(manifest)} crops, {manifest.df['group'].nunique()} groups\n{counts}")
+    t_ingest = time.perf_counter() - t_start
+
+    from edgedistal.data.images import load_images
+
+    images = load_images(manifest.paths, args.image_size, progress=False)
+    images = np.asarray(images)  # RAM copy: every arm indexes it many times
+    log(f"images: {images.shape} decoded/cached")
+
+    # 2. distill (proxy mode by default: one detector trained on the seed set, a light head per round)
+    from edgedistal.distill import DistillConfig, run_distill
+
+    seed_size = args.seed_size or round(min(budgets) / 2, 4)
+    dcfg = DistillConfig(budget=max(budgets), milestones=budgets, strategy=args.strategy,
+                         seed_size=seed_size, rounds=args.rounds, mode=args.distill_mode,
+                         backbone=args.backbone, image_size=args.image_size, steps=args.distill_steps,
+                         batch_size=args.distill_batch_size, train_patience=args.distill_patience,
+                         lr=args.lr, seed=0, split_seed=args.split_seed,
+                         device=str(dev), num_threads=args.threads)
+    t0 = time.perf_counter()
+    ddir = Path(args.distilled) if args.distilled else work / "distill"
+    if args.distilled:
+        from edgedistal.utils.io import read_json
+
+        dconfig = read_json(ddir / "config.json")
+        log(f"reusing the distillation in {ddir} ({dconfig.get('selected')} samples)")
+    else:
+        dconfig = run_distill(manifest, dcfg, ddir, resume=True, progress=False).config
+        log(f"distilled {dconfig.get('selected')} samples in {time.perf_counter() - t0:.1f}s "
+            f"({dconfig.get('groups_covered')}/{dconfig.get('groups_in_pool')} groups)")
+    t_distill = time.perf_counter() - t0
+
+    # 3. evaluate: same recipe on distilled / random / full
+    from edgedistal.evaluate import EvalConfig, run_evaluation
+    from edgedistal.models.train import TrainConfig
+
+    tcfg = TrainConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
+                       lr=args.lr, max_steps=args.steps if args.protocol != "epochs" else None,
+                       epochs=args.epochs, augment=args.augment, amp=args.amp, device=str(dev),
+                       num_threads=args.threads, eval_every=0, patience=3)
+    ecfg = EvalConfig(budgets=budgets, seeds=args.seeds, protocol=args.protocol, random_mode=args.random_mode)
+    n_models = args.seeds * (2 * len(budgets) + 1)
+    calib: dict = {}
+    deadline = None
+    if args.time_budget:
+        left = args.time_budget - (time.perf_counter() - t_start) - 15  # report + slack
+        done = len(list((work / "eval" / "cells").glob("*.json"))) if (work / "eval" / "cells").exists() else 0
+        if args.protocol == "steps" and done == 0:
+            t_cal = time.perf_counter()
+            steps, calib = calibrate_steps(args, manifest, images, tcfg, n_models, left)
+            left -= time.perf_counter() - t_cal
+            speedup = args.parallel_speedup or (0.6 * args.workers if args.workers > 1 else 1.0)
+            steps, calib = calibrate_steps_fit(args, calib, n_models, left * speedup)
+            calib["assumed_parallel_speedup"] = speedup
+            if steps < args.steps:
+                log(f"time budget: {args.steps} → {steps} steps per model to fit {n_models} models in {left:.0f}s")
+                args.steps = steps
+                tcfg.max_steps = steps
+            calib["steps_chosen"] = args.steps
+        deadline = args.time_budget - (time.perf_counter() - t_start) - 15
+    t0 = time.perf_counter()
+    if args.workers > 1:
+        run_workers(args.workers, manifest, ddir, budgets, args.seeds, tcfg, work / "eval", ecfg,
+                    args.split_seed, deadline)
+        deadline = None  # the final call below only collects and summarises
+    eres = run_evaluation(manifest, distilled_dir=ddir, budgets=budgets, seeds=args.seeds,
+                          train_cfg=tcfg, out_dir=work / "eval", resume=True, progress=True,
+                          eval_cfg=ecfg, images=images, split_seed=args.split_seed, time_budget_s=deadline)
+    t_eval = time.perf_counter() - t0
+    log(f"evaluated {len(eres.cells)} models in {t_eval:.1f}s: {eres.summary['conclusion']}")
+
+    # 4. report + results
+    recipe.update({"backbone": args.backbone, "protocol": args.protocol, "augment": args.augment,
+                   "amp": args.amp, "budgets": list(budgets), "random": args.random_mode,
+                   "distill": f"{args.distill_mode}/{args.strategy}, seed {seed_size}, rounds {args.rounds or 'default'}",
+                   "steps": args.steps, "workers": args.workers})
+    run = {
+        "machine": machine(str(dev)) | {"device": str(dev)},
+        "recipe": recipe,
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "timing_s": {"ingest": t_ingest, "distill": t_distill, "evaluate": t_eval,
+                     "total": time.perf_counter() - t_start},
+        "calibration": calib,
+    }
+    write_json_atomic(work / "run.json", run)
+    from edgedistal.report import write_report
+
+    rep = write_report(work, results)
+    out = {
+        **run,
+        "conclusion": eres.summary["conclusion"],
+        "summary": eres.summary,
+        "distill": dconfig,
+        "cells": json.loads(eres.cells.drop(columns=["metrics"], errors="ignore").to_json(orient="records")),
+    }
+    write_json_atomic(results / "results.json", out)
+    md = Path(rep["markdown"]).read_text()
+    write_text_atomic(results / "results.md", md + f"\n\nCommand: `{run['command']}`\n\n"
+                      f"Timing (s): {json.dumps({k: round(v, 1) for k, v in run['timing_s'].items()})}\n")
+    log(f"results: {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except EdgedistalError as exc:
+        print(exc.format(), file=sys.stderr)
+        raise SystemExit(2) from None

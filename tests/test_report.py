@@ -1,0 +1,105 @@
+"""Report: Markdown + self-contained HTML with embedded figures from a small fake run folder."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgedistal.evaluate import summarise
+from edgedistal.report import find_run, write_report
+from edgedistal.utils.io import write_json_atomic
+
+
+def _run_dir(root: Path, with_eval: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    dd = root / "distill"
+    dd.mkdir(parents=True)
+    n = 200
+    rank = np.full(n, -1)
+    picked = rng.choice(n, 40, replace=False)
+    rank[picked] = np.arange(40)
+    prob = rng.uniform(size=n)
+    pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "label": rng.integers(0, 2, n),
+                  "group": [f"g{i // 4}" for i in range(n)], "prob": prob,
+                  "entropy": -(prob * np.log(prob) + (1 - prob) * np.log(1 - prob)),
+                  "rank": rank, "picked_round": np.where(rank >= 0, rank // 10, -1)}
+                 ).to_parquet(dd / "pool_scores.parquet")
+    np.save(dd / "embeddings.npy", rng.normal(size=(n, 8)).astype(np.float32))
+    pd.DataFrame({"round": range(4), "strategy": ["random", "hybrid", "hybrid", "hybrid"],
+                  "picked": [10] * 4, "labelled": [10, 20, 30, 40], "n_real": [3, 5, 4, 6],
+                  "n_fake": [7, 5, 6, 4], "groups_new": [9, 8, 7, 6], "groups_covered": [9, 17, 24, 30],
+                  "methods": [json.dumps({"real": 3, "fake": 7})] * 4, "val_auc": [0.6, 0.7, 0.72, 0.75]}
+                 ).to_parquet(dd / "rounds.parquet")
+    pd.DataFrame({"sample_id": [f"s{i}" for i in picked]}).to_parquet(dd / "distilled.parquet")
+    write_json_atomic(dd / "config.json", {"mode": "proxy", "pool": n, "selected": 40, "targets": [10, 20, 30, 40],
+                                           "groups_covered": 30, "groups_in_pool": 50, "config": {"strategy": "hybrid"}})
+    if with_eval:
+        ev = root / "eval"
+        (ev / "cells").mkdir(parents=True)
+        rows = []
+        for s in range(2):
+            for b, (d, r) in {0.1: (0.7, 0.65), 0.2: (0.78, 0.7), 0.3: (0.8, 0.74)}.items():
+                rows += [{"method": "distilled", "budget": b, "seed": s, "frame_auc": d + 0.01 * s,
+                          "video_auc": d, "wall_s": 2.0, "samples_seen": 640, "n_train": 20},
+                         {"method": "random", "budget": b, "seed": s, "frame_auc": r - 0.01 * s,
+                          "video_auc": r, "wall_s": 2.0, "samples_seen": 640, "n_train": 20}]
+            rows.append({"method": "full", "budget": 1.0, "seed": s, "frame_auc": 0.82, "video_auc": 0.82,
+                         "wall_s": 2.0, "samples_seen": 640, "n_train": 200})
+        summary = summarise(pd.DataFrame(rows), [0.1, 0.2, 0.3])
+        summary.update({"protocol": "steps", "random_mode": "samples", "pool_size": n, "test_size": 50})
+        write_json_atomic(ev / "summary.json", summary)
+        write_json_atomic(ev / "eval_config.json", {"eval": {"protocol": "steps", "seeds": 2},
+                                                    "train": {"backbone": "resnet18", "max_steps": 10},
+                                                    "distilled_dir": str(dd)})
+    return root
+
+
+def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "run")
+    dirs = find_run(run)
+    assert dirs.eval_dir == run / "eval" and dirs.distill_dir == run / "distill"
+    res = write_report(run)
+    md = Path(res["markdown"]).read_text()
+    page = Path(res["html"]).read_text()
+    assert set(res["figures"]) == {"budget_curve", "compute", "composition", "scores", "embeddings"}
+    first_para = next(line for line in md.splitlines()[1:] if line.strip())
+    assert first_para.startswith("**Distilled 20%") and "3/3" in first_para  # the conclusion leads
+    for name in res["figures"]:
+        assert f"(figures/{name}.png)" in md
+        assert (run / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) == len(res["figures"])
+    assert all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs)
+    assert "src=\"figures/" not in page and "<table" in page  # nothing external
+    assert "0.785 ± 0.005" in md  # distilled 20% mean ± std
+    # verdict: 3/3 wins and a higher AUBC pass; 20% keeps (0.785-0.5)/(0.82-0.5) = 0.89 < 0.9 fails
+    assert "| 3/3 | yes |" in md
+    assert "| 0.89 | NO |" in md
+
+
+def test_report_of_a_distill_folder_only(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "run", with_eval=False) / "distill"
+    res = write_report(run, tmp_path / "out")
+    assert "budget_curve" not in res["figures"] and "composition" in res["figures"]
+    assert "No evaluation" in Path(res["markdown"]).read_text()
+
+
+def test_report_cli_and_bad_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgedistal.commands.report import report
+    from edgedistal.errors import EdgedistalError
+
+    run = _run_dir(tmp_path / "run")
+    out = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "Distilled 20%" in out.output and (tmp_path / "r" / "report.html").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgedistalError, match="neither an evaluation"):
+        find_run(tmp_path / "empty")
