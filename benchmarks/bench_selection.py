@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -28,28 +26,13 @@ from edgedistal.acquire.strategies import (
     min_sq_dist,
 )
 from edgedistal.utils.io import write_json_atomic, write_text_atomic
+from edgedistal.utils.machine import machine_summary
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "note": "shared machine: other jobs were running; ratios are from one process, one run",
-    }
+    return machine_summary(note="shared machine: other jobs were running; ratios are from one process, one run")
 
 
 def ref_kcenter(x: np.ndarray, labelled: np.ndarray, k: int) -> list[int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from edgedistal.data.manifest import Manifest  # noqa: E402
 from edgedistal.errors import EdgedistalError  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
+from edgedistal.utils.machine import machine_summary  # noqa: E402
 
 CPU_RECIPE = dict(image_size=64, batch_size=32, steps=200, seeds=2, max_pool=2000, max_test=800,
                   distill_steps=100, lr=2e-3)
@@ -42,21 +42,7 @@ GPU_RECIPE = dict(image_size=128, batch_size=128, steps=1500, seeds=3, max_pool=
 
 
 def machine(device: str) -> dict:
-    import torch
-
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
-        if name:
-            info["cpu"] = name
-    except OSError:
-        pass
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
+    return machine_summary(device)
 
 
 def load_manifest(args) -> Manifest:

@@ -19,8 +19,6 @@ Writes ``benchmarks/results/train_dfdc_<device>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from edgedistal.data.manifest import Manifest  # noqa: E402
 from edgedistal.errors import EdgedistalError  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
+from edgedistal.utils.machine import machine_summary  # noqa: E402
 
 #: Recipes per device type. CPU: a small ResNet at 64 px (what 2 cores can train in ~25 min);
 #: GPU: the timed H200 recipe (ResNet-18, 128 px, batch 256, bf16, flips + shifts, 3000 steps).
@@ -46,21 +45,7 @@ FRACTIONS = (0.72, 0.08, 0.20)
 
 
 def machine(device: str) -> dict:
-    import torch
-
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
-        info["cpu"] = name or info["cpu"]
-    except OSError:
-        pass
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
+    return machine_summary(device)
 
 
 def _resize_all(images: np.ndarray, size: int) -> np.ndarray:

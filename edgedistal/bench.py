@@ -32,6 +32,7 @@ import numpy as np
 
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
+from edgedistal.utils.machine import cpu_model
 
 SCHEMA_VERSION = 1
 #: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
@@ -535,17 +536,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (x86 'model name'; ARM boards fall back to the DT model)."""
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        for key in ("model name", "Model", "Hardware", "cpu model"):
-            m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
-            if m:
-                return m.group(1).strip()
-    with contextlib.suppress(OSError):
-        return Path("/proc/device-tree/model").read_text().strip("\x00\n ")
-    return platform.processor() or platform.machine()
+
 
 
 def jetson_info() -> dict[str, Any] | None:

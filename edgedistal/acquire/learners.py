@@ -172,6 +172,27 @@ class _DetectorMixin:
     workdir: Path
     progress: bool
 
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        val_images: np.ndarray | None,
+        val_labels: np.ndarray | None,
+        train_cfg,
+        workdir: str | os.PathLike[str],
+        *,
+        mc_dropout: int = 0,
+        predict_batch: int = 256,
+        progress: bool = False,
+    ):
+        self.images, self.labels = images, np.asarray(labels, np.int64)
+        self.val_images, self.val_labels = val_images, val_labels
+        self.train_cfg = train_cfg
+        self.workdir = Path(workdir)
+        self.mc_dropout = mc_dropout
+        self.predict_batch = predict_batch
+        self.progress = progress
+
     def _train_cfg(self, seed: int):
         from dataclasses import replace
 
@@ -245,15 +266,10 @@ class ProxyLearner(_DetectorMixin):
         predict_batch: int = 256,
         progress: bool = False,
     ):
-        self.images, self.labels = images, np.asarray(labels, np.int64)
-        self.val_images, self.val_labels = val_images, val_labels
-        self.train_cfg = train_cfg
-        self.workdir = Path(workdir)
+        super().__init__(images, labels, val_images, val_labels, train_cfg, workdir,
+                         mc_dropout=mc_dropout, predict_batch=predict_batch, progress=progress)
         self.refresh_every = refresh_every
-        self.mc_dropout = mc_dropout
         self.head_c = head_c
-        self.predict_batch = predict_batch
-        self.progress = progress
         self.last_checkpoint: str | None = None
         self._tag: str | None = None
         self._head: HeadLearner | None = None
@@ -309,26 +325,8 @@ class FullLearner(_DetectorMixin):
 
     mode = "full"
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        val_images: np.ndarray | None,
-        val_labels: np.ndarray | None,
-        train_cfg,
-        workdir: str | os.PathLike[str],
-        *,
-        mc_dropout: int = 0,
-        predict_batch: int = 256,
-        progress: bool = False,
-    ):
-        self.images, self.labels = images, np.asarray(labels, np.int64)
-        self.val_images, self.val_labels = val_images, val_labels
-        self.train_cfg = train_cfg
-        self.workdir = Path(workdir)
-        self.mc_dropout = mc_dropout
-        self.predict_batch = predict_batch
-        self.progress = progress
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.last_checkpoint: str | None = None
 
     def update(self, labelled: np.ndarray, round_idx: int, seed: int) -> Scores:
