@@ -12,8 +12,9 @@ help:
 	@echo "make demo      install, then run the whole pipeline on a generated dataset ($(OUT)/)"
 	@echo "make test      install, then run the test suite (real-data tests skip without ../shared)"
 	@echo "make lint      ruff"
-	@echo "make engines   export the demo detector, build TensorRT engines (ORT artifacts without TensorRT)"
-	@echo "make bench     latency/accuracy report on the demo data"
+	@echo "make engines   export the demo detector to export/, build TensorRT engines in engines/"
+	@echo "               (without TensorRT: says so and builds the ONNX Runtime fp16/int8 models)"
+	@echo "make bench     latency/accuracy report per backend x precision on the demo data"
 
 install: $(STAMP)
 
@@ -31,11 +32,14 @@ test: install
 lint: install
 	$(BIN)/ruff check edgedistal tests benchmarks scripts
 
-engines: install
+$(OUT)/detector.pt: | install
+	$(BIN)/edgedistal demo --out $(OUT)
+
+engines: install $(OUT)/detector.pt
 	$(BIN)/edgedistal engines --export-dir export --out engines --demo-if-missing
 
-bench: install
-	$(BIN)/edgedistal bench --demo --out $(OUT)/bench
+bench: install $(OUT)/detector.pt
+	$(BIN)/edgedistal bench --demo --demo-dir $(OUT) --iters 50 --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) $(OUT) export/*.onnx export/*.json engines/*.engine engines/*.json

@@ -32,12 +32,14 @@ class DemoConfig:
     distill_steps: int = 120
     eval_steps: int = 120
     deploy_steps: int = 150
+    calib_size: int = 128
     device: str = "auto"
     seed: int = 0
 
 
+#: Seconds instead of minutes: for tests and a first look.
 QUICK = DemoConfig(n_groups=16, frames_per_video=4, image_size=32, milestones=(0.2, 0.3), seeds=1,
-                   distill_steps=20, eval_steps=20, deploy_steps=20)
+                   distill_steps=20, eval_steps=20, deploy_steps=20, calib_size=16)
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: bool = True,
@@ -104,7 +106,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
 
     if not (export_dir / SIDECAR).exists():
         export_all(detector_path, export_dir, precisions=("fp32", "int8"),
-                   calib_manifest=out / "distilled" / "distilled.parquet", calib_size=128)
+                   calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
     done()
 
     summary = {

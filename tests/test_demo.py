@@ -1,0 +1,32 @@
+"""The demo is the first thing a new user runs: it must work end to end and resume."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from edgedistal.cli import cli
+from edgedistal.data.manifest import Manifest
+
+
+def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "demo.json").read_text())
+    pool = Manifest.load(out / "manifest.parquet").df
+    distilled = Manifest.load(out / "distilled" / "distilled.parquet").df
+    # the distilled set comes from the train pool only, at the configured budget
+    assert set(distilled["split"]) == {"train"}
+    assert len(distilled) == summary["distilled_rows"] < summary["pool_rows"] == (pool["split"] == "train").sum()
+    assert (out / "eval" / "report.html").stat().st_size > 10_000  # figures are embedded
+    assert (out / "export" / "model_fp32.onnx").exists() and (out / "export" / "model_int8.onnx").exists()
+    assert "report:" in res.output
+
+    # a second run resumes: every stage's outputs are reused, nothing is retrained
+    before = (out / "detector.pt").stat().st_mtime_ns
+    res2 = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    assert res2.exit_code == 0, res2.output
+    assert (out / "detector.pt").stat().st_mtime_ns == before
+    assert json.loads((out / "demo.json").read_text())["distilled_rows"] == summary["distilled_rows"]
