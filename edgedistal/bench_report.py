@@ -155,7 +155,8 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- CPU: {env.get('cpu_model')} ({env.get('cpu_logical_cores')} logical cores, "
               f"{env.get('cpu_affinity')} usable; torch threads {env.get('torch_threads')}; "
               f"--threads cap {env.get('threads_cap') or 'none'})",
-              f"- Load average at start/end: {_load(env.get('loadavg_start'))} / {_load(env.get('loadavg_end'))}"]
+              f"- Load average at start/end: {_load(env.get('loadavg_start'))} / {_load(env.get('loadavg_end'))}",
+              f"- Host allocator: {env.get('allocator', 'unchanged')}"]
     gpu = env.get("gpu")
     smi = env.get("nvidia_smi") or {}
     lines.append(f"- GPU: {gpu['name'] + ' (sm ' + gpu['capability'] + ', ' + str(gpu['memory_gb']) + ' GB)' if gpu else 'none'}"
