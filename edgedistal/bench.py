@@ -133,25 +133,15 @@ def time_calls(
     With ``min_time_s`` the loop runs until that much time was recorded *and* at least
     ``min_iters`` samples exist (trtexec's ``--duration`` semantics), capped at ``max_iters``.
     """
-    for _ in range(warmup):
-        fn()
-    samples: list[float] = []
-    total = 0.0
-    while True:
+
+    def timed() -> float:
         t0 = clock()
         fn()
-        dt = clock() - t0
-        samples.append(dt * 1e3)
-        total += dt
-        n = len(samples)
-        if n >= max_iters:
-            break
-        if min_time_s is None:
-            if n >= iters:
-                break
-        elif total >= min_time_s and n >= min_iters:
-            break
-    return np.asarray(samples)
+        return (clock() - t0) * 1e3
+
+    for _ in range(warmup):
+        fn()
+    return _collect(timed, iters, min_time_s, min_iters, max_iters)
 
 
 def time_device_calls(
@@ -161,16 +151,24 @@ def time_device_calls(
     """Like :func:`time_calls` for functions that measure themselves and return ms (CUDA events)."""
     for _ in range(warmup):
         fn()
+    return _collect(lambda: float(fn()), iters, min_time_s, min_iters, max_iters)
+
+
+def _collect(sample_ms: Callable[[], float], iters: int, min_time_s: float | None,
+             min_iters: int, max_iters: int) -> np.ndarray:
+    """The shared stopping rule: ``iters`` samples, or ``min_time_s`` recorded and ``min_iters``."""
     samples: list[float] = []
+    total_ms = 0.0
     while True:
-        samples.append(float(fn()))
+        samples.append(sample_ms())
+        total_ms += samples[-1]
         n = len(samples)
         if n >= max_iters:
             break
         if min_time_s is None:
             if n >= iters:
                 break
-        elif sum(samples) / 1e3 >= min_time_s and n >= min_iters:
+        elif total_ms / 1e3 >= min_time_s and n >= min_iters:
             break
     return np.asarray(samples)
 
