@@ -10,18 +10,17 @@ fast int8 row can never hide a broken model.
 
 The backend factory is injectable: tests drive the whole loop with scripted fake backends and a
 fake clock; the CLI uses :func:`edgedistal.runtime.select.get_backend`.
+
+Environment capture lives in :mod:`edgedistal.bench_env` and the ``--profile jetson`` FLOP
+estimate in :mod:`edgedistal.bench_jetson`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import inspect
 import os
 import platform
-import re
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from edgedistal.bench_env import capture_environment, finish_environment
+from edgedistal.bench_jetson import estimate_section
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
-from edgedistal.utils.machine import cpu_model
 
 SCHEMA_VERSION = 1
 #: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
@@ -43,33 +43,6 @@ KNOWN_BACKENDS = ("tensorrt", "onnxruntime-gpu", "torch-cuda", "onnxruntime", "t
 CPU_BACKENDS = ("onnxruntime", "torch")
 #: Relative p50/p99 change between two passes still called stable.
 STABILITY_TOLERANCE = 0.15
-
-#: Published peaks of the Jetson modules the ``jetson`` profile estimates for. NVIDIA quotes
-#: *sparse* INT8 TOPS (module total, GPU + DLA); the figures below are the GPU's *dense* rates:
-#: half the sparse GPU INT8 rate, FP16 dense = half of INT8 dense (Ampere tensor cores).
-JETSON_PEAKS: dict[str, dict[str, Any]] = {
-    "Jetson Orin Nano 8GB": {
-        "int8_dense_tops": 20.0,
-        "fp16_dense_tflops": 10.0,
-        "headline": "40 TOPS INT8 sparse (GPU only; no DLA), 15 W, GPU 625 MHz",
-        "source": "NVIDIA Jetson Orin Nano Series datasheet (40 sparse INT8 TOPS); dense = 1/2",
-    },
-    "Jetson Orin NX 16GB": {
-        "int8_dense_tops": 30.0,
-        "fp16_dense_tflops": 15.0,
-        "headline": "100 TOPS INT8 sparse (GPU ~60 + 2x DLA ~40), 25 W, GPU 918 MHz",
-        "source": (
-            "NVIDIA Jetson Orin NX Series datasheet (100 sparse INT8 TOPS module total); GPU share "
-            "from the Jetson AGX Orin Technical Brief v1.2 per-SM rate (170 sparse INT8 TOPS on "
-            "16 SM at 1.3 GHz) scaled to 8 SM at 918 MHz; dense = 1/2"
-        ),
-    },
-}
-#: Fraction of peak a small CNN reaches at batch 1 (assumption, not a measurement): convolutions
-#: this small are launch- and bandwidth-bound, so the estimate is a compute-bound lower bound.
-ASSUMED_UTILISATION = 0.25
-#: Workspace (memory-pool) cap the jetson profile asks backends to respect, in MiB.
-JETSON_WORKSPACE_MB = 1024
 
 Clock = Callable[[], float]
 Factory = Callable[[str, str, int], Backend]
@@ -91,15 +64,6 @@ class BenchConfig:
     profile: str = "default"
     workspace_mb: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def jetson_profile(config: BenchConfig) -> BenchConfig:
-    """Batch 1, fp16 + int8, workspace capped: how a camera pipeline runs on an Orin module."""
-    config.profile = "jetson"
-    config.batches = (1,)
-    config.precisions = ("fp16", "int8")
-    config.workspace_mb = config.workspace_mb or JETSON_WORKSPACE_MB
-    return config
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -505,134 +469,8 @@ def stability(passes: list[dict[tuple[str, str, int], dict[str, Any]]], tol: flo
     }
 
 
-# -- jetson estimate -----------------------------------------------------------------------------
-def count_flops(detector: Any, image_size: int) -> int:
-    """FLOPs of one forward pass at batch 1 (torch FlopCounterMode: 2 per multiply-add)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    detector = detector.eval()
-    x = torch.zeros(1, 3, image_size, image_size)
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        detector(x)
-    return int(counter.get_total_flops())
-
-
-def jetson_estimate(flops: int, utilisation: float = ASSUMED_UTILISATION) -> dict[str, Any]:
-    """ESTIMATE of batch-1 latency on Orin modules from FLOPs and published peaks (not measured)."""
-    rows = []
-    for device, spec in JETSON_PEAKS.items():
-        for prec, peak in (("fp16", spec["fp16_dense_tflops"]), ("int8", spec["int8_dense_tops"])):
-            ms = flops / (peak * 1e12 * utilisation) * 1e3
-            rows.append({
-                "device": device, "precision": prec, "peak_dense_tops": peak,
-                "estimated_latency_ms": ms, "estimated_throughput_ips": 1e3 / ms,
-            })
-    return {
-        "label": "ESTIMATE (not measured): FLOPs / (published dense peak x assumed utilisation)",
-        "flops_per_image": int(flops),
-        "assumed_utilisation": utilisation,
-        "batch": 1,
-        "rows": rows,
-        "peaks": JETSON_PEAKS,
-        "caveat": "compute-bound model: ignores memory bandwidth, kernel launch and pre/post-processing; "
-                  "treat as a lower bound on latency and verify on the device with trtexec",
-    }
-
-
-# -- environment ---------------------------------------------------------------------------------
-def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() if res.returncode == 0 else None
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-
-
-
-def jetson_info() -> dict[str, Any] | None:
-    """L4T release, JetPack version and nvpmodel power mode on a Jetson; None elsewhere."""
-    rel = Path("/etc/nv_tegra_release")
-    if not rel.exists():
-        return None
-    info: dict[str, Any] = {"nv_tegra_release": None, "l4t": None, "jetpack": None, "power_mode": None}
-    with contextlib.suppress(OSError):
-        first = rel.read_text().splitlines()[0]
-        info["nv_tegra_release"] = first.strip("# ").strip()
-        m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", first)
-        if m:
-            info["l4t"] = f"{m.group(1)}.{m.group(2)}"
-    jp = _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
-    info["jetpack"] = jp or None
-    info["power_mode"] = _run(["nvpmodel", "-q"])
-    with contextlib.suppress(OSError):
-        info["model"] = Path("/proc/device-tree/model").read_text().strip("\x00\n ")
-    return info
-
-
-def capture_environment() -> dict[str, Any]:
-    """Everything needed to interpret a number: machine, accelerators, library versions, load."""
-    env: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_logical_cores": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {
-            d: _version(d)
-            for d in ("edgedistal", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy", "timm")
-        },
-        "gpu": None, "jetson": jetson_info(),
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    with contextlib.suppress(Exception):
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        env["versions"]["torch_cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            env["gpu"] = {
-                "name": torch.cuda.get_device_name(0),
-                "capability": f"{props.major}.{props.minor}",
-                "memory_gb": round(props.total_memory / 2**30, 1),
-                "count": torch.cuda.device_count(),
-                "cudnn": torch.backends.cudnn.version(),
-            }
-    with contextlib.suppress(Exception):
-        import onnxruntime as ort
-
-        env["ort_providers"] = ort.get_available_providers()
-    smi = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
-    if smi:
-        name, driver, mem = [s.strip() for s in smi.splitlines()[0].split(",")][:3]
-        env["nvidia_smi"] = {"name": name, "driver": driver, "memory": mem}
-        cuda = _run(["nvidia-smi"])
-        m = re.search(r"CUDA Version:\s*([\d.]+)", cuda or "")
-        env["nvidia_smi"]["cuda_driver_api"] = m.group(1) if m else None
-    return env
-
-
-def finish_environment(env: dict[str, Any]) -> dict[str, Any]:
-    env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return env
-
-
 def config_dict(config: BenchConfig) -> dict[str, Any]:
+    """``config`` as a JSON-ready dict (sequences turned into lists)."""
     d = asdict(config)
     for k in ("backends", "precisions", "batches"):
         d[k] = list(d[k])
@@ -676,34 +514,6 @@ def runtime_factory(
         )
 
     return factory, list(select.available_backends()), notes
-
-
-def model_flops(checkpoint: str | None, onnx_dir: str | None) -> tuple[int | None, str]:
-    """FLOPs of the detector at its image size (from the checkpoint, else an export sidecar)."""
-    from edgedistal.models.registry import Detector, DetectorConfig, load_checkpoint
-
-    try:
-        if checkpoint:
-            det, _ = load_checkpoint(checkpoint)
-        elif onnx_dir:
-            cfg = None
-            for p in sorted(Path(onnx_dir).glob("*.json")):
-                with contextlib.suppress(Exception):
-                    import json
-
-                    d = json.loads(p.read_text())
-                    c = d.get("config") or d.get("detector_config")
-                    if isinstance(c, dict) and "backbone" in c:
-                        cfg = DetectorConfig.from_dict(c)
-                        break
-            if cfg is None:
-                return None, "no detector config found in the export sidecars"
-            det = Detector(cfg)
-        else:
-            return None, "no model given"
-        return count_flops(det, det.config.image_size), f"{det.config.backbone} @ {det.config.image_size}px"
-    except Exception as exc:  # noqa: BLE001 - the estimate is optional
-        return None, f"FLOP count failed: {exc}"
 
 
 def bench_files(
@@ -771,10 +581,7 @@ def bench_files(
         "jetson_estimate": None,
     }
     if config.profile == "jetson":
-        flops, what = model_flops(checkpoint, onnx_dir)
-        report["jetson_estimate"] = jetson_estimate(flops) if flops else {"label": "ESTIMATE unavailable", "reason": what}
-        if flops:
-            report["jetson_estimate"]["model"] = what
+        report["jetson_estimate"] = estimate_section(checkpoint, onnx_dir)
     return report
 
 
@@ -791,6 +598,7 @@ def limit_threads(n: int) -> list[int]:
 
 
 def method_notes(config: BenchConfig) -> list[str]:
+    """Human-readable lines describing how the numbers in the report were measured."""
     loop = (
         f"{config.warmup} warm-up calls, then {config.iters} timed calls"
         if config.min_time_s is None

@@ -8,15 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistal.bench import (
-    BenchConfig,
-    accuracy_metrics,
-    count_flops,
-    jetson_estimate,
-    run_bench,
-    summarize,
-    time_calls,
-)
+from edgedistal.bench import BenchConfig, accuracy_metrics, run_bench, summarize, time_calls
+from edgedistal.bench_jetson import count_flops, jetson_estimate
 from edgedistal.bench_report import render_markdown, validate_report, write_report
 from edgedistal.runtime.base import BackendInfo
 

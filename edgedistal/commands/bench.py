@@ -60,7 +60,8 @@ def bench(
     cuda_graphs: bool, threads: int | None, notes: tuple[str, ...], out_dir: str,
 ) -> None:
     """Latency percentiles, throughput, memory and accuracy drift per backend × precision × batch."""
-    from edgedistal.bench import BenchConfig, bench_files, jetson_profile
+    from edgedistal.bench import BenchConfig, bench_files
+    from edgedistal.bench_jetson import jetson_profile
     from edgedistal.bench_report import write_report
 
     if demo:
