@@ -49,6 +49,9 @@ class DistillConfig:
     strategy: str = "hybrid"
     strategy_kw: dict = field(default_factory=dict)  # e.g. {"beta": 4, "score": "margin"}
     balanced: bool = False
+    #: The dataset being distilled is labelled, so label-aware wrappers (balanced, paired) may read
+    #: every pool row's label; False simulates active learning (labels only for picked rows).
+    label_aware: bool = True
     group_cap: int = 0  # > 0: at most this many picks per group per round
     seed_size: float = 0.05
     seed_strategy: str = "random"  # or "kcenter" (on label-free thumbnails)
@@ -62,6 +65,7 @@ class DistillConfig:
     batch_size: int = 64
     lr: float = 2e-3
     drop_rate: float = 0.0
+    amp: str = "auto"  # training precision of the learner's detector (TrainConfig.amp)
     train_patience: int = 5
     mc_dropout: int = 0
     refresh_every: int = 0
@@ -123,6 +127,7 @@ def _train_config(cfg: DistillConfig):
         device=cfg.device,
         drop_rate=cfg.drop_rate if cfg.drop_rate or not cfg.mc_dropout else 0.2,
         num_threads=cfg.num_threads,
+        amp=cfg.amp,
     )
 
 
@@ -273,6 +278,7 @@ def run_distill(
         groups=pool.df["group"].to_numpy(dtype=object),
         methods=pool.df["method"].to_numpy(dtype=object).astype(str),
         val_labels=val.labels if len(val) else None,
+        pool_labels=pool.labels if cfg.label_aware else None,
     )
     fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}, sort_keys=True)
     fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()

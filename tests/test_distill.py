@@ -192,3 +192,26 @@ def test_full_mode_retrains_each_round(tmp_path, synth_dir):
     assert len(res.rounds) == 3 and len(res.manifest) == res.config["budget"]
     # only the newest detector checkpoint is kept
     assert len(list((tmp_path / "f" / "learner").glob("detector_r*.pt"))) == 1
+
+
+def test_label_aware_balance_and_pairs_hold_at_every_milestone(tmp_path, synth_pool):
+    """balanced+ / paired+ act from the seed round on; --no-label-aware reads no pool labels."""
+    m, feats = synth_pool
+    pool = m.split("train").df
+    res = run_distill(m, _cfg(strategy="balanced+hybrid"), tmp_path / "bal", learner=_learner(m, feats),
+                      progress=False)
+    for f in (0.1, 0.2, 0.3):
+        snap = Manifest.load(tmp_path / "bal" / "milestones" / f"budget_{f:.3f}.parquet").df
+        assert abs(int((snap["label"] == 0).sum()) - len(snap) / 2) <= 1, f  # pool is 1/3 real
+    assert abs(res.rounds["n_real"].iloc[0] - res.rounds["picked"].iloc[0] / 2) <= 1  # the seed set too
+    res = run_distill(m, _cfg(strategy="paired+hybrid"), tmp_path / "pair", learner=_learner(m, feats),
+                      progress=False)
+    d = res.manifest.df
+    real_groups = set(d.loc[d["label"] == 0, "group"])
+    has_real = set(pool.loc[pool["label"] == 0, "group"])
+    lonely = [g for g in d.loc[d["label"] == 1, "group"] if g in has_real and g not in real_groups]
+    assert len(lonely) <= len(res.rounds)  # at most the last slot of each round goes unpaired
+    blind = run_distill(m, _cfg(strategy="balanced+hybrid", label_aware=False), tmp_path / "blind",
+                        learner=_learner(m, feats), progress=False)
+    assert blind.manifest.df["sample_id"].tolist() != Manifest.load(
+        tmp_path / "bal" / "distilled.parquet").df["sample_id"].tolist()

@@ -133,3 +133,48 @@ def test_group_coverage_kcenter_and_hybrid_beat_random():
     # measured: random ≈ 26, k-center ≈ 33, hybrid ≈ 32 of 40 identities (4 seeds)
     assert np.mean(cover["kcenter"]) >= rnd + 4, cover
     assert np.mean(cover["hybrid"]) >= rnd + 4, cover
+
+
+def _paired_state(n_lab=0):
+    """40 groups of 6: row 0 of each group is its real source, rows 1-5 its fakes."""
+    s = _state(n=240, n_lab=n_lab, mc=False)
+    s.pool_labels = (np.arange(240) % 6 != 0).astype(np.int64)
+    s.sources = s.pool_labels == 0  # test-side shorthand
+    return s
+
+
+@pytest.mark.parametrize("inner", ["random", "hybrid", "kcenter", "entropy"])
+def test_paired_takes_every_fake_with_its_source(inner):
+    s = _paired_state(n_lab=12)
+    picks = get_strategy(f"paired+{inner}").select(s, 40)
+    assert len(picks) == 40 and len(set(picks.tolist())) == 40 and not s.labelled[picks].any()
+    have = set(s.groups[picks][s.sources[picks]].tolist()) | set(s.groups[s.labelled & s.sources].tolist())
+    fakes = picks[~s.sources[picks]]
+    alone = sum(g not in have for g in s.groups[fakes])
+    assert alone <= 1  # no fake without its real source, but for the last slot when k runs out
+    assert s.sources[picks].sum() >= 12  # vs 40/6 ≈ 7 for a plain draw
+
+
+def test_paired_fills_k_when_sources_are_taken_and_without_metadata():
+    s = _paired_state()
+    s.labelled[s.sources] = True  # every real already labelled: fakes come alone
+    picks = get_strategy("paired+random").select(s, 30)
+    assert len(set(picks.tolist())) == 30 and not s.labelled[picks].any()
+    s = _state(n=120, n_lab=0, mc=False)  # not label-aware: plain inner strategy
+    assert len(get_strategy("paired+hybrid").select(s, 17)) == 17
+
+
+def test_balanced_uses_the_dataset_labels_when_label_aware():
+    s = _paired_state()  # 1 real in 6
+    picks = get_strategy("balanced+hybrid").select(s, 30)
+    assert (s.pool_labels[picks] == 0).sum() == 15
+    s.pool_labels = None  # active-learning simulation: predicted classes instead
+    pred = (s.probs >= 0.5).numpy()
+    assert pred[get_strategy("balanced+hybrid").select(s, 30)].sum() == 15
+
+
+def test_unknown_wrapper_is_an_error():
+    from edgedistal.errors import EdgedistalError
+
+    with pytest.raises(EdgedistalError, match="unknown strategy"):
+        get_strategy("pairs+hybrid")

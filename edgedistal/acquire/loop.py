@@ -22,7 +22,13 @@ import torch
 
 from edgedistal.acquire import scores as S
 from edgedistal.acquire.learners import Learner, Scores, val_auc
-from edgedistal.acquire.strategies import SelectionState, Strategy, k_center_greedy
+from edgedistal.acquire.strategies import (
+    RandomSampling,
+    SelectionState,
+    Strategy,
+    k_center_greedy,
+    with_base,
+)
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import read_json, write_json_atomic
 
@@ -116,6 +122,7 @@ class PoolInfo:
     groups: np.ndarray
     methods: np.ndarray
     val_labels: np.ndarray | None = None
+    pool_labels: np.ndarray | None = None  # every row's label in a label-aware run, else None
 
 
 def _round_record(
@@ -206,8 +213,10 @@ def run_loop(
             feats = torch.as_tensor(learner.seed_embeddings()).to(device)
             first = int(torch.randint(n, (1,), generator=gen))
             picks = k_center_greedy(feats, k, first=first)
-        elif seed_strategy == "random":
-            picks = torch.randperm(n, generator=gen)[:k].numpy()
+        elif seed_strategy == "random":  # uniform, through the run's wrappers (balance, pairs)
+            blank = SelectionState(torch.empty(n, 0), torch.full((n,), 0.5), np.zeros(n, bool), gen,
+                                   groups=pool.groups, pool_labels=pool.pool_labels)
+            picks = with_base(strategy, RandomSampling()).select(blank, k)
         else:
             raise EdgedistalError(f"unknown seed strategy {seed_strategy!r}", "use random or kcenter")
         labelled[picks] = True
@@ -238,6 +247,7 @@ def run_loop(
         sel = SelectionState.build(
             scores.embeddings, scores.probs, labelled, seed=rseed, device=device,
             labels=np.where(labelled, pool.labels, -1), groups=pool.groups, mc_probs=scores.mc_probs,
+            pool_labels=pool.pool_labels,
         )
         picks = np.asarray(strategy.select(sel, k), np.int64)
         if len(picks) != len(set(picks.tolist())) or labelled[picks].any():

@@ -41,6 +41,10 @@ class SelectionState:
     mc_probs: torch.Tensor | None = None  # [T, N]
     grad_embeddings: torch.Tensor | None = None  # [N, G]
     candidates: np.ndarray | None = None  # [N] bool
+    #: [N] int: every pool row's label, when the dataset being distilled is labelled (it usually
+    #: is) and the run is label-aware. ``None`` simulates pure active learning (labels arrive only
+    #: for picked rows). Read only by the label-aware wrappers :class:`Balanced` and :class:`Paired`.
+    pool_labels: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -464,8 +468,14 @@ def _top_per_group(values: torch.Tensor, pos: torch.Tensor, m: int, groups: np.n
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Balanced:
-    """Split the ``k`` picks evenly over the *predicted* classes (pool labels are unknown at
-    pick time), so a fake-heavy pool (DFDC is ~83 % fake) does not starve the real class."""
+    """Split the ``k`` picks evenly over the classes, so a fake-heavy pool (DFDC is ~83 % fake)
+    does not starve the real class: the dataset's labels when the run is label-aware
+    (``state.pool_labels``), else the *predicted* classes.
+
+    Why: the real class is the scarce one, and its variety is what a from-scratch detector lacks
+    most; on DFDC val, a class-balanced random 20 % beat a uniform one by ~0.05 AUC
+    (``benchmarks/results/subset_ablation_cpu.md``).
+    """
 
     inner: Strategy
     threshold: float = 0.5
@@ -475,7 +485,10 @@ class Balanced:
         return f"balanced({self.inner.name})"
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
-        pred = (state.probs >= self.threshold).cpu().numpy()
+        if state.pool_labels is not None:
+            pred = np.asarray(state.pool_labels) == 1
+        else:
+            pred = (state.probs >= self.threshold).cpu().numpy()
         avail = state.available()
         classes = [pred & avail, ~pred & avail]
         quota = [k // 2 + k % 2, k // 2]
@@ -537,6 +550,73 @@ class GroupSpread:
         return np.asarray(picked[:k], np.int64)
 
 
+@dataclass
+class Paired:
+    """Take each pick together with its counterpart of the same group: a fake with the real
+    video it was made from, a real with one of its fakes (the most uncertain).
+
+    Why: a from-scratch detector shown a fake without its source can separate the classes by
+    identity, background or compression instead of the manipulation; a pair differs only in the
+    manipulation. The inner strategy chooses the anchors (about half of ``k``); pairing fills
+    the rest. Label-aware: reads ``state.pool_labels`` (a group's real rows are its sources) and
+    falls back to the inner strategy without them.
+    """
+
+    inner: Strategy
+
+    @property
+    def name(self) -> str:
+        return f"paired({self.inner.name})"
+
+    def select(self, state: SelectionState, k: int) -> np.ndarray:
+        if state.groups is None or state.pool_labels is None:
+            return self.inner.select(state, k)
+        codes = pd.factorize(pd.Series(state.groups), sort=False)[0]
+        order = np.argsort(codes, kind="stable")
+        starts = np.searchsorted(codes[order], np.arange(codes.max() + 2))
+        free = state.available()
+        sources = np.asarray(state.pool_labels) == 0
+        unc = _uncertainty(state, "entropy").cpu().numpy()
+        picked: list[int] = []
+
+        def take(i: int) -> None:
+            picked.append(int(i))
+            free[i] = False
+
+        def partner(i: int) -> int | None:
+            members = order[starts[codes[i]] : starts[codes[i] + 1]]
+            members = members[free[members] & (sources[members] != sources[i])]
+            if not len(members):
+                return None
+            return int(members[0]) if not sources[i] else int(members[np.argmax(unc[members])])
+
+        for _ in range(1000):
+            need = k - len(picked)
+            if need <= 0:
+                break
+            view = state.with_picked(np.asarray(picked, np.int64), state.candidates)
+            anchors = self.inner.select(view, max(1, (need + 1) // 2))
+            if len(anchors) == 0:
+                break
+            for i in anchors:
+                if len(picked) >= k:
+                    break
+                if not free[i]:
+                    continue  # already taken as an earlier anchor's partner
+                take(i)
+                j = partner(int(i))
+                if j is not None and len(picked) < k:
+                    take(j)
+        return np.asarray(picked[:k], np.int64)
+
+
+def with_base(strategy: Strategy, base: Strategy) -> Strategy:
+    """The same wrapper chain around another base strategy: the loop's random seed set keeps the
+    run's class balance and pairing (``balanced+paired+hybrid`` → ``balanced+paired+random``)."""
+    inner = getattr(strategy, "inner", None)
+    return base if inner is None else replace(strategy, inner=with_base(inner, base))  # type: ignore[type-var]
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------------
@@ -555,24 +635,30 @@ _REGISTRY = {
     "hybrid": Hybrid,
 }
 STRATEGIES = tuple(_REGISTRY)
+WRAPPERS = ("balanced", "groupspread", "paired")
 
 
 def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw: object) -> Strategy:
     """Build a strategy by name; ``balanced`` / ``group_cap > 0`` add the wrappers.
 
-    ``name`` may also carry wrappers as prefixes, e.g. ``"balanced+groupspread+hybrid"``.
+    ``name`` may also carry wrappers as prefixes, e.g. ``"balanced+groupspread+hybrid"`` or
+    ``"paired+hybrid"`` (pairing is outermost: it completes whatever the others pick).
     """
     parts = name.lower().replace("-", "_").split("+")
     base = parts[-1]
-    if base not in _REGISTRY:
+    bad = [w for w in parts[:-1] if w not in WRAPPERS]
+    if base not in _REGISTRY or bad:
         from edgedistal.errors import EdgedistalError
 
         raise EdgedistalError(
-            f"unknown strategy {name!r}", f"choose one of {', '.join(STRATEGIES)}"
+            f"unknown strategy {name!r}",
+            f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
         )
     strat: Strategy = _REGISTRY[base](**kw)
     if "balanced" in parts[:-1] or balanced:
         strat = Balanced(strat)
     if "groupspread" in parts[:-1] or group_cap > 0:  # outermost: the cap spans both classes
         strat = GroupSpread(strat, max(1, group_cap))
+    if "paired" in parts[:-1]:
+        strat = Paired(strat)
     return strat
