@@ -3,11 +3,15 @@
 Question answered: trained with the same recipe, does the distilled subset beat a random subset
 of the same size, and how much of the full-pool gain over chance does it keep?
 
-    # CPU (2 cores, ≤ 30 min): 64 px, a pool of ~2,000 crops, 2 seeds, steps calibrated to fit
-    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --time-budget 1800
+    # CPU (2 cores, ≈ 85 min): distil once (≈ 5 min), then 27 models of ResNet-10t at 64 px
+    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --strategy balanced+random \
+        --distill-only --work runs/distill_dfdc_cpu_balrand
+    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --steps 1000 --time-budget 5400 \
+        --distilled runs/distill_dfdc_cpu_balrand/distill --work runs/distill_dfdc_cpu_final
     # GPU (one H100/H200 call, ≤ 6 min with unpacking): see scripts/gpu_eval_check.sh
     python3 benchmarks/distill_dfdc.py --device cuda --pack .gpu/dfdc_pack.npz --time-budget 300 ...
 
+The strategy was chosen on the val split (``benchmarks/subset_ablation.py``), never on test.
 Writes JSON + Markdown + figures under ``benchmarks/results/distill_dfdc_<device>/`` (or
 ``--results``); the working folders (cells, distillation state, embeddings) stay under ``--work``.
 ``--time-budget`` (s, the whole script): after distillation, a short calibration run measures
@@ -35,10 +39,10 @@ from edgedistal.errors import EdgedistalError  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
 from edgedistal.utils.machine import machine_summary  # noqa: E402
 
-CPU_RECIPE = dict(image_size=64, batch_size=32, steps=200, seeds=2, max_pool=2000, max_test=800,
-                  distill_steps=100, lr=2e-3)
-GPU_RECIPE = dict(image_size=128, batch_size=128, steps=1500, seeds=3, max_pool=0, max_test=0,
-                  distill_steps=600, lr=2e-3)
+CPU_RECIPE = dict(backbone="resnet10t", image_size=64, batch_size=64, steps=1000, seeds=3, max_pool=0,
+                  max_test=0, distill_steps=600, lr=2e-3, amp="bf16")
+GPU_RECIPE = dict(backbone="resnet18", image_size=128, batch_size=128, steps=1500, seeds=3, max_pool=0,
+                  max_test=0, distill_steps=600, lr=2e-3, amp="auto")
 
 
 def machine(device: str) -> dict:
@@ -161,17 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per trained model (all arms)")
     ap.add_argument("--protocol", default="steps", choices=["steps", "epochs", "early_stop"])
     ap.add_argument("--epochs", type=float, default=10.0, help="protocol epochs / early_stop cap")
-    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--backbone", default=None, help="timm name (CPU recipe resnet10t, GPU resnet18)")
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--augment", default="light", choices=["none", "light", "standard"],
                     help="light = flips + shifts (standard adds colour, blur and JPEG re-compression)")
-    ap.add_argument("--amp", default="auto")
+    ap.add_argument("--amp", default=None, help="bf16 | fp16 | off | auto (CPU recipe bf16: ~1.7× on AVX512-BF16)")
     ap.add_argument("--random-mode", default="samples", choices=["samples", "groups"])
     ap.add_argument("--max-pool", type=int, default=None, help="cap the train pool (whole groups); 0 = all")
     ap.add_argument("--max-test", type=int, default=None, help="cap the test split (whole groups); 0 = all")
-    ap.add_argument("--strategy", default="hybrid", help="distillation strategy (edgedistal distill --strategy)")
+    ap.add_argument("--strategy", default="balanced+random",
+                    help="distillation strategy (edgedistal distill --strategy); chosen on val, see subset_ablation.py")
     ap.add_argument("--distill-mode", default="proxy", choices=["proxy", "full"])
     ap.add_argument("--distill-steps", type=int, default=None, help="steps of each distillation model")
     ap.add_argument("--distill-batch-size", type=int, default=128,
@@ -189,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="throughput gain assumed for --workers when calibrating (default 0.6 × workers)")
     ap.add_argument("--distilled", default=None, help="reuse this distillation folder instead of distilling")
     ap.add_argument("--fresh", action="store_true", help="ignore finished cells and distillation state")
+    ap.add_argument("--distill-only", action="store_true",
+                    help="stop after the distillation (evaluate later with --distilled WORK/distill)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
 
@@ -199,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = resolve_device(args.device)
     tag = "cuda" if dev.type == "cuda" else dev.type
     recipe = dict(GPU_RECIPE if dev.type == "cuda" else CPU_RECIPE)
-    for k in ("image_size", "batch_size", "steps", "seeds", "max_pool", "max_test", "distill_steps", "lr"):
+    for k in ("backbone", "image_size", "batch_size", "steps", "seeds", "max_pool", "max_test", "distill_steps",
+              "lr", "amp"):
         v = getattr(args, k)
         if v is not None:
             recipe[k] = v
@@ -240,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                          seed_size=seed_size, rounds=args.rounds, mode=args.distill_mode,
                          backbone=args.backbone, image_size=args.image_size, steps=args.distill_steps,
                          batch_size=args.distill_batch_size, train_patience=args.distill_patience,
-                         lr=args.lr, seed=0, split_seed=args.split_seed,
+                         lr=args.lr, amp=args.amp, seed=0, split_seed=args.split_seed,
                          device=str(dev), num_threads=args.threads)
     t0 = time.perf_counter()
     ddir = Path(args.distilled) if args.distilled else work / "distill"
@@ -254,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"distilled {dconfig.get('selected')} samples in {time.perf_counter() - t0:.1f}s "
             f"({dconfig.get('groups_covered')}/{dconfig.get('groups_in_pool')} groups)")
     t_distill = time.perf_counter() - t0
+    if args.distill_only:
+        log(f"--distill-only: evaluate later with --distilled {ddir}")
+        return 0
 
     # 3. evaluate: same recipe on distilled / random / full
     from edgedistal.evaluate import EvalConfig, run_evaluation
@@ -297,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     # 4. report + results
     recipe.update({"backbone": args.backbone, "protocol": args.protocol, "augment": args.augment,
                    "amp": args.amp, "budgets": list(budgets), "random": args.random_mode,
-                   "distill": f"{args.distill_mode}/{args.strategy}, seed {seed_size}, rounds {args.rounds or 'default'}",
+                   "distill": (f"{dconfig.get('mode', args.distill_mode)}/{dconfig.get('config', {}).get('strategy', args.strategy)}, "
+                               f"seed {seed_size}, rounds {args.rounds or 'default'}"
+                               + (f", reused from {args.distilled}" if args.distilled else "")),
                    "steps": args.steps, "workers": args.workers})
     run = {
         "machine": machine(str(dev)) | {"device": str(dev)},
