@@ -8,13 +8,7 @@
 #
 # Data: the DFDC dev crops travel packed in .gpu/dfdc_pack.* (git-ignored, built here with
 # `python scripts/pack_dfdc.py`), because ../shared does not travel to the device machine.
-set -u
-cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu_out}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 EDGEDISTAL_NO_PROGRESS=1
-export EDGEDISTAL_CACHE=${EDGEDISTAL_CACHE:-/tmp/edgedistal-cache}
-PY=${PY:-python3}
+. "$(dirname "$0")/gpu_env.sh"
 SMOKE_FLAG=""
 TRAIN_SMOKE=""
 TRAIN_DEVICE=cuda

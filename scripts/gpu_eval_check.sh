@@ -15,13 +15,7 @@
 # Writes $OUT/distill_dfdc_cuda.log and $OUT/distill_dfdc_cuda.tar.gz (results folder: results
 # JSON/Markdown, report.md/html, figures/, plus the eval cells and distillation logs, without the
 # embeddings) — unpack it into benchmarks/results/ on the dev machine.
-set -u
-cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu_out}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 EDGEDISTAL_NO_PROGRESS=1
-export EDGEDISTAL_CACHE=${EDGEDISTAL_CACHE:-/tmp/edgedistal-cache}
-PY=${PY:-python3}
+. "$(dirname "$0")/gpu_env.sh"
 WORK=${WORK:-/tmp/distill_dfdc_work}
 RES=$WORK/results/distill_dfdc_cuda
 TIME_BUDGET=${TIME_BUDGET:-330}   # the benchmark's own budget (calibrates steps per model)

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -251,23 +251,9 @@ class ProxyLearner(_DetectorMixin):
 
     mode = "proxy"
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        val_images: np.ndarray | None,
-        val_labels: np.ndarray | None,
-        train_cfg,
-        workdir: str | os.PathLike[str],
-        *,
-        refresh_every: int = 0,
-        mc_dropout: int = 0,
-        head_c: float = 1.0,
-        predict_batch: int = 256,
-        progress: bool = False,
-    ):
-        super().__init__(images, labels, val_images, val_labels, train_cfg, workdir,
-                         mc_dropout=mc_dropout, predict_batch=predict_batch, progress=progress)
+    def __init__(self, *args: Any, refresh_every: int = 0, head_c: float = 1.0, **kw: Any):
+        """``_DetectorMixin``'s arguments, plus the backbone refresh period and the head's C."""
+        super().__init__(*args, **kw)
         self.refresh_every = refresh_every
         self.head_c = head_c
         self.last_checkpoint: str | None = None

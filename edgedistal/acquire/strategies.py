@@ -474,7 +474,7 @@ class Balanced:
 
     Why: the real class is the scarce one, and its variety is what a from-scratch detector lacks
     most; on DFDC val, a class-balanced random 20 % beat a uniform one by ~0.05 AUC
-    (``benchmarks/results/subset_ablation_cpu.md``).
+    (``benchmarks/results/subset_ablation_cpu_20pct.md``).
     """
 
     inner: Strategy
@@ -486,11 +486,11 @@ class Balanced:
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
         if state.pool_labels is not None:
-            pred = np.asarray(state.pool_labels) == 1
+            fake = np.asarray(state.pool_labels) == 1
         else:
-            pred = (state.probs >= self.threshold).cpu().numpy()
+            fake = (state.probs >= self.threshold).cpu().numpy()
         avail = state.available()
-        classes = [pred & avail, ~pred & avail]
+        classes = [fake & avail, ~fake & avail]
         quota = [k // 2 + k % 2, k // 2]
         have = [int(c.sum()) for c in classes]
         for a, b in ((0, 1), (1, 0)):  # move quota the short class cannot fill

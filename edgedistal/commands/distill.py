@@ -91,8 +91,8 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
             beta: float | None, score_name: str | None, balanced: bool, group_cap: int, seed_size: str,
             seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
             image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
-            mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str, threads: int | None,
-            resume: bool, materialise: str) -> None:
+            mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
+            threads: int | None, resume: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
     from rich.console import Console
     from rich.table import Table
@@ -107,7 +107,8 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         kw["score"] = score_name
     cfg = DistillConfig(
         budget=_number(budget, "--budget"), milestones=_floats(milestones, "--milestones"), strategy=strategy,
-        strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_cap, seed_size=_number(seed_size, "--seed-size"),
+        strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_cap,
+        seed_size=_number(seed_size, "--seed-size"),
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
         backbone=backbone, image_size=image_size, steps=steps, epochs=epochs, batch_size=batch_size,
         lr=lr, amp=amp, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
