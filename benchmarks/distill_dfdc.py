@@ -40,7 +40,7 @@ from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E4
 from edgedistal.utils.machine import machine_summary  # noqa: E402
 
 CPU_RECIPE = dict(backbone="resnet10t", image_size=64, batch_size=64, steps=1000, seeds=3, max_pool=0,
-                  max_test=0, distill_steps=600, lr=2e-3, amp="bf16")
+                  max_test=0, distill_steps=600, lr=2e-3, amp="auto")
 GPU_RECIPE = dict(backbone="resnet18", image_size=128, batch_size=128, steps=1500, seeds=3, max_pool=0,
                   max_test=0, distill_steps=600, lr=2e-3, amp="auto")
 
@@ -121,28 +121,27 @@ def calibrate_steps(args, manifest: Manifest, images: np.ndarray, train_cfg, n_m
                    "overhead_s": overhead, "per_model_budget_s": per_model}
 
 
-def _worker(k: int, n: int, manifest: Manifest, ddir: Path, budgets, seeds: int, tcfg, out: Path,
-            ecfg, split_seed: int, deadline_wall: float | None) -> int:
+def _worker(k: int, n: int, manifest: Manifest, methods: dict, tcfg, out: Path, ecfg, split_seed: int,
+            deadline_wall: float | None) -> int:
     """One shard of the evaluation in its own process (images memory-mapped from the cache)."""
     from edgedistal.evaluate import run_evaluation
 
     budget = None if deadline_wall is None else max(0.0, deadline_wall - time.time())
-    res = run_evaluation(manifest, distilled_dir=ddir, budgets=budgets, seeds=seeds, train_cfg=tcfg,
-                         out_dir=out, resume=True, progress=True, eval_cfg=ecfg, split_seed=split_seed,
-                         time_budget_s=budget, shard=(k, n))
+    res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=out, resume=True, progress=True,
+                         eval_cfg=ecfg, split_seed=split_seed, time_budget_s=budget, shard=(k, n), log=print)
     return len(res.cells)
 
 
-def run_workers(n: int, manifest: Manifest, ddir: Path, budgets, seeds: int, tcfg, out: Path, ecfg,
-                split_seed: int, deadline: float | None) -> None:
+def run_workers(n: int, manifest: Manifest, methods: dict, tcfg, out: Path, ecfg, split_seed: int,
+                deadline: float | None) -> None:
     """Train the evaluation's models in ``n`` processes (spawned: CUDA cannot fork)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     deadline_wall = None if deadline is None else time.time() + deadline
     with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(_worker, k, n, manifest, ddir, budgets, seeds, tcfg, out, ecfg, split_seed,
-                          deadline_wall) for k in range(n)]
+        futs = [ex.submit(_worker, k, n, manifest, methods, tcfg, out, ecfg, split_seed, deadline_wall)
+                for k in range(n)]
         for f in futs:
             f.result()
 
@@ -163,15 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="0.05,0.1,0.2,0.3")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per trained model (all arms)")
-    ap.add_argument("--protocol", default="steps", choices=["steps", "epochs", "early_stop"])
-    ap.add_argument("--epochs", type=float, default=10.0, help="protocol epochs / early_stop cap")
+    ap.add_argument("--protocol", default="converged", choices=["converged", "steps", "epochs"],
+                    help="converged: early stop on each arm's by-group val carve, cap --max-epochs passes")
+    ap.add_argument("--epochs", type=float, default=10.0, help="epochs protocol: passes per model")
+    ap.add_argument("--max-epochs", type=float, default=20.0, help="converged: step cap in passes over the arm")
+    ap.add_argument("--min-steps", type=int, default=200, help="converged: least steps per model")
+    ap.add_argument("--max-steps", type=int, default=None, help="converged: hard step cap for every arm")
+    ap.add_argument("--patience", type=int, default=5, help="converged: evaluations without val gain")
     ap.add_argument("--backbone", default=None, help="timm name (CPU recipe resnet10t, GPU resnet18)")
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--augment", default="light", choices=["none", "light", "standard"],
                     help="light = flips + shifts (standard adds colour, blur and JPEG re-compression)")
-    ap.add_argument("--amp", default=None, help="bf16 | fp16 | off | auto (CPU recipe bf16: ~1.7× on AVX512-BF16)")
+    ap.add_argument("--amp", default=None, help="auto (bf16 only where the CPU has AVX-512 BF16 / AMX) | bf16 | fp16 | off")
     ap.add_argument("--random-mode", default="samples", choices=["samples", "groups"])
     ap.add_argument("--max-pool", type=int, default=None, help="cap the train pool (whole groups); 0 = all")
     ap.add_argument("--max-test", type=int, default=None, help="cap the test split (whole groups); 0 = all")
@@ -192,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="processes training models side by side on one GPU (launch-bound small models)")
     ap.add_argument("--parallel-speedup", type=float, default=None,
                     help="throughput gain assumed for --workers when calibrating (default 0.6 × workers)")
-    ap.add_argument("--distilled", default=None, help="reuse this distillation folder instead of distilling")
+    ap.add_argument("--distilled", action="append", default=None, metavar="[NAME=]DIR",
+                    help="reuse distillation folder(s) instead of distilling; repeat to compare methods")
     ap.add_argument("--fresh", action="store_true", help="ignore finished cells and distillation state")
     ap.add_argument("--distill-only", action="store_true",
                     help="stop after the distillation (evaluate later with --distilled WORK/distill)")
@@ -251,12 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                          lr=args.lr, amp=args.amp, seed=0, split_seed=args.split_seed,
                          device=str(dev), num_threads=args.threads)
     t0 = time.perf_counter()
-    ddir = Path(args.distilled) if args.distilled else work / "distill"
-    if args.distilled:
+    from edgedistal.evaluate import as_methods
+
+    methods = as_methods(args.distilled) if args.distilled else {}
+    ddir = next(iter(methods.values())) if methods else work / "distill"
+    if methods:
         from edgedistal.utils.io import read_json
 
         dconfig = read_json(ddir / "config.json")
-        log(f"reusing the distillation in {ddir} ({dconfig.get('selected')} samples)")
+        log(f"reusing {len(methods)} distillation(s): {', '.join(f'{k}={v}' for k, v in methods.items())}")
     else:
         dconfig = run_distill(manifest, dcfg, ddir, resume=True, progress=False).config
         log(f"distilled {dconfig.get('selected')} samples in {time.perf_counter() - t0:.1f}s "
@@ -274,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                        lr=args.lr, max_steps=args.steps if args.protocol != "epochs" else None,
                        epochs=args.epochs, augment=args.augment, amp=args.amp, device=str(dev),
                        num_threads=args.threads, eval_every=0, patience=3)
-    ecfg = EvalConfig(budgets=budgets, seeds=args.seeds, protocol=args.protocol, random_mode=args.random_mode)
-    n_models = args.seeds * (2 * len(budgets) + 1)
+    methods = methods or {dcfg.strategy: ddir}
+    ecfg = EvalConfig(budgets=budgets, seeds=args.seeds, protocol=args.protocol, random_mode=args.random_mode,
+                      max_epochs=args.max_epochs, min_steps=args.min_steps, patience=args.patience,
+                      max_steps=args.max_steps)
+    n_models = args.seeds * ((len(methods) + 3) * len(budgets) + 1)
     calib: dict = {}
     deadline = None
     if args.time_budget:
@@ -296,12 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         deadline = args.time_budget - (time.perf_counter() - t_start) - 15
     t0 = time.perf_counter()
     if args.workers > 1:
-        run_workers(args.workers, manifest, ddir, budgets, args.seeds, tcfg, work / "eval", ecfg,
-                    args.split_seed, deadline)
+        run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, deadline)
         deadline = None  # the final call below only collects and summarises
-    eres = run_evaluation(manifest, distilled_dir=ddir, budgets=budgets, seeds=args.seeds,
-                          train_cfg=tcfg, out_dir=work / "eval", resume=True, progress=True,
-                          eval_cfg=ecfg, images=images, split_seed=args.split_seed, time_budget_s=deadline)
+    eres = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", resume=True,
+                          progress=True, eval_cfg=ecfg, images=images, split_seed=args.split_seed,
+                          time_budget_s=deadline, log=lambda m: log(m.strip()))
     t_eval = time.perf_counter() - t0
     log(f"evaluated {len(eres.cells)} models in {t_eval:.1f}s: {eres.summary['conclusion']}")
 
@@ -310,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                    "amp": args.amp, "budgets": list(budgets), "random": args.random_mode,
                    "distill": (f"{dconfig.get('mode', args.distill_mode)}/{dconfig.get('config', {}).get('strategy', args.strategy)}, "
                                f"seed {seed_size}, rounds {args.rounds or 'default'}"
-                               + (f", reused from {args.distilled}" if args.distilled else "")),
+                               + (f", reused from {', '.join(args.distilled)}" if args.distilled else "")),
                    "steps": args.steps, "workers": args.workers})
     run = {
         "machine": machine(str(dev)) | {"device": str(dev)},

@@ -1,7 +1,8 @@
 """The end-to-end demo on a generated dataset: what `make demo` runs.
 
-generate → ingest (csv layout) → group split → distil (active learning) → evaluate distilled vs
-random vs full → report → train the deployable detector on the distilled set → export ONNX
+generate → ingest (csv layout) → group split → distil (active learning) → evaluate the distilled
+set against the random / balanced / stratified baselines and the full pool (converged protocol) →
+report → train the deployable detector on the distilled set → export ONNX
 (fp32 + int8 QDQ). Every stage resumes: a re-run skips finished work. Sized to finish in a few
 minutes on a 2-core CPU; the numbers it prints are for a toy dataset, not a claim about DFDC.
 """
@@ -30,7 +31,10 @@ class DemoConfig:
     milestones: tuple[float, ...] = (0.1, 0.2, 0.3)
     seeds: int = 2
     distill_steps: int = 100
-    eval_steps: int = 80
+    eval_steps: int = 80  # fixed-step recipe of the deployable detector's config
+    eval_epochs: float = 12.0  # converged protocol: step cap = passes over each arm's rows
+    eval_min_steps: int = 40
+    eval_max_steps: int = 400
     deploy_steps: int = 120
     calib_size: int = 128
     device: str = "auto"
@@ -39,7 +43,8 @@ class DemoConfig:
 
 #: Seconds instead of minutes: for tests and a first look.
 QUICK = DemoConfig(n_groups=16, frames_per_video=4, image_size=32, milestones=(0.2, 0.3), seeds=1,
-                   distill_steps=20, eval_steps=20, deploy_steps=20, calib_size=16)
+                   distill_steps=20, eval_steps=20, deploy_steps=20, calib_size=16, eval_epochs=2.0,
+                   eval_min_steps=10, eval_max_steps=40)
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: bool = True,
@@ -48,7 +53,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     from edgedistal.data.layouts import read_layout
     from edgedistal.data.split import group_split
     from edgedistal.distill import DistillConfig, run_distill
-    from edgedistal.evaluate import run_evaluation
+    from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
     from edgedistal.report import write_report
 
@@ -87,9 +92,11 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     done()
 
     done = stage("evaluate distilled vs random vs full")
-    ev = run_evaluation(manifest, distilled_dir=out / "distilled", budgets=cfg.milestones,
-                        seeds=cfg.seeds, train_cfg=train_cfg, out_dir=out / "eval", resume=True,
-                        progress=progress)
+    ecfg = EvalConfig(budgets=cfg.milestones, seeds=cfg.seeds, protocol="converged",
+                      max_epochs=cfg.eval_epochs, min_steps=cfg.eval_min_steps, max_steps=cfg.eval_max_steps,
+                      patience=3)
+    ev = run_evaluation(manifest, distilled={"hybrid": out / "distilled"}, train_cfg=train_cfg,
+                        eval_cfg=ecfg, out_dir=out / "eval", resume=True, progress=progress, log=log)
     done()
 
     done = stage("report")

@@ -12,11 +12,13 @@ import pytest
 from edgedistal.evaluate import (
     EvalConfig,
     aubc,
+    balanced_subset,
     carve_val,
     distilled_subset,
     gain_over_chance,
     random_subset,
     run_evaluation,
+    stratified_subset,
     summarise,
 )
 
@@ -65,32 +67,68 @@ def test_carve_val_never_splits_a_group() -> None:
     assert 0.1 < len(va) / len(groups) < 0.4
 
 
-def _fake_cells() -> pd.DataFrame:
+def _fake_cells(d: dict, r: dict, bal: dict, full=(0.85, 0.87)) -> pd.DataFrame:
+    """Cells of one method ('m'), random, balanced and the method's stratified arm (= balanced + 0.01)."""
     rows = []
-    d = {0.1: [0.70, 0.72], 0.2: [0.80, 0.78], 0.3: [0.82, 0.84]}
-    r = {0.1: [0.66, 0.68], 0.2: [0.81, 0.81], 0.3: [0.76, 0.78]}
-    for s in range(2):
+    for s in range(len(full)):
         for b in d:
-            rows.append({"method": "distilled", "budget": b, "seed": s, "frame_auc": d[b][s], "wall_s": 1.0,
-                         "n_train": 10, "steps": 5, "samples_seen": 50})
-            rows.append({"method": "random", "budget": b, "seed": s, "frame_auc": r[b][s], "wall_s": 1.0,
-                         "n_train": 10, "steps": 5, "samples_seen": 50})
-        rows.append({"method": "full", "budget": 1.0, "seed": s, "frame_auc": [0.85, 0.87][s], "wall_s": 3.0,
-                     "n_train": 100, "steps": 5, "samples_seen": 50})
+            base = {"budget": b, "seed": s, "wall_s": 1.0, "n_train": 10, "steps": 5, "samples_seen": 50,
+                    "converged": True}
+            rows.append({**base, "arm": "m", "kind": "distilled", "frame_auc": d[b][s],
+                         "stratified_arm": "stratified-r50", "cell": f"m_{b}_{s}"})
+            rows.append({**base, "arm": "random", "kind": "baseline", "frame_auc": r[b][s], "cell": f"r_{b}_{s}"})
+            rows.append({**base, "arm": "balanced", "kind": "baseline", "frame_auc": bal[b][s], "cell": f"b_{b}_{s}"})
+            rows.append({**base, "arm": "stratified-r50", "kind": "baseline", "frame_auc": bal[b][s] - 0.01,
+                         "cell": f"s_{b}_{s}"})
+        rows.append({"arm": "full", "kind": "full", "budget": 1.0, "seed": s, "frame_auc": full[s], "wall_s": 4.0,
+                     "n_train": 100, "steps": 20, "samples_seen": 200, "converged": True, "cell": f"full_{s}"})
     return pd.DataFrame(rows)
 
 
-def test_summarise_wins_gain_and_aubc() -> None:
-    s = summarise(_fake_cells(), [0.1, 0.2, 0.3])
-    assert s["wins_vs_random"] == 2 and s["compared_budgets"] == 3  # loses at 20%
-    at20 = s["curves"]["distilled"]["points"][1]
-    assert at20["frame_auc_mean"] == pytest.approx(0.79)
-    assert at20["frame_auc_std"] == pytest.approx(0.01)
+def test_strongest_baseline_is_picked_per_budget_and_ties_are_ties() -> None:
+    d = {0.1: [0.70, 0.72], 0.2: [0.80, 0.78], 0.3: [0.90, 0.90]}
+    r = {0.1: [0.66, 0.68], 0.2: [0.81, 0.81], 0.3: [0.76, 0.78]}  # random is strongest at 20 %
+    bal = {0.1: [0.69, 0.69], 0.2: [0.70, 0.70], 0.3: [0.80, 0.80]}  # balanced strongest at 10 % and 30 %
+    s = summarise(_fake_cells(d, r, bal), [0.1, 0.2, 0.3])
+    pts = {p["budget"]: p for p in s["comparisons"]["m"]["points"]}
+    assert pts[0.1]["baseline"] == "balanced" and pts[0.2]["baseline"] == "random"
+    assert pts[0.3]["baseline"] == "balanced"
+    # 10 %: 0.71 ± 0.01 vs 0.69 ± 0 → diff 0.02 = 2 std: a tie; 20 %: 0.79 vs 0.81, also within 2 std
+    assert pts[0.1]["outcome"] == "tie" and pts[0.2]["outcome"] == "tie"
+    assert pts[0.3]["outcome"] == "win" and pts[0.3]["diff"] == pytest.approx(0.10)
+    comp = s["comparisons"]["m"]
+    assert (comp["wins"], comp["ties"], comp["losses"]) == (1, 2, 0)
+    assert comp["aubc"] == pytest.approx(aubc([0.1, 0.2, 0.3], [0.71, 0.79, 0.90]))
+    assert comp["aubc_baseline"] in ("random", "balanced", "stratified")
+    at20 = s["curves"]["m"]["points"][1]
     assert at20["gain_kept"] == pytest.approx((0.79 - 0.5) / (0.86 - 0.5))
-    assert s["aubc_distilled"] == pytest.approx(aubc([0.1, 0.2, 0.3], [0.71, 0.79, 0.83]))
-    assert s["aubc_random"] == pytest.approx(aubc([0.1, 0.2, 0.3], [0.67, 0.81, 0.77]))
-    assert "Distilled 20%" in s["conclusion"] and "2/3" in s["conclusion"]
-    assert f"{at20['gain_kept']:.0%}" in s["conclusion"]
+    assert at20["samples_seen_vs_full"] == pytest.approx(0.25) and at20["wall_s_vs_full"] == pytest.approx(0.25)
+    assert "m beats the strongest baseline" in s["conclusion"] and "1/3" in s["conclusion"]
+    assert "25% of the full arm's training time" in s["conclusion"]
+
+
+def test_no_method_beating_the_baseline_is_said_plainly_and_gain_over_one_warns() -> None:
+    same = {0.1: [0.70, 0.72], 0.2: [0.80, 0.78]}
+    s = summarise(_fake_cells(same, same, same, full=(0.75, 0.75)), [0.1, 0.2])
+    assert s["conclusion"].startswith("No distilled method beats the strongest baseline")
+    assert any("more than 100 %" in w for w in s["warnings"])  # 0.79 > full 0.75
+    one = summarise(_fake_cells(same, same, same, full=(0.9,)).query("seed == 0"), [0.1, 0.2])
+    assert {p["outcome"] for p in one["comparisons"]["m"]["points"]} == {"1 seed"}
+    assert one["conclusion"].startswith("1 seed per arm")
+
+
+def test_baselines_have_the_promised_label_mix_and_spread() -> None:
+    labels = np.array([0] * 20 + [1] * 80)
+    groups = np.array([f"g{i % 20}" for i in range(100)])
+    bal = balanced_subset(labels, 30, seed=0)
+    assert len(bal) == 30 and (labels[bal] == 0).sum() == 15
+    strat = stratified_subset(labels, groups, 40, 0.25, seed=1)
+    assert len(strat) == 40 and (labels[strat] == 0).sum() == 10
+    fakes = strat[labels[strat] == 1]
+    assert pd.Series(groups[fakes]).value_counts().max() <= math.ceil(30 / 20)  # spread over groups
+    assert np.array_equal(strat, stratified_subset(labels, groups, 40, 0.25, seed=1))
+    short = balanced_subset(labels, 60, seed=0)  # only 20 reals: all of them, the rest fakes
+    assert (labels[short] == 0).sum() == 20 and len(short) == 60
 
 
 def test_distilled_subset_falls_back_to_pick_order(tmp_path: Path) -> None:
@@ -115,10 +153,10 @@ def synth_manifest(synth_dir: Path):
     return group_split(read_layout(synth_dir).manifest, (0.6, 0.1, 0.3), seed=0)
 
 
-def _fake_distill_dir(manifest, out: Path, budgets) -> Path:
+def _fake_distill_dir(manifest, out: Path, budgets, seed: int = 5) -> Path:
     """A distill folder as `edgedistal distill` writes it: milestone manifests of pool rows."""
     pool = manifest.split("train").df
-    order = np.random.default_rng(5).permutation(len(pool))
+    order = np.random.default_rng(seed).permutation(len(pool))
     for b in budgets:
         n = int(round(b * len(pool)))
         df = pool.iloc[order[:n]].assign(round=0, rank=np.arange(n))
@@ -127,12 +165,17 @@ def _fake_distill_dir(manifest, out: Path, budgets) -> Path:
     return out
 
 
-def test_run_evaluation_resumes_and_matches_sizes(synth_manifest, tmp_path: Path, monkeypatch) -> None:
-    import edgedistal.models.train as train_mod
+def _tiny_cfg(**kw):
     from edgedistal.models.train import TrainConfig
 
-    budgets = (0.2, 0.4)
-    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", budgets)
+    base = dict(backbone="resnet10t", image_size=32, batch_size=8, max_steps=2, augment="none",
+                schedule="cosine", device="cpu", num_threads=1)
+    return TrainConfig(**(base | kw))
+
+
+def _count_fits(monkeypatch) -> dict:
+    import edgedistal.models.train as train_mod
+
     calls = {"n": 0}
     real_fit = train_mod.fit
 
@@ -141,65 +184,114 @@ def test_run_evaluation_resumes_and_matches_sizes(synth_manifest, tmp_path: Path
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "fit", counting_fit)
-    cfg = TrainConfig(backbone="resnet18", image_size=32, batch_size=8, max_steps=2, augment="none", schedule="cosine",
-                      device="cpu", num_threads=1)
-    kw = dict(distilled_dir=ddir, budgets=budgets, seeds=1, train_cfg=cfg, out_dir=tmp_path / "eval",
-              progress=False)
-    res = run_evaluation(synth_manifest, **kw)
-    assert calls["n"] == 2 * len(budgets) + 1
-    cells = res.cells.set_index(["method", "budget"])
+    return calls
+
+
+def test_run_evaluation_resumes_only_matching_cells(synth_manifest, tmp_path: Path, monkeypatch) -> None:
+    budgets = (0.2, 0.4)
+    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", budgets)
+    calls = _count_fits(monkeypatch)
+    ecfg = EvalConfig(budgets=budgets, seeds=1, protocol="steps")
+    kw = dict(distilled={"m": ddir}, eval_cfg=ecfg, out_dir=tmp_path / "eval", progress=False)
+    res = run_evaluation(synth_manifest, train_cfg=_tiny_cfg(), **kw)
+    arms = set(res.cells["arm"])
+    strat = {a for a in arms if a.startswith("stratified")}
+    assert arms == {"m", "random", "balanced", "full"} | strat
+    per_b = res.cells[res.cells["arm"].str.startswith("stratified")].groupby("budget").size()
+    assert (per_b == 1).all() and len(per_b) == len(budgets)  # one, with the method's mix at that budget
+    m_cells = res.cells[res.cells["arm"] == "m"].set_index("budget")
     for b in budgets:
-        assert cells.loc[("random", b), "n_train"] == cells.loc[("distilled", b), "n_train"]
-    assert (res.cells["steps"] == 2).all() and (res.cells["protocol"] == "steps").all()
-    assert res.cells["frame_auc"].between(0, 1).all()
+        arm = m_cells.loc[b, "stratified_arm"]
+        strat_cell = res.cells[(res.cells["arm"] == arm) & (res.cells["budget"] == b)].iloc[0]
+        share = strat_cell["n_real"] / (strat_cell["n_real"] + strat_cell["n_fake"])
+        assert share == pytest.approx(m_cells.loc[b, "real_share"], abs=0.02)
+    per_budget = 4
+    assert calls["n"] == per_budget * len(budgets) + 1
+    cells = res.cells.set_index(["arm", "budget"])
     pool_n = int((synth_manifest.df["split"] == "train").sum())
+    for b in budgets:
+        n = int(round(b * pool_n))
+        at = res.cells[(res.cells["budget"] == b) & (res.cells["kind"] == "baseline")]
+        assert len(at) == 3 and (at["n_train"] == n).all()
+    assert (res.cells["steps"] == 2).all() and (res.cells["protocol"] == "steps").all()
     assert cells.loc[("full", 1.0), "n_train"] == pool_n
-    assert (tmp_path / "eval" / "summary.json").exists()
+    assert (tmp_path / "eval" / "summary.json").exists() and (tmp_path / "eval" / "cells.parquet").exists()
 
     calls["n"] = 0
-    again = run_evaluation(synth_manifest, **kw)
-    assert calls["n"] == 0  # every cell was on disk
-    assert again.summary["aubc_distilled"] == pytest.approx(res.summary["aubc_distilled"])
+    again = run_evaluation(synth_manifest, train_cfg=_tiny_cfg(), **kw)
+    assert calls["n"] == 0  # every cell on disk with a matching fingerprint
+    assert again.summary["resume"]["reused"] == len(res.cells)
 
-    (tmp_path / "eval" / "cells" / "random_b0.400_s0.json").unlink()
+    # another step count: every cell is stale and retrains; the summary names the new setting
+    calls["n"] = 0
+    changed = run_evaluation(synth_manifest, train_cfg=_tiny_cfg(max_steps=3), **kw)
+    assert calls["n"] == len(res.cells) and (changed.cells["steps"] == 3).all()
+    assert changed.summary["resume"]["stale_retrained"] == len(res.cells)
+
+    # another distilled folder under the same name: only that method's cells retrain
+    other = _fake_distill_dir(synth_manifest, tmp_path / "other", budgets, seed=9)
+    calls["n"] = 0
+    moved = run_evaluation(synth_manifest, train_cfg=_tiny_cfg(max_steps=3),
+                           **(kw | {"distilled": {"m": other}}))
+    # the method's cells, plus a stratified arm wherever its label mix moved
+    n_new_strat = len({a for a in moved.cells["arm"] if a.startswith("stratified")} - strat)
+    assert calls["n"] == len(budgets) + n_new_strat
+    assert moved.summary["methods"]["m"] == str(other)
+
+
+def test_truncated_cell_is_named_and_retrained(synth_manifest, tmp_path: Path, monkeypatch) -> None:
+    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", (0.3,))
+    kw = dict(distilled={"m": ddir}, train_cfg=_tiny_cfg(), out_dir=tmp_path / "eval", progress=False,
+              eval_cfg=EvalConfig(budgets=(0.3,), seeds=1, protocol="steps", include_full=False))
     run_evaluation(synth_manifest, **kw)
-    assert calls["n"] == 1  # only the missing cell retrains
+    cell = tmp_path / "eval" / "cells" / "random_b0.300_s0.json"
+    cell.write_text(cell.read_text()[:40])  # a torso, as a full disk would leave
+    calls = _count_fits(monkeypatch)
+    said: list[str] = []
+    res = run_evaluation(synth_manifest, **kw, log=said.append)
+    assert calls["n"] == 1
+    assert any(str(cell) in line and "retraining" in line for line in said)
+    assert res.summary["resume"]["corrupt_retrained"] == 1
 
 
-def test_early_stop_protocol_carves_val_from_the_arm(synth_manifest, tmp_path: Path) -> None:
-    from edgedistal.models.train import TrainConfig
+def test_converged_protocol_carves_val_and_scales_the_cap(synth_manifest, tmp_path: Path) -> None:
+    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", (0.3,))
+    ecfg = EvalConfig(budgets=(0.3,), seeds=1, val_fraction=0.25, max_epochs=2, min_steps=3, patience=2,
+                      baselines=("random",))
+    res = run_evaluation(synth_manifest, distilled={"m": ddir}, train_cfg=_tiny_cfg(), eval_cfg=ecfg,
+                         out_dir=tmp_path / "eval", progress=False)
+    assert set(res.cells["arm"]) == {"m", "random", "full"}
+    assert (res.cells["n_val"] > 0).all() and res.cells["best_val_auc"].notna().all()
+    cap = res.cells.set_index("arm")["step_cap"]
+    assert cap["full"] > cap["random"] >= 3  # the full pool gets as many passes as a subset
+    assert res.cells["converged"].isin([True, False]).all()
+    assert res.summary["full"]["all_converged"] in (True, False)
 
-    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", (0.5,))
-    cfg = TrainConfig(backbone="resnet18", image_size=32, batch_size=8, max_steps=4, eval_every=2, schedule="cosine",
-                      patience=1, augment="none", device="cpu", num_threads=1)
-    res = run_evaluation(synth_manifest, distilled_dir=ddir, budgets=(0.5,), seeds=1, train_cfg=cfg,
-                         out_dir=tmp_path / "eval", progress=False,
-                         eval_cfg=EvalConfig(budgets=(0.5,), seeds=1, protocol="early_stop",
-                                             val_fraction=0.25, include_full=False))
-    assert set(res.cells["method"]) == {"distilled", "random"}
-    assert (res.cells["n_val"] > 0).all()
-    assert res.cells["best_val_auc"].notna().all()
 
-
-def test_cli_comparison_mode_writes_cells_summary_and_report(synth_manifest, tmp_path: Path) -> None:
+def test_cli_compares_several_methods_in_one_table(synth_manifest, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from edgedistal.commands.evaluate import evaluate
 
     mpath = synth_manifest.save(tmp_path / "m.parquet")
-    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", (0.3,))
+    d1 = _fake_distill_dir(synth_manifest, tmp_path / "d1", (0.3,))
+    d2 = _fake_distill_dir(synth_manifest, tmp_path / "d2", (0.3,))
     out = tmp_path / "eval"
     res = CliRunner().invoke(evaluate, [
-        "--manifest", str(mpath), "--distilled", str(ddir), "--budgets", "0.3", "--seeds", "1",
-        "--steps", "6", "--image-size", "32", "--train-batch-size", "8", "--augment", "none",
-        "--device", "cpu", "--out", str(out)])
+        "--manifest", str(mpath), "--distilled", f"one={d1}", "--distilled", f"two={d2}", "--budgets", "0.3",
+        "--seeds", "1", "--protocol", "steps", "--steps", "2", "--backbone", "resnet10t", "--image-size", "32",
+        "--train-batch-size", "8", "--augment", "none", "--device", "cpu", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "Distilled 30%" in res.output
-    assert sorted(p.stem for p in (out / "cells").glob("*.json")) == [
-        "distilled_b0.300_s0", "full_s0", "random_b0.300_s0"]
-    assert (out / "report.html").exists() and (out / "summary.json").exists()
-    bad = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", str(ddir), "--budgets", "x"])
+    assert "1 seed per arm" in res.output
+    stems = sorted(p.stem for p in (out / "cells").glob("*.json"))
+    assert {"one_b0.300_s0", "two_b0.300_s0", "random_b0.300_s0", "balanced_b0.300_s0", "full_s0"} <= set(stems)
+    assert sum(s.startswith("stratified") for s in stems) >= 1  # shared by both methods when mixes agree
+    md = (out / "report.md").read_text()
+    assert "strongest baseline" in md and "one" in md and "two" in md and "1 seed, no spread" in md
+    bad = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", str(d1), "--budgets", "x"])
     assert bad.exit_code != 0
+    clash = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", f"random={d1}"])
+    assert clash.exit_code != 0 and "not usable" in str(clash.exception)
 
 
 def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_manifest, tmp_path: Path) -> None:
@@ -210,9 +302,9 @@ def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_ma
                          device="cpu", num_threads=1)
     cfg = TrainConfig(image_size=32, batch_size=8, max_steps=3, augment="none", schedule="cosine",
                       device="cpu", num_threads=1)
-    res = run_evaluation(synth_manifest, budgets=(0.2, 0.4), seeds=1, train_cfg=cfg, distill_cfg=dcfg,
-                         out_dir=tmp_path / "eval", progress=False,
-                         eval_cfg=EvalConfig(budgets=(0.2, 0.4), seeds=1, include_full=False))
+    res = run_evaluation(synth_manifest, train_cfg=cfg, distill_cfg=dcfg, out_dir=tmp_path / "eval",
+                         progress=False, eval_cfg=EvalConfig(budgets=(0.2, 0.4), seeds=1, include_full=False,
+                                                             protocol="steps", baselines=("random",)))
     for b in ("0.200", "0.400"):
         assert (tmp_path / "eval" / "distill" / "milestones" / f"budget_{b}.parquet").exists()
     assert len(res.cells) == 4

@@ -43,18 +43,25 @@ def _run_dir(root: Path, with_eval: bool = True) -> Path:
         ev = root / "eval"
         (ev / "cells").mkdir(parents=True)
         rows = []
+        base = {"wall_s": 2.0, "samples_seen": 640, "n_train": 20, "n_real": 10, "n_fake": 10, "converged": True}
         for s in range(2):
             for b, (d, r) in {0.1: (0.7, 0.65), 0.2: (0.78, 0.7), 0.3: (0.8, 0.74)}.items():
-                rows += [{"method": "distilled", "budget": b, "seed": s, "frame_auc": d + 0.01 * s,
-                          "video_auc": d, "wall_s": 2.0, "samples_seen": 640, "n_train": 20},
-                         {"method": "random", "budget": b, "seed": s, "frame_auc": r - 0.01 * s,
-                          "video_auc": r, "wall_s": 2.0, "samples_seen": 640, "n_train": 20}]
-            rows.append({"method": "full", "budget": 1.0, "seed": s, "frame_auc": 0.82, "video_auc": 0.82,
-                         "wall_s": 2.0, "samples_seen": 640, "n_train": 200})
+                rows += [{**base, "arm": "hybrid", "kind": "distilled", "budget": b, "seed": s,
+                          "frame_auc": d + 0.01 * s, "video_auc": d, "stratified_arm": "stratified-r50"},
+                         {**base, "arm": "random", "kind": "baseline", "budget": b, "seed": s,
+                          "frame_auc": r - 0.01 * s, "video_auc": r},
+                         {**base, "arm": "balanced", "kind": "baseline", "budget": b, "seed": s,
+                          "frame_auc": r, "video_auc": r},
+                         {**base, "arm": "stratified-r50", "kind": "baseline", "budget": b, "seed": s,
+                          "frame_auc": d - 0.004, "video_auc": r}]
+            rows.append({**base, "arm": "full", "kind": "full", "budget": 1.0, "seed": s, "frame_auc": 0.82,
+                         "video_auc": 0.82, "wall_s": 8.0, "samples_seen": 2560, "n_train": 200})
         summary = summarise(pd.DataFrame(rows), [0.1, 0.2, 0.3])
-        summary.update({"protocol": "steps", "random_mode": "samples", "pool_size": n, "test_size": 50})
+        summary.update({"protocol": "converged", "random_mode": "samples", "pool_size": n, "test_size": 50,
+                        "methods": {"hybrid": str(dd)}, "finished_cells": len(rows), "planned_cells": len(rows)})
         write_json_atomic(ev / "summary.json", summary)
-        write_json_atomic(ev / "eval_config.json", {"eval": {"protocol": "steps", "seeds": 2},
+        write_json_atomic(ev / "eval_config.json", {"eval": {"protocol": "converged", "seeds": 2,
+                                                             "val_fraction": 0.15, "max_epochs": 30},
                                                     "train": {"backbone": "resnet18", "max_steps": 10},
                                                     "distilled_dir": str(dd)})
     return root
@@ -69,7 +76,9 @@ def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None
     page = Path(res["html"]).read_text()
     assert set(res["figures"]) == {"budget_curve", "compute", "composition", "scores", "embeddings"}
     first_para = next(line for line in md.splitlines()[1:] if line.strip())
-    assert first_para.startswith("**Distilled 20%") and "3/3" in first_para  # the conclusion leads
+    # the conclusion leads and names the strongest baseline: hybrid ties stratified (within 2 std)
+    assert first_para.startswith("**No distilled method beats the strongest baseline")
+    assert "stratified (50 % real)" in first_para
     for name in res["figures"]:
         assert f"(figures/{name}.png)" in md
         assert (run / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -77,10 +86,10 @@ def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None
     assert len(imgs) == len(res["figures"])
     assert all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs)
     assert "src=\"figures/" not in page and "<table" in page  # nothing external
-    assert "0.785 ± 0.005" in md  # distilled 20% mean ± std
-    # verdict: 3/3 wins and a higher AUBC pass; 20% keeps (0.785-0.5)/(0.82-0.5) = 0.89 < 0.9 fails
-    assert "| 3/3 | yes |" in md
-    assert "| 0.89 | NO |" in md
+    assert "0.785 ± 0.005" in md  # hybrid 20% mean ± std
+    assert "| hybrid | 20% | 0.785 ± 0.005 | stratified (50 % real) | 0.776 ± 0.000 | +0.009 | tie |" in md
+    assert "2× the larger seed standard deviation" in md
+    assert "| 20% | hybrid | distilled |" in md and "| 0.25 | 0.25 |" in md  # compute shares of the full arm
 
 
 def test_report_of_a_distill_folder_only(tmp_path: Path) -> None:
@@ -99,7 +108,7 @@ def test_report_cli_and_bad_folder(tmp_path: Path) -> None:
     run = _run_dir(tmp_path / "run")
     out = CliRunner().invoke(report, [str(run), "--out", str(tmp_path / "r")])
     assert out.exit_code == 0, out.output
-    assert "Distilled 20%" in out.output and (tmp_path / "r" / "report.html").exists()
+    assert "hybrid at 20%" in out.output and (tmp_path / "r" / "report.html").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgedistalError, match="neither an evaluation"):
         find_run(tmp_path / "empty")

@@ -34,10 +34,11 @@ def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split
     return metrics
 
 
-def evaluate_distilled_mode(manifest_path: Path | None, distilled: Path, out: Path | None, budgets: str,
-                            seeds: int, steps: int | None, epochs: float | None, early_stop: bool,
-                            train: dict, random_mode: str, resume: bool, split_seed: int) -> dict:
-    """Train the same recipe on distilled / random / full subsets; write cells, summary, report."""
+def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ...], out: Path | None,
+                            budgets: str, seeds: int, protocol: str, steps: int | None, epochs: float | None,
+                            max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
+                            split_seed: int) -> dict:
+    """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
@@ -50,21 +51,34 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: Path, out: Pa
     except ValueError as exc:
         raise EdgedistalError(f"--budgets {budgets!r} is not a comma list of fractions",
                               "e.g. --budgets 0.05,0.1,0.2,0.3") from exc
-    protocol = "early_stop" if early_stop else "epochs" if steps is None and epochs is not None else "steps"
     if protocol == "steps" and steps is None:
         steps = 1000
-    cfg = TrainConfig(max_steps=steps, epochs=epochs if epochs is not None else 10.0, **train)
-    ecfg = EvalConfig(budgets=bs, seeds=seeds, protocol=protocol, random_mode=random_mode)
+    cfg = TrainConfig(max_steps=steps if protocol == "steps" else None,
+                      epochs=epochs if epochs is not None else 10.0, **train)
+    ecfg = EvalConfig(budgets=bs, seeds=seeds, protocol=protocol, random_mode=random_mode,
+                      max_epochs=max_epochs, min_steps=min_steps,
+                      max_steps=steps if protocol == "converged" else None)
     out = out or Path("runs/eval")
-    res = run_evaluation(Manifest.load(manifest_path), distilled_dir=distilled, budgets=bs, seeds=seeds,
-                         train_cfg=cfg, out_dir=out, resume=resume, eval_cfg=ecfg, split_seed=split_seed)
+    res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
+                         eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
     rep = write_report(out)
     click.echo(f"{res.summary['conclusion']}\ncells: {out / 'cells'}\nsummary: {out / 'summary.json'}\n"
                f"report: {rep['html']}")
     return res.summary
 
 
-@click.command("evaluate")
+EXAMPLES = """
+\b
+Examples:
+  # one checkpoint on the test split
+  edgedistal evaluate -c runs/det/detector.pt -m manifest.parquet
+  # two strategies against the baselines (random, balanced, stratified) and the full pool
+  edgedistal evaluate -m manifest.parquet --distilled hybrid=runs/d_hybrid \\
+      --distilled typiclust=runs/d_typ --budgets 0.1,0.2 --seeds 3 -o runs/eval
+"""
+
+
+@click.command("evaluate", epilog=EXAMPLES)
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Checkpoint written by `edgedistal train`.")
 @click.option("--manifest", "-m", "manifest_path", type=click.Path(path_type=Path), default=None)
@@ -75,14 +89,23 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: Path, out: Pa
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Write metrics JSON here.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", default=256, show_default=True, type=int)
-@click.option("--distilled", "-d", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Comparison mode: a distill output folder (milestones/budget_*.parquet).")
+@click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
+              help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
+                   "methods (NAME defaults to the strategy it ran).")
 @click.option("--budgets", default="0.05,0.1,0.2,0.3", show_default=True, help="[--distilled] pool fractions.")
 @click.option("--seeds", default=3, show_default=True, type=int, help="[--distilled] seeds per budget.")
-@click.option("--steps", default=None, type=int, help="[--distilled] fixed optimiser steps per model (default 1000).")
-@click.option("--epochs", default=None, type=float, help="[--distilled] fixed epochs per model instead of steps.")
-@click.option("--early-stop", is_flag=True,
-              help="[--distilled] early-stop on a by-group val carve of each arm (steps/epochs cap).")
+@click.option("--protocol", type=click.Choice(["converged", "steps", "epochs"]), default="converged",
+              show_default=True,
+              help="[--distilled] converged: early stop on a by-group val carve of each arm, step cap "
+                   "growing with its size; steps: same compute for every arm; epochs: same passes.")
+@click.option("--steps", default=None, type=int,
+              help="[--distilled] steps per model (steps protocol, default 1000) or hard cap (converged).")
+@click.option("--epochs", default=None, type=float, help="[--distilled] passes per model (epochs protocol).")
+@click.option("--max-epochs", default=30.0, show_default=True, type=float,
+              help="[--distilled] converged: step cap = this many passes over the arm's rows.")
+@click.option("--min-steps", default=200, show_default=True, type=int,
+              help="[--distilled] converged: least steps for any arm.")
+@click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
 @click.option("--backbone", default="resnet18", show_default=True, help="[--distilled] timm model name.")
 @click.option("--image-size", default=128, show_default=True, type=int, help="[--distilled]")
 @click.option("--train-batch-size", default=64, show_default=True, type=int, help="[--distilled]")
@@ -94,19 +117,24 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: Path, out: Pa
               help="[--distilled] random baseline: uniform samples or whole groups.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
-             out: Path | None, device: str, batch_size: int, distilled: Path | None, budgets: str,
-             seeds: int, steps: int | None, epochs: float | None, early_stop: bool, backbone: str,
-             image_size: int, train_batch_size: int, lr: float, augment: str, amp: str,
-             random_mode: str, resume: bool) -> None:
-    """Evaluate a checkpoint on a split, or (--distilled) compare distilled vs random vs full."""
+             out: Path | None, device: str, batch_size: int, distilled: tuple[str, ...], budgets: str,
+             seeds: int, protocol: str, steps: int | None, epochs: float | None, max_epochs: float,
+             min_steps: int, early_stop: bool, backbone: str, image_size: int, train_batch_size: int,
+             lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
+    """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
+    random / balanced / stratified baselines and the full pool, all trained the same way."""
     if checkpoint is not None:
         evaluate_checkpoint_mode(checkpoint, manifest_path, split, out, device, batch_size, split_seed)
         return
-    if distilled is not None:
+    if distilled:
         train = dict(backbone=backbone, image_size=image_size, batch_size=train_batch_size, lr=lr,
                      augment=augment, amp=amp, device=device)
-        evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, steps, epochs, early_stop,
-                                train, random_mode, resume, split_seed)
+        if early_stop:
+            protocol = "converged"
+        if protocol == "steps" and steps is None and epochs is not None:
+            protocol = "epochs"
+        evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
+                                max_epochs, min_steps, train, random_mode, resume, split_seed)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

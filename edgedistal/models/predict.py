@@ -33,7 +33,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast context for ``amp`` in {off, bf16, fp16, auto}; ``auto`` = bf16 on capable CUDA."""
+    """Autocast context for ``amp`` in {off, bf16, fp16, auto}; ``auto`` = bf16 where the hardware
+    has it (CUDA, or a CPU with AVX-512 BF16 / AMX), fp16 on older CUDA, fp32 otherwise."""
     dtype = amp_dtype(device, amp)
     if dtype is None:
         return contextlib.nullcontext()
@@ -46,6 +47,10 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu":
+            from edgedistal.utils.machine import cpu_has_fast_bf16
+
+            return torch.bfloat16 if cpu_has_fast_bf16() else None
         return None
     if amp == "bf16":
         return torch.bfloat16
