@@ -105,6 +105,7 @@ def _commands(d: dict[str, Path], out: Path) -> dict[str, list]:
         "evaluate": ["evaluate", "-c", d["ckpt"], "-m", d["m"], "-o", out / "ev.json" if out == RO else out],
         "engines": ["engines", "--export-dir", d["root"] / "noexport", "--out", out],
         "report": ["report", d["root"], "--out", out],
+        "demo": ["demo", "--quick", "--out", out, "--device", "cpu"],
     }
 
 
@@ -239,7 +240,7 @@ BAD_OPTIONS = [
     ("train", "--steps", "0"), ("train", "--steps", "-3"), ("train", "--batch-size", "0"),
     ("train", "--image-size", "0"), ("train", "--device", "tpu"), ("train", "--epochs", "nan"),
     ("train", "--lr", "inf"), ("score", "--batch-size", "0"), ("score", "--device", "tpu"),
-    ("extract", "--workers", "-1"), ("extract", "--frames", "0"),
+    ("extract", "--workers", "-1"), ("extract", "--frames", "0"), ("demo", "--threads", "0"),
 ]
 
 
