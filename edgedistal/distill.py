@@ -184,8 +184,8 @@ def _milestone_path(out_dir: Path, frac: float) -> Path:
 
 
 def _write_pool_scores(out_dir: Path, pool: Manifest, state: LoopState, scores: Scores) -> None:
-    np.save(out_dir / "embeddings.npy.tmp.npy", np.asarray(scores.embeddings, np.float32))
-    os.replace(out_dir / "embeddings.npy.tmp.npy", out_dir / "embeddings.npy")
+    with atomic_path(out_dir / "embeddings.npy") as tmp, open(tmp, "wb") as fh:  # a full disk names the file
+        np.save(fh, np.asarray(scores.embeddings, np.float32))
     n = len(pool)
     picked_round = np.full(n, -1, np.int32)
     rank = np.full(n, -1, np.int32)
