@@ -9,7 +9,7 @@ import sys
 import click
 
 from edgedistal import __version__
-from edgedistal.errors import EdgedistalError
+from edgedistal.errors import EdgedistalError, from_os_error
 
 #: command name → "module:function" (module under edgedistal.commands), in help order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,8 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="edgedistal", standalone_mode=False)
     except EdgedistalError as exc:
-        click.echo(exc.format(), err=True)
-        sys.exit(2)
+        _fail(exc)
+    except click.UsageError as exc:  # bad option values: one line + the fix, not click's usage block
+        _fail(usage_error(exc))
+    except OSError as exc:  # full disk, read-only folder...: one line naming the path
+        err = from_os_error(exc)
+        if err is None:
+            raise
+        _fail(err)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -76,6 +82,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def usage_error(exc: click.UsageError) -> EdgedistalError:
+    """click's usage error as an EdgedistalError; the fix is the option's own hint or --help."""
+    where = exc.ctx.command_path if exc.ctx is not None else "edgedistal"
+    hint = getattr(exc, "hint", None) or f"see `{where} --help`"
+    message = " ".join(exc.format_message().split())
+    return EdgedistalError(message[:1].lower() + message[1:], hint)
+
+
+def _fail(exc: EdgedistalError) -> None:
+    click.echo(exc.format(), err=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

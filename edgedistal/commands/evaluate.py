@@ -123,7 +123,12 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
              lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
     random / balanced / stratified baselines and the full pool, all trained the same way."""
+    from edgedistal.utils.io import check_output_dir, check_output_file, looks_like_json
+    from edgedistal.utils.lock import output_lock
+
     if checkpoint is not None:
+        if out is not None:  # before the evaluation, not after it
+            check_output_file(out, replaceable=looks_like_json)
         evaluate_checkpoint_mode(checkpoint, manifest_path, split, out, device, batch_size, split_seed)
         return
     if distilled:
@@ -133,8 +138,10 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             protocol = "converged"
         if protocol == "steps" and steps is None and epochs is not None:
             protocol = "epochs"
-        evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
-                                max_epochs, min_steps, train, random_mode, resume, split_seed)
+        folder = check_output_dir(out or Path("runs/eval"))
+        with output_lock(folder, "evaluate"):
+            evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
+                                    max_epochs, min_steps, train, random_mode, resume, split_seed)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

@@ -20,14 +20,17 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 @click.option("--out", default="export", show_default=True, type=click.Path(path_type=Path))
 @click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
               help="Manifest whose images calibrate int8 and check parity (default: generated images).")
-@click.option("--calib-size", default=256, show_default=True, help="Calibration / parity images.")
+@click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Calibration / parity images.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--opset", default=17, show_default=True)
 def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_size: int, precisions: str,
            opset: int) -> None:
     """Export a checkpoint to ONNX: uint8 NHWC `images` in; `prob`, `embedding` out."""
     from edgedistal.export import SIDECAR, export_all
+    from edgedistal.utils.io import check_output_dir
 
+    check_output_dir(out)
     side = export_all(checkpoint, out, parse_precisions(precisions), calib_manifest, calib_size, opset)
     click.echo(f"calibration/parity images: {side['calibration']['source']}")
     for prec, m in side["models"].items():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT
+
 
 @click.command("extract")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
@@ -16,11 +18,11 @@ import click
     "--layout", default="auto", show_default=True, help="Dataset layout when SRC is a folder."
 )
 @click.option(
-    "--frames", type=int, default=None, help="Evenly spaced frames per video [default: 16]."
+    "--frames", type=POSITIVE, default=None, help="Evenly spaced frames per video [default: 16]."
 )
 @click.option(
     "--stride",
-    type=int,
+    type=POSITIVE,
     default=None,
     help="Take every K-th frame instead (with --frames: at most N).",
 )
@@ -32,18 +34,18 @@ import click
 )
 @click.option(
     "--max-side",
-    type=int,
+    type=NON_NEGATIVE,
     default=640,
     show_default=True,
     help="Downscale frames to this for detection.",
 )
-@click.option("--size", type=int, default=224, show_default=True, help="Crop size in pixels.")
+@click.option("--size", type=click.IntRange(min=8), default=224, show_default=True, help="Crop size in pixels.")
 @click.option(
-    "--margin", type=float, default=1.3, show_default=True, help="Crop side / face box side."
+    "--margin", type=POSITIVE_FLOAT, default=1.3, show_default=True, help="Crop side / face box side."
 )
 @click.option("--all-faces", is_flag=True, help="Keep every face, not only the largest.")
 @click.option(
-    "--workers", type=int, default=2, show_default=True, help="Worker processes (0: in-process)."
+    "--workers", type=NON_NEGATIVE, default=2, show_default=True, help="Worker processes (0: in-process)."
 )
 @click.option("--contact-sheet", "sheet", is_flag=True, help="Also write DIR/contact_sheet.png.")
 def extract(
@@ -68,6 +70,8 @@ def extract(
     from rich.console import Console
 
     from edgedistal.extract import ExtractConfig, face_rate, run_extract
+    from edgedistal.utils.io import check_output_dir
+    from edgedistal.utils.lock import output_lock
 
     if frames is None and stride is None:
         frames = 16
@@ -81,7 +85,9 @@ def extract(
         margin=margin,
         all_faces=all_faces,
     )
-    res = run_extract(src, out_dir, cfg, layout=layout, workers=workers)
+    check_output_dir(out_dir)
+    with output_lock(out_dir, "extract"):
+        res = run_extract(src, out_dir, cfg, layout=layout, workers=workers)
     console = Console()
     v = res.videos
     no_face = v[v["frames_no_face"] > 0]

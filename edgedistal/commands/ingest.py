@@ -136,9 +136,14 @@ def ingest(
 ) -> None:
     """Read the dataset at SRC into a manifest (one row per image or video)."""
     from edgedistal.data.layouts import read_layout
+    from edgedistal.data.manifest import looks_like_manifest
     from edgedistal.data.split import group_split
+    from edgedistal.utils.io import check_output_file
 
     fractions = _parse_fractions(split)
+    check_output_file(out, replaceable=looks_like_manifest)
+    if also_csv:
+        check_output_file(out.with_suffix(".csv"), "--csv", replaceable=looks_like_manifest)
     result = read_layout(
         src, layout, strict=strict, source=source, compression=compression, verify=verify
     )
@@ -152,3 +157,12 @@ def ingest(
     elif problems_path(out).exists():  # a stale list from an earlier run would mislead
         problems_path(out).unlink()
     print_summary(result, detected=layout == "auto", out=out)
+    warn_one_class(result.manifest)
+
+
+def warn_one_class(manifest) -> None:
+    """Ingest may read a one-class folder (half of a dataset); train and distill will refuse it."""
+    labels = set(manifest.df["label"].unique().tolist())
+    if len(labels) == 1:
+        only = "real" if labels == {0} else "fake"
+        click.echo(f"warning: only {only} samples found; train and distill need both real and fake", err=True)

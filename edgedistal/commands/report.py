@@ -14,7 +14,9 @@ import click
 def report(run_dir: Path, out: Path | None) -> None:
     """Render an evaluate/distill run folder: conclusion, budget curves, picks, compute saved."""
     from edgedistal.report import write_report
+    from edgedistal.utils.io import check_output_dir
 
+    check_output_dir(out or run_dir)
     res = write_report(run_dir, out)
     click.echo(res["conclusion"])
     click.echo(f"markdown: {res['markdown']}\nhtml: {res['html']}\nfigures: {', '.join(res['figures']) or 'none'}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import DEVICE, POSITIVE
+
 
 @click.command()
 @click.option("--manifest", required=True, type=click.Path(path_type=Path))
@@ -16,9 +18,9 @@ import click
               type=click.Choice(["fp32", "fp16", "int8", "bf16"]), help="Precision.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: best available).")
-@click.option("--batch-size", default=256, show_default=True, help="Images per backend call.")
-@click.option("--micro-batch", default=None, type=int, help="Backend batch (default: --batch-size).")
+@click.option("--device", default=None, type=DEVICE, help="cpu, cuda, cuda:1 (default: best available).")
+@click.option("--batch-size", default=256, show_default=True, type=POSITIVE, help="Images per backend call.")
+@click.option("--micro-batch", default=None, type=POSITIVE, help="Backend batch (default: --batch-size).")
 @click.option("--cuda-graphs", is_flag=True, help="torch-cuda: replay a captured CUDA graph.")
 @click.option("--split", default=None, help="Score only this split (train/val/test).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
@@ -30,9 +32,11 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     from edgedistal.errors import EdgedistalError
     from edgedistal.runtime.select import get_backend
     from edgedistal.score import score_manifest
+    from edgedistal.utils.io import check_output_dir
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:
         raise EdgedistalError("nothing to score with", "pass --checkpoint, --onnx-dir or --engine-dir")
+    check_output_dir(out)
     m = Manifest.load(manifest)
     if split:
         m = m.split(split)

@@ -6,6 +6,15 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import (
+    DEVICE,
+    IMAGE_SIZE,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_FLOAT,
+    FiniteFloat,
+)
+
 
 @click.command("train")
 @click.option("--manifest", "-m", "manifest_path", required=True, type=click.Path(path_type=Path),
@@ -13,28 +22,28 @@ import click
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
               help="Run folder: detector.pt, metrics.json, split.parquet.")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
-@click.option("--image-size", default=128, show_default=True, type=int)
-@click.option("--steps", default=None, type=int, help="Optimizer steps (wins over --epochs).")
-@click.option("--epochs", default=10.0, show_default=True, type=float)
-@click.option("--batch-size", default=64, show_default=True, type=int)
-@click.option("--lr", default=2e-3, show_default=True, type=float)
-@click.option("--weight-decay", default=0.05, show_default=True, type=float)
+@click.option("--image-size", default=128, show_default=True, type=IMAGE_SIZE)
+@click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
+@click.option("--epochs", default=10.0, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--batch-size", default=64, show_default=True, type=POSITIVE)
+@click.option("--lr", default=2e-3, show_default=True, type=POSITIVE_FLOAT)
+@click.option("--weight-decay", default=0.05, show_default=True, type=FiniteFloat(at_least=0))
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
 @click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard", show_default=True)
-@click.option("--eval-every", default=0, show_default=True, type=int, help="Steps between val evaluations (0: each epoch).")
-@click.option("--patience", default=5, show_default=True, type=int, help="Evaluations without val-AUC gain before stopping (0: off).")
+@click.option("--eval-every", default=0, show_default=True, type=NON_NEGATIVE, help="Steps between val evaluations (0: each epoch).")
+@click.option("--patience", default=5, show_default=True, type=NON_NEGATIVE, help="Evaluations without val-AUC gain before stopping (0: off).")
 @click.option("--balanced/--no-balanced", default=True, show_default=True, help="Class-balanced loss.")
-@click.option("--drop-rate", default=0.0, show_default=True, type=float)
-@click.option("--embed-dim", default=None, type=int, help="Project embeddings to this size (default: backbone features).")
+@click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True))
+@click.option("--embed-dim", default=None, type=POSITIVE, help="Project embeddings to this size (default: backbone features).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--threads", default=None, type=POSITIVE, help="CPU threads for torch.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")
 @click.option("--pretrained", is_flag=True, help="Download timm pretrained weights (needs internet).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
-@click.option("--time-budget-min", default=None, type=float, help="Stop after this many minutes, keeping the best weights.")
+@click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT, help="Stop after this many minutes, keeping the best weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
 def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps: int | None, epochs: float,
           batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
@@ -42,9 +51,11 @@ def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps:
           threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
           compile_: bool, time_budget_min: float | None, resume: bool) -> None:
     """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
-    from edgedistal.data.manifest import Manifest
+    from edgedistal.data.manifest import Manifest, require_both_classes
     from edgedistal.models.metrics import format_table
     from edgedistal.models.train import TrainConfig, train_on_manifest
+    from edgedistal.utils.io import check_output_dir
+    from edgedistal.utils.lock import output_lock
 
     cfg = TrainConfig(
         backbone=backbone, image_size=image_size, embed_dim=embed_dim, drop_rate=drop_rate,
@@ -53,8 +64,11 @@ def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps:
         amp=amp, seed=seed, device=device, num_threads=threads, pretrained=pretrained, weights=weights,
         compile=compile_, time_budget_s=time_budget_min * 60 if time_budget_min else None,
     )
-    metrics = train_on_manifest(Manifest.load(manifest_path), cfg, out, split_seed=split_seed,
-                                resume=resume)
+    check_output_dir(out)
+    manifest = Manifest.load(manifest_path)
+    require_both_classes(manifest, manifest_path)
+    with output_lock(out, "train"):
+        metrics = train_on_manifest(manifest, cfg, out, split_seed=split_seed, resume=resume)
     t = metrics["train"]
     click.echo(
         f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) on {t['device']} in {t['wall_s']:.1f} s, "

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.utils.io import atomic_path
+from edgedistal.utils.io import atomic_path, remove_stale_temps
 
 
 def cache_dir() -> Path:
@@ -83,6 +83,7 @@ def load_images(
         return np.load(target, mmap_mode="r")
     chunk = 1024
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent)  # full-size leftovers of builds that were killed
     with atomic_path(target) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         starts = range(0, len(paths), chunk)

@@ -137,6 +137,31 @@ class Manifest:
         return out
 
 
+def looks_like_manifest(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Parquet file or a CSV with path,label columns: an earlier output
+    that re-running may replace (anything else is someone's file and must not be clobbered)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if head.startswith(b"PAR1"):
+        return True
+    header = {c.strip().strip('"').lower() for c in head.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")}
+    return {"path", "label"} <= header
+
+
+def require_both_classes(manifest: Manifest, where: str | os.PathLike[str]) -> None:
+    """Training needs real and fake samples; one class gives a detector that means nothing."""
+    present = set(np.unique(manifest.labels).tolist())
+    if len(present) < 2:
+        only = LABELS[present.pop()] if present else "no"
+        raise EdgedistalError(
+            f"{where}: only {only} samples ({len(manifest):,} rows); a detector needs both real and fake",
+            "add samples of the other class, or check the labels (0 real, 1 fake)",
+        )
+
+
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
     """Fill optional columns, coerce dtypes and validate. Raises EdgedistalError on bad data."""
     df = df.copy()

@@ -172,12 +172,26 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
         config = DetectorConfig.from_dict(payload["config"])
+        state = payload["state_dict"]
     except Exception as exc:
+        detail = f"no {exc} entry" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
         raise EdgedistalError(
-            f"{path}: not an edgedistal checkpoint ({exc.__class__.__name__}: {exc})",
+            f"{path}: not an edgedistal checkpoint ({detail})",
             "pass a .pt written by `edgedistal train` (use --weights for plain backbone state dicts)",
         ) from exc
-    model = Detector(config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = Detector(config)
+    except EdgedistalError as exc:
+        raise EdgedistalError(f"{path}: {exc}", "the checkpoint's config names a backbone timm does not have; "
+                              "re-train it, or install the timm version it was trained with") from exc
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys or shapes: config and weights disagree
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise EdgedistalError(
+            f"{path}: weights do not match its config (backbone {config.backbone!r}, "
+            f"image size {config.image_size}): {first[:160]}",
+            "the config was edited or comes from another model; re-train, or restore the original checkpoint",
+        ) from exc
     model.eval()
     return model, payload

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistal.data.manifest import Manifest
+from edgedistal.data.manifest import Manifest, require_both_classes
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.augment import BatchAugment, spec_for
 from edgedistal.models.metrics import binary_metrics
@@ -220,6 +220,12 @@ def fit(
         _check_inputs(val_x, val_y, train_x.shape[1], "validation")
     if len(train_x) == 0:
         raise EdgedistalError("no training images", "the manifest's train split is empty")
+    if cfg.max_steps is not None and cfg.max_steps < 1:  # 0 or -3 must not write an untrained model
+        raise EdgedistalError(f"steps must be >= 1, got {cfg.max_steps}", "pass --steps 1000 (or --epochs)")
+    if cfg.max_steps is None and not (math.isfinite(cfg.epochs) and cfg.epochs > 0):
+        raise EdgedistalError(f"epochs must be > 0, got {cfg.epochs}", "pass --epochs 10 (or --steps)")
+    if cfg.batch_size < 1:
+        raise EdgedistalError(f"batch size must be >= 1, got {cfg.batch_size}", "pass --batch-size 64")
     try:
         aug_spec = spec_for(cfg.augment)
     except ValueError as exc:
@@ -498,6 +504,7 @@ def train_on_manifest(
     parts = {name: manifest.split(name) for name in ("train", "val", "test")}
     if len(parts["train"]) == 0:
         raise EdgedistalError("the manifest has no train rows", "re-split it (ingest --split 0.8,0.1,0.1)")
+    require_both_classes(parts["train"], "the train split")
     manifest.save(out / "split.parquet")
 
     def images(name: str) -> np.ndarray | None:

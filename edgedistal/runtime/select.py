@@ -88,6 +88,9 @@ def get_backend(
     eng = Path(engine_dir) if engine_dir else None
     if ckpt is not None and not ckpt.exists():
         raise EdgedistalError(f"{ckpt}: checkpoint not found", "train one with `edgedistal train`")
+    if device and device.startswith("cuda") and not _cuda():  # never fall back to the CPU silently
+        raise EdgedistalError(f"device {device!r} requested but CUDA is not available here",
+                              "pass --device cpu, or leave --device out to use the best backend here")
     avail = available_backends()
     if name == "auto":
         reasons = []

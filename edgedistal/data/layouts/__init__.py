@@ -197,7 +197,20 @@ def _readable(path: str) -> bool:
             return bool(cap.isOpened() and cap.read()[0])
         finally:
             cap.release()
+    if Path(path).suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
+        return False  # OpenCV decodes a truncated JPEG "fine", with a grey lower part
     return cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_4) is not None
+
+
+def _jpeg_complete(path: str, tail: int = 64) -> bool:
+    """Whether the JPEG ends with its end-of-image marker (some encoders pad a few bytes after)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - tail))
+            return b"\xff\xd9" in fh.read()
+    except OSError:
+        return False
 
 
 def _verify(rows: list[dict], ctx: Context) -> list[dict]:

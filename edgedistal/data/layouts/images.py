@@ -139,7 +139,7 @@ def read_csv(root: Path, ctx: Context) -> list[dict]:
         "media",
     }
     extras = [c for c in df.columns if c not in known]
-    rows, seen = [], set()
+    rows, seen = [], {}
     for i, rec in enumerate(df.to_dict("records"), start=2):  # line 1 is the header
         where = f"{csv}:{i}"
         try:
@@ -162,11 +162,19 @@ def read_csv(root: Path, ctx: Context) -> list[dict]:
             continue
         key = (str(path), frame)
         if key in seen:
+            first_line, first_label = seen[key]
+            if first_label != label:  # which one is right cannot be guessed: stop, naming both
+                names = {0: "real", 1: "fake"}
+                raise EdgedistalError(
+                    f"{path}: labelled {names[first_label]} on line {first_line} and "
+                    f"{names[label]} on line {i} of {csv}",
+                    "give each path one label (delete the wrong row)",
+                )
             ctx.problem(path, f"duplicate row for this path and frame (line {i})")
             continue
+        seen[key] = (i, label)
         if not ctx.usable(path):
             continue
-        seen.add(key)
         video = rec.get("video") or (
             path.stem if path.suffix.lower() in VIDEO_EXTS else video_prefix(path.stem)
         )
