@@ -712,7 +712,7 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
     Wrapper settings ride in ``kw``: ``real_fraction`` (balanced; given alone it implies
     balanced), ``max_per_group`` / ``max_per_video`` (groupcap), ``cold`` (the cold-start
     strategy's name, default typiclust) and ``threshold`` (coldstart's val-AUC switch).
-    Nesting, inside out: coldstart, balanced, groupspread / groupcap, paired.
+    Nesting, inside out: coldstart, groupcap, balanced, groupspread, paired.
     """
     parts = name.lower().replace("-", "_").split("+")
     base = parts[-1]
@@ -731,15 +731,15 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
 
         cold = get_strategy(str(wkw.get("cold", "typiclust")))
         strat = ColdStart(strat, cold, **({"threshold": float(wkw["threshold"])} if "threshold" in wkw else {}))
+    if "groupcap" in parts[:-1]:  # inside balanced: exact class quotas, caps still span both
+        from edgedistal.acquire.groups import GroupCap  # classes (counted over the picks so far)
+
+        caps = {key: int(wkw[key]) for key in ("max_per_group", "max_per_video") if key in wkw}
+        strat = GroupCap(strat, **caps)
     if "balanced" in parts[:-1] or balanced or "real_fraction" in wkw:
         strat = Balanced(strat, real_fraction=float(wkw.get("real_fraction", 0.5)))
     if "groupspread" in parts[:-1] or group_cap > 0:  # outermost: the cap spans both classes
         strat = GroupSpread(strat, max(1, group_cap))
-    if "groupcap" in parts[:-1]:
-        from edgedistal.acquire.groups import GroupCap
-
-        caps = {key: int(wkw[key]) for key in ("max_per_group", "max_per_video") if key in wkw}
-        strat = GroupCap(strat, **caps)
     if "paired" in parts[:-1]:
         strat = Paired(strat)
     return strat
