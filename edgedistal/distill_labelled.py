@@ -119,7 +119,7 @@ def run_labelled(
     strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
     info = PoolInfo(labels=pool.labels, groups=pool.df["group"].to_numpy(dtype=object),
                     methods=pool.df["method"].to_numpy(dtype=object).astype(str))
-    probs = dyn.table["prob"].to_numpy(np.float32)
+    probs = dyn.table["prob"].to_numpy(np.float32, copy=True)  # parquet arrays are read-only
     scores = Scores(probs, dyn.embeddings)
     device = _selection_device(cfg.device)
     picks_at: dict[int, tuple[np.ndarray, dict[int, str]]] = {}
@@ -197,7 +197,7 @@ def _write_scores(out: Path, pool: Manifest, dyn: Dynamics, picks_at: dict, kept
     final, reasons = picks_at[budget]
     rank = np.full(n, -1, np.int32)
     rank[final] = np.arange(len(final), dtype=np.int32)
-    prob = dyn.table["prob"].to_numpy(np.float32)
+    prob = dyn.table["prob"].to_numpy(np.float32, copy=True)
     table = {
         "sample_id": pool.df["sample_id"].to_numpy(), "label": pool.labels,
         "group": pool.df["group"].to_numpy(), "video": pool.df["video"].to_numpy(),

@@ -144,10 +144,10 @@ class ColdStart:
                 emb = torch.as_tensor(np.asarray(self.features, np.float32)).to(state.device)
                 view = replace(state, embeddings=emb)
             picks = self.cold.select(view, k)
-            state.note(picks, f"cold: {self.cold.name} (val AUC {auc:.3f} < {self.threshold:g})")
+            state.note(picks, f"cold: {self.cold.name} (val AUC {auc:.3f} < {self.threshold:g})", outer=True)
         else:
             picks = self.warm.select(state, k)
-            state.note(picks, f"warm: {self.warm.name} (val AUC {auc:.3f} >= {self.threshold:g})")
+            state.note(picks, f"warm: {self.warm.name} (val AUC {auc:.3f} >= {self.threshold:g})", outer=True)
         return picks
 
 

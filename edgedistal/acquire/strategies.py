@@ -94,13 +94,16 @@ class SelectionState:
             ok &= self.candidates
         return ok
 
-    def note(self, picks: np.ndarray, reason: str | list[str]) -> None:
-        """Record why ``picks`` were taken (first reason wins: inner strategies are more specific)."""
+    def note(self, picks: np.ndarray, reason: str | list[str], outer: bool = False) -> None:
+        """Record why ``picks`` were taken. The first reason stays (inner strategies are more
+        specific); ``outer`` puts a wrapper's context in front of it instead."""
         if self.reasons is None:
             return
         many = isinstance(reason, list)
         for j, i in enumerate(np.asarray(picks, np.int64).tolist()):
-            self.reasons.setdefault(int(i), reason[j] if many else reason)
+            text = reason[j] if many else reason
+            old = self.reasons.get(int(i))
+            self.reasons[int(i)] = text if old is None else (f"{text}; {old}" if outer else old)
 
     def with_picked(self, picked: np.ndarray, candidates: np.ndarray | None = None) -> SelectionState:
         """A view where ``picked`` count as labelled (for wrappers that select in parts)."""
@@ -550,7 +553,6 @@ class Balanced:
                 continue
             sub = replace(cur, candidates=mask if state.candidates is None else mask & state.candidates)
             got = self.inner.select(sub, q)
-            sub.note(got, f"class {'fake' if mask is classes[0] else 'real'}")
             picked = np.concatenate([picked, got])
             cur = state.with_picked(picked, state.candidates)
         return picked
