@@ -36,7 +36,7 @@ from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path, write_json_atomic
 
-MODES = ("proxy", "full")
+MODES = ("proxy", "full", "labelled")
 #: Smallest pool worth distilling, and the smallest labelled set a detector can train on
 #: (batch norm needs two samples per batch).
 MIN_POOL = 8
@@ -81,10 +81,15 @@ class DistillConfig:
     device: str = "auto"
     materialise: str = "none"
     num_threads: int | None = None
+    # labelled mode (edgedistal.distill_labelled): proxy scorings over its run, out-of-fold
+    # folds, and a learner/ folder of another labelled run whose dynamics to reuse
+    checkpoints: int = 6
+    folds: int = 0
+    dynamics_dir: str | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
-            raise EdgedistalError(f"unknown mode {self.mode!r}", "use --mode proxy or --mode full")
+            raise EdgedistalError(f"unknown mode {self.mode!r}", "use --mode proxy, full or labelled")
         if self.materialise not in MATERIALISE:
             raise EdgedistalError(
                 f"unknown materialise mode {self.materialise!r}", f"use one of {', '.join(MATERIALISE)}"
@@ -97,8 +102,11 @@ class DistillConfig:
     def fingerprint_dict(self) -> dict:
         """The settings that change the selection (not device, threads or materialisation)."""
         d = asdict(self)
-        for k in ("device", "materialise", "num_threads"):
+        for k in ("device", "materialise", "num_threads", "dynamics_dir"):
             d.pop(k)
+        for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
+            if d[k] == default:
+                d.pop(k)
         d["milestones"] = list(d["milestones"])
         return d
 
@@ -164,6 +172,22 @@ def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Pa
                         head_c=cfg.head_c, progress=progress)
 
 
+def _cold_features(strategy, learner: Learner) -> None:
+    """A coldstart+ chain covers frequency features of the pool's images (the learner's, when it
+    holds them) or, for learners on fixed embeddings, their label-free seed features."""
+    from edgedistal.acquire.coldstart import attach_features, needs_features
+
+    if not needs_features(strategy):
+        return
+    images = getattr(learner, "images", None)
+    if images is not None:
+        from edgedistal.acquire.frequency import frequency_features
+
+        attach_features(strategy, frequency_features(images, dct=True))
+    else:
+        attach_features(strategy, np.asarray(learner.seed_embeddings(), np.float32))
+
+
 def _selection_device(name: str):
     from edgedistal.models.predict import resolve_device
 
@@ -203,11 +227,21 @@ def _write_pool_scores(out_dir: Path, pool: Manifest, state: LoopState, scores: 
         **S.uncertainty_table(np.asarray(scores.probs, np.float32)),
         "picked_round": picked_round,
         "rank": rank,
+        "reason": _reasons(state, n),
     }
     if scores.mc_probs is not None:
         table["bald"] = S.bald(scores.mc_probs).numpy().astype(np.float32)
     with atomic_path(out_dir / "pool_scores.parquet") as tmp:
         pd.DataFrame(table).to_parquet(tmp, index=False)
+
+
+def _reasons(state: LoopState, n: int) -> list[str]:
+    """Why each row was picked: the strategy's own reason, else its round and strategy name."""
+    out = [""] * n
+    for rec, start in zip(state.rounds, np.cumsum([0] + [r["picked"] for r in state.rounds[:-1]]), strict=True):
+        for i in state.order[int(start) : int(start) + rec["picked"]]:
+            out[i] = state.reasons.get(str(i)) or f"round {rec['round']}: {rec['strategy']}"
+    return out
 
 
 def materialise(dist: Manifest, out_dir: Path, how: str) -> Path | None:
@@ -267,6 +301,10 @@ def run_distill(
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
     check_pool(pool)
+    if cfg.mode == "labelled" and learner is None:
+        from edgedistal.distill_labelled import run_labelled
+
+        return run_labelled(manifest, cfg, out, resume=resume, progress=progress, on_round=on_round)
     budget = resolve_count(cfg.budget, n, "budget")
     if budget < MIN_SEED:
         raise EdgedistalError(f"budget {cfg.budget!r} gives {budget} sample(s); the minimum is {MIN_SEED}",
@@ -284,7 +322,7 @@ def run_distill(
         state_path.unlink(missing_ok=True)
         if workdir.exists():
             shutil.rmtree(workdir)
-    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **cfg.strategy_kw)
+    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
     wants_bald = cfg.strategy.split("+")[-1] == "bald" or cfg.strategy_kw.get("score") == "bald"
     if wants_bald and cfg.mc_dropout <= 0 and learner is None:
         raise EdgedistalError("the BALD score needs MC-dropout samples", "add --mc-dropout 10")
@@ -293,12 +331,14 @@ def run_distill(
         learner = build_learner(cfg, pool, val, workdir, progress)
     else:
         mode = getattr(learner, "mode", "custom")
+    _cold_features(strategy, learner)
     info = PoolInfo(
         labels=pool.labels,
         groups=pool.df["group"].to_numpy(dtype=object),
         methods=pool.df["method"].to_numpy(dtype=object).astype(str),
         val_labels=val.labels if len(val) else None,
         pool_labels=pool.labels if cfg.label_aware else None,
+        videos=pool.df["video"].to_numpy(dtype=object),
     )
     fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}, sort_keys=True)
     fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()

@@ -98,6 +98,8 @@ class LoopState:
     finished: bool = False
     stop_reason: str = ""
     learner: dict = field(default_factory=dict)
+    #: why each row was picked (pool index as text → reason), where the strategy said
+    reasons: dict = field(default_factory=dict)
     #: no generator state is carried: round r uses a fresh generator seeded by derive_seed(seed, r)
     rng: dict = field(default_factory=dict)
     version: int = STATE_VERSION
@@ -126,6 +128,7 @@ class PoolInfo:
     methods: np.ndarray
     val_labels: np.ndarray | None = None
     pool_labels: np.ndarray | None = None  # every row's label in a label-aware run, else None
+    videos: np.ndarray | None = None  # source video per row (GroupCap counts its frames once)
 
 
 def _round_record(
@@ -218,10 +221,18 @@ def run_loop(
             picks = k_center_greedy(feats, k, first=first)
         elif seed_strategy == "random":  # uniform, through the run's wrappers (balance, pairs)
             blank = SelectionState(torch.empty(n, 0), torch.full((n,), 0.5), np.zeros(n, bool), gen,
-                                   groups=pool.groups, pool_labels=pool.pool_labels)
+                                   groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos)
             picks = with_base(strategy, RandomSampling()).select(blank, k)
+        elif seed_strategy == "strategy":  # the run's own strategy before any fit (val AUC unknown):
+            reasons: dict[int, str] = {}  # a coldstart+ chain covers its label-free features
+            feats = torch.as_tensor(learner.seed_embeddings()).to(device)
+            blank = SelectionState(feats, torch.full((n,), 0.5, device=feats.device), np.zeros(n, bool), gen,
+                                   groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos,
+                                   reasons=reasons)
+            picks = np.asarray(strategy.select(blank, k), np.int64)
+            state.reasons.update({str(i): reasons[i] for i in picks.tolist() if i in reasons})
         else:
-            raise EdgedistalError(f"unknown seed strategy {seed_strategy!r}", "use random or kcenter")
+            raise EdgedistalError(f"unknown seed strategy {seed_strategy!r}", "use random, kcenter or strategy")
         labelled[picks] = True
         state.order = [int(i) for i in picks]
         rec = _round_record(0, picks, labelled, pool, None, f"seed:{seed_strategy}", k, math.nan,
@@ -247,12 +258,14 @@ def run_loop(
             state.finished, state.stop_reason = True, f"val AUC plateau ({patience} rounds)"
             break
         k = state.targets[r] - int(labelled.sum())
+        why: dict[int, str] = {}
         sel = SelectionState.build(
             scores.embeddings, scores.probs, labelled, seed=rseed, device=device,
             labels=np.where(labelled, pool.labels, -1), groups=pool.groups, mc_probs=scores.mc_probs,
-            pool_labels=pool.pool_labels,
+            pool_labels=pool.pool_labels, videos=pool.videos, val_auc=auc, reasons=why,
         )
         picks = np.asarray(strategy.select(sel, k), np.int64)
+        state.reasons.update({str(i): why[i] for i in picks.tolist() if i in why})
         if len(picks) != len(set(picks.tolist())) or labelled[picks].any():
             raise RuntimeError(f"strategy {strategy.name} returned duplicate or labelled indices")
         labelled[picks] = True

@@ -45,6 +45,16 @@ class SelectionState:
     #: is) and the run is label-aware. ``None`` simulates pure active learning (labels arrive only
     #: for picked rows). Read only by the label-aware wrappers :class:`Balanced` and :class:`Paired`.
     pool_labels: np.ndarray | None = None
+    #: [N] source video of each row: :class:`GroupCap` counts a video's near-duplicate frames once.
+    videos: np.ndarray | None = None
+    #: Pool-aligned per-sample scores (training dynamics: ``aum``, ``el2n``, ``forgetting`` …)
+    #: read by the difficulty strategies (:mod:`edgedistal.acquire.difficulty`).
+    scores: dict[str, np.ndarray] | None = None
+    #: Validation AUC of the learner that produced ``probs`` (NaN: none yet), for :class:`ColdStart`.
+    val_auc: float = float("nan")
+    #: Sink for why each row was picked (``{row: "ccs:stratum 12/50"}``); shared by the wrappers'
+    #: views (``dataclasses.replace`` keeps the same dict), filled by strategies that know a reason.
+    reasons: dict[int, str] | None = None
 
     @classmethod
     def build(
@@ -83,6 +93,17 @@ class SelectionState:
         if self.candidates is not None:
             ok &= self.candidates
         return ok
+
+    def note(self, picks: np.ndarray, reason: str | list[str], outer: bool = False) -> None:
+        """Record why ``picks`` were taken. The first reason stays (inner strategies are more
+        specific); ``outer`` puts a wrapper's context in front of it instead."""
+        if self.reasons is None:
+            return
+        many = isinstance(reason, list)
+        for j, i in enumerate(np.asarray(picks, np.int64).tolist()):
+            text = reason[j] if many else reason
+            old = self.reasons.get(int(i))
+            self.reasons[int(i)] = text if old is None else (f"{text}; {old}" if outer else old)
 
     def with_picked(self, picked: np.ndarray, candidates: np.ndarray | None = None) -> SelectionState:
         """A view where ``picked`` count as labelled (for wrappers that select in parts)."""
@@ -129,6 +150,27 @@ def min_sq_dist(x: torch.Tensor, centers: torch.Tensor, chunk: int | None = None
             best = torch.minimum(best, d.min(dim=1).values)
         out[s : s + chunk] = best
     return out.clamp_min_(0.0)
+
+
+def knn(x: torch.Tensor, k: int, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest other rows of every row of ``x``: ``(distances [N,k], indices [N,k])``,
+    Euclidean, ascending; blocks of rows × N so no N×N matrix is kept (D2's graph, ProbCover)."""
+    n = x.shape[0]
+    k = max(0, min(k, n - 1))
+    dist = torch.empty((n, k), device=x.device)
+    idx = torch.empty((n, k), dtype=torch.long, device=x.device)
+    if k == 0:
+        return dist, idx
+    xn = _sqnorm(x)
+    budget = BLOCK_ELEMS["cuda" if x.device.type == "cuda" else "cpu"]
+    rows = max(1, min(chunk or CHUNK, budget // max(1, n)))
+    for s in range(0, n, rows):
+        xs = x[s : s + rows]
+        d = (xn[s : s + rows, None] + xn[None] - 2.0 * (xs @ x.T).float()).clamp_min_(0.0)
+        d[torch.arange(len(xs), device=x.device), torch.arange(s, s + len(xs), device=x.device)] = float("inf")
+        v, j = d.topk(k, dim=1, largest=False)
+        dist[s : s + rows], idx[s : s + rows] = v.sqrt(), j
+    return dist, idx
 
 
 def _update(min_d: torch.Tensor, x: torch.Tensor, xn: torch.Tensor, i: int) -> None:
@@ -479,10 +521,14 @@ class Balanced:
 
     inner: Strategy
     threshold: float = 0.5
+    #: Share of the picks that go to the real class (0.5: even); a parameter to choose on val per
+    #: budget, since the best mix depends on how scarce and varied the real class is.
+    real_fraction: float = 0.5
 
     @property
     def name(self) -> str:
-        return f"balanced({self.inner.name})"
+        rf = "" if self.real_fraction == 0.5 else f",real={self.real_fraction:g}"
+        return f"balanced({self.inner.name}{rf})"
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
         if state.pool_labels is not None:
@@ -491,7 +537,10 @@ class Balanced:
             fake = (state.probs >= self.threshold).cpu().numpy()
         avail = state.available()
         classes = [fake & avail, ~fake & avail]
-        quota = [k // 2 + k % 2, k // 2]
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        n_real = k // 2 if self.real_fraction == 0.5 else int(round(k * self.real_fraction))
+        quota = [k - n_real, n_real]
         have = [int(c.sum()) for c in classes]
         for a, b in ((0, 1), (1, 0)):  # move quota the short class cannot fill
             if have[a] < quota[a]:
@@ -620,6 +669,18 @@ def with_base(strategy: Strategy, base: Strategy) -> Strategy:
 # --------------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------------
+def _lazy(module: str, cls: str):
+    """A factory for a strategy defined in another ``acquire`` module (imported on first use,
+    so this module keeps no import cycle with the modules that build on its kernels)."""
+
+    def make(**kw: object) -> Strategy:
+        import importlib
+
+        return getattr(importlib.import_module(f"edgedistal.acquire.{module}"), cls)(**kw)
+
+    return make
+
+
 _REGISTRY = {
     "random": RandomSampling,
     "uncertainty": TopUncertainty,
@@ -633,9 +694,16 @@ _REGISTRY = {
     "typiclust": TypiClust,
     "cluster_margin": ClusterMargin,
     "hybrid": Hybrid,
+    "probcover": _lazy("coldstart", "ProbCover"),
+    # difficulty strategies: training-dynamics scores in labelled mode, entropy otherwise
+    "ccs": _lazy("difficulty", "CCS"),
+    "easy2hard": _lazy("difficulty", "EasyToHard"),
+    "d2": _lazy("difficulty", "D2Pruning"),
 }
 STRATEGIES = tuple(_REGISTRY)
-WRAPPERS = ("balanced", "groupspread", "paired")
+WRAPPERS = ("balanced", "groupspread", "groupcap", "paired", "coldstart")
+#: Keyword arguments that configure a wrapper rather than the base strategy.
+WRAPPER_KW = ("real_fraction", "max_per_group", "max_per_video", "cold", "threshold")
 
 
 def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw: object) -> Strategy:
@@ -643,6 +711,10 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
 
     ``name`` may also carry wrappers as prefixes, e.g. ``"balanced+groupspread+hybrid"`` or
     ``"paired+hybrid"`` (pairing is outermost: it completes whatever the others pick).
+    Wrapper settings ride in ``kw``: ``real_fraction`` (balanced; given alone it implies
+    balanced), ``max_per_group`` / ``max_per_video`` (groupcap), ``cold`` (the cold-start
+    strategy's name, default typiclust) and ``threshold`` (coldstart's val-AUC switch).
+    Nesting, inside out: coldstart, groupcap, balanced, groupspread, paired.
     """
     parts = name.lower().replace("-", "_").split("+")
     base = parts[-1]
@@ -654,9 +726,20 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
             f"unknown strategy {name!r}",
             f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
         )
+    wkw = {key: kw.pop(key) for key in WRAPPER_KW if key in kw and kw[key] is not None}
     strat: Strategy = _REGISTRY[base](**kw)
-    if "balanced" in parts[:-1] or balanced:
-        strat = Balanced(strat)
+    if "coldstart" in parts[:-1]:
+        from edgedistal.acquire.coldstart import ColdStart
+
+        cold = get_strategy(str(wkw.get("cold", "typiclust")))
+        strat = ColdStart(strat, cold, **({"threshold": float(wkw["threshold"])} if "threshold" in wkw else {}))
+    if "groupcap" in parts[:-1]:  # inside balanced: exact class quotas, caps still span both
+        from edgedistal.acquire.groups import GroupCap  # classes (counted over the picks so far)
+
+        caps = {key: int(wkw[key]) for key in ("max_per_group", "max_per_video") if key in wkw}
+        strat = GroupCap(strat, **caps)
+    if "balanced" in parts[:-1] or balanced or "real_fraction" in wkw:
+        strat = Balanced(strat, real_fraction=float(wkw.get("real_fraction", 0.5)))
     if "groupspread" in parts[:-1] or group_cap > 0:  # outermost: the cap spans both classes
         strat = GroupSpread(strat, max(1, group_cap))
     if "paired" in parts[:-1]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgedistal.acquire.difficulty import DIFFICULTY
 from edgedistal.acquire.scores import SCORES
 from edgedistal.acquire.strategies import STRATEGIES
 from edgedistal.commands.options import (
@@ -47,6 +48,24 @@ def _number(text: str | None, name: str) -> float | None:
         raise click.BadParameter(f"{text!r}: expected a fraction (0.2) or a count (500)", param_hint=name) from exc
 
 
+def _params(items: tuple[str, ...]) -> dict:
+    """``--param key=value`` pairs as strategy keyword arguments (numbers parsed as numbers)."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. strata=50", param_hint="--param")
+        value: object = text.strip()
+        for cast in (int, float):
+            try:
+                value = cast(text)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = value
+    return out
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float):
         return "–" if value != value else f"{value:.3f}"
@@ -71,20 +90,38 @@ def _row(rec: dict) -> list[str]:
 @click.option("--strategy", default="hybrid", show_default=True,
               help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap "
               "(on DFDC val, balanced+random beat the rest with a from-scratch learner; see README).")
-@click.option("--beta", type=POSITIVE_FLOAT, default=None, help="Candidate factor of hybrid / cluster_margin.")
-@click.option("--score", "score_name", default=None, type=click.Choice(sorted(SCORES)),
-              help="Uncertainty score of hybrid/uncertainty.")
+@click.option("--beta", type=POSITIVE_FLOAT, default=None,
+              help="Candidate factor of hybrid / cluster_margin; hardest share cut by ccs (default: by budget).")
+@click.option("--score", "score_name", default=None, type=click.Choice(sorted(set(SCORES) | set(DIFFICULTY))),
+              help="Uncertainty score of hybrid/uncertainty: entropy, margin, least_confidence, bald; "
+              "difficulty score of ccs/easy2hard/d2: aum (default), el2n, forgetting, confidence, variability, "
+              "oof_el2n (needs --folds).")
+@click.option("--real-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Share of picks from the real class (wraps the strategy in balanced+; 0.5 = even).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Other strategy settings, repeatable: strata=50, neighbours=10, threshold=0.75, cold=probcover, "
+              "max_per_group=2, max_per_video=1 …")
 @click.option("--balanced/--no-balanced", default=False, help="Balance picks by class (wraps the strategy).")
 @click.option("--label-aware/--no-label-aware", default=True, show_default=True,
               help="Let balanced+/paired+ read every pool label (the dataset is labelled); "
               "--no-label-aware simulates active learning: predicted classes, no pairs.")
 @click.option("--group-cap", type=NON_NEGATIVE, default=0, show_default=True, help="Max picks per group per round (0: no cap).")
 @click.option("--seed-size", default="0.05", show_default=True, type=AMOUNT, help="Seed set: fraction or count.")
-@click.option("--seed-strategy", type=click.Choice(["random", "kcenter"]), default="random", show_default=True)
+@click.option("--seed-strategy", type=click.Choice(["random", "kcenter", "strategy"]), default="random",
+              show_default=True, help="strategy: the run's own strategy picks the seed set (coldstart+: label-free).")
 @click.option("--rounds", type=POSITIVE, default=None, help="Number of rounds after the seed set (default 5).")
 @click.option("--batch", "batch", default=None, type=AMOUNT, help="Picks per round: fraction or count (instead of --rounds).")
-@click.option("--mode", type=click.Choice(["proxy", "full"]), default="proxy", show_default=True,
-              help="proxy: train once, refit a head per round; full: retrain the detector per round.")
+@click.option("--mode", type=click.Choice(["proxy", "full", "labelled"]), default="proxy", show_default=True,
+              help="proxy: train once, refit a head per round; full: retrain the detector per round; "
+              "labelled: one cheap proxy run over the whole labelled pool records training dynamics, then "
+              "--strategy (ccs, easy2hard, d2) selects each milestone (try --backbone resnet10t --image-size 32 "
+              "--epochs 2).")
+@click.option("--checkpoints", type=POSITIVE, default=6, show_default=True,
+              help="Labelled mode: pool scorings during the proxy run (forgetting / AUM / cartography).")
+@click.option("--folds", type=NON_NEGATIVE, default=0, show_default=True,
+              help="Labelled mode: also k-fold out-of-fold probabilities (whole groups per fold; 0: off).")
+@click.option("--dynamics", "dynamics_dir", default=None, type=click.Path(file_okay=False),
+              help="Labelled mode: reuse the training dynamics in another run's OUT/learner (same proxy settings).")
 @click.option("--backbone", default="resnet18", show_default=True)
 @click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
 @click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
@@ -104,7 +141,8 @@ def _row(rec: dict) -> list[str]:
 @click.option("--materialise", type=click.Choice(["none", "symlink", "hardlink", "copy"]), default="none", show_default=True,
               help="Also recreate the picked files under OUT/subset in the source layout.")
 def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
-            beta: float | None, score_name: str | None, balanced: bool, group_cap: int, seed_size: str,
+            beta: float | None, score_name: str | None, real_fraction: float | None, params: tuple[str, ...],
+            checkpoints: int, folds: int, dynamics_dir: str | None, balanced: bool, group_cap: int, seed_size: str,
             seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
             image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
             mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
@@ -115,7 +153,9 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
-    kw: dict = {}
+    kw: dict = _params(params)
+    if real_fraction is not None:
+        kw["real_fraction"] = real_fraction
     if beta is not None:
         kw["beta"] = beta
     if score_name is not None:
@@ -127,7 +167,8 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
         backbone=backbone, image_size=image_size, steps=steps, epochs=epochs, batch_size=batch_size,
         lr=lr, amp=amp, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
-        device=device, materialise=materialise, num_threads=threads,
+        device=device, materialise=materialise, num_threads=threads, checkpoints=checkpoints, folds=folds,
+        dynamics_dir=dynamics_dir,
     )
     check_output_dir(out_dir)
     manifest = Manifest.load(manifest_path)

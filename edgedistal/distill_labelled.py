@@ -1,0 +1,218 @@
+"""Labelled distillation (``distill --mode labelled``): one proxy run over the whole labelled
+pool records training dynamics, then a score-based strategy (ccs, easy2hard, d2, …) selects.
+
+Why a mode of its own: DFDC / FF++ users have every label, so there is no oracle to query and
+no reason to start from a weak seed model. Each milestone budget is its own selection (CCS's
+hard cut and easy2hard's window depend on the budget), so milestone files are *not* prefixes
+of one pick order; ``evaluate --distilled`` reads the milestone files, which are always written.
+The dynamics are cached in ``OUT/learner`` (or reused from ``--dynamics DIR`` when their
+settings match), so ``--resume`` and other strategies on the same pool skip the training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edgedistal.acquire import scores as S
+from edgedistal.acquire.dynamics import Dynamics, DynamicsConfig, compute_dynamics
+from edgedistal.acquire.learners import Scores
+from edgedistal.acquire.loop import PoolInfo, _round_record, derive_seed, resolve_count
+from edgedistal.acquire.strategies import SelectionState, get_strategy
+from edgedistal.data.manifest import Manifest
+from edgedistal.errors import EdgedistalError
+from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+
+
+def dynamics_config(cfg) -> DynamicsConfig:
+    """The proxy run of a :class:`~edgedistal.distill.DistillConfig` (its training options)."""
+    return DynamicsConfig(backbone=cfg.backbone, epochs=cfg.epochs, steps=cfg.steps, checkpoints=cfg.checkpoints,
+                          batch_size=cfg.batch_size, lr=cfg.lr, folds=cfg.folds, seed=cfg.seed,
+                          device=cfg.device, amp=cfg.amp, num_threads=cfg.num_threads)
+
+
+def _dynamics_key(dcfg: DynamicsConfig, image_size: int, pool_hash: str) -> str:
+    d = asdict(dcfg)
+    for k in ("device", "num_threads", "predict_batch"):
+        d.pop(k)
+    src = json.dumps({"dyn": d, "image_size": image_size, "pool": pool_hash}, sort_keys=True)
+    return hashlib.sha1(src.encode()).hexdigest()
+
+
+def pool_dynamics(cfg, pool: Manifest, workdir: Path, pool_hash: str, progress: bool) -> Dynamics:
+    """Cached dynamics of ``pool`` (``workdir``, then ``cfg.dynamics_dir``), else one proxy run."""
+    dcfg = dynamics_config(cfg)
+    key = _dynamics_key(dcfg, cfg.image_size, pool_hash)
+    for folder in [workdir] + ([Path(cfg.dynamics_dir)] if cfg.dynamics_dir else []):
+        dyn = Dynamics.load(folder)
+        if dyn is not None and dyn.cost.get("key") == key:
+            if Path(folder) != workdir:
+                dyn.save(workdir)
+            return dyn
+    if cfg.dynamics_dir:
+        raise EdgedistalError(f"{cfg.dynamics_dir}: no training dynamics for this pool and these proxy settings",
+                              "pass the learner/ folder of a labelled run with the same --backbone, --image-size, "
+                              "--epochs/--steps, --checkpoints, --folds and --seed, or drop --dynamics")
+    from edgedistal.data.images import load_images
+
+    images = load_images(pool.paths, cfg.image_size, progress=progress)
+    dyn = compute_dynamics(images, pool.labels, pool.df["sample_id"].to_numpy(), dcfg,
+                           groups=pool.df["group"].to_numpy(dtype=object))
+    dyn.cost["key"] = key
+    dyn.cost["image_size"] = cfg.image_size
+    dyn.save(workdir)
+    return dyn
+
+
+def _selection(pool: Manifest, picks: np.ndarray, r: int, reasons: dict[int, str]) -> Manifest:
+    df = pool.df.iloc[picks].reset_index(drop=True).copy()
+    df["round"] = np.int32(r)
+    df["rank"] = np.arange(len(picks), dtype=np.int32)
+    df["reason"] = [reasons.get(int(i), "") for i in picks]
+    return Manifest(df)
+
+
+def run_labelled(
+    manifest: Manifest, cfg, out: Path, *, resume: bool = False, progress: bool = True,
+    on_round: Callable[[dict], None] | None = None,
+):
+    """Select every milestone budget (and the final one) from ``manifest``'s train split."""
+    from edgedistal.distill import (
+        DistillResult,
+        _milestone_path,
+        _pool_hash,
+        _selection_device,
+        materialise,
+    )
+
+    pool, val = manifest.split("train"), manifest.split("val")
+    n = len(pool)
+    budget = resolve_count(cfg.budget, n, "budget")
+    ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
+    kept = {f: c for f, c in ms.items() if c <= budget}
+    targets = sorted(set(kept.values()) | {budget})
+    pool_hash = _pool_hash(pool)
+    fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": pool_hash, "mode": "labelled"}, sort_keys=True)
+    fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
+    state_path, workdir = out / "state.json", out / "learner"
+    if resume and state_path.exists() and read_json(state_path).get("fingerprint") != fingerprint:
+        raise EdgedistalError(f"{state_path}: saved run used other settings or another pool",
+                              "resume with the same manifest and options, or drop --resume to start over")
+    if not resume:
+        state_path.unlink(missing_ok=True)
+        if workdir.exists():
+            shutil.rmtree(workdir)
+    write_json_atomic(state_path, {"fingerprint": fingerprint, "mode": "labelled", "finished": False})
+
+    dyn = pool_dynamics(cfg, pool, workdir, pool_hash, progress)
+    if list(dyn.table["sample_id"].astype(str)) != list(pool.df["sample_id"].astype(str)):
+        raise EdgedistalError(f"{workdir}: cached dynamics are for other samples", "run again without --resume")
+    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
+    info = PoolInfo(labels=pool.labels, groups=pool.df["group"].to_numpy(dtype=object),
+                    methods=pool.df["method"].to_numpy(dtype=object).astype(str))
+    probs = dyn.table["prob"].to_numpy(np.float32, copy=True)  # parquet arrays are read-only
+    scores = Scores(probs, dyn.embeddings)
+    device = _selection_device(cfg.device)
+    picks_at: dict[int, tuple[np.ndarray, dict[int, str]]] = {}
+    rounds: list[dict] = []
+    select_s = 0.0
+    for r, count in enumerate(targets):
+        t0 = time.perf_counter()
+        reasons: dict[int, str] = {}
+        state = SelectionState.build(
+            dyn.embeddings, probs, np.zeros(n, bool), seed=derive_seed(cfg.seed, r), device=device,
+            labels=pool.labels, groups=info.groups, videos=pool.df["video"].to_numpy(dtype=object),
+            pool_labels=pool.labels, scores=dyn.scores(), reasons=reasons,
+        )
+        picks = np.asarray(strategy.select(state, count), np.int64)
+        if len(picks) != len(set(picks.tolist())):
+            raise RuntimeError(f"strategy {strategy.name} returned duplicate indices")
+        dt = time.perf_counter() - t0
+        select_s += dt
+        picks_at[count] = (picks, reasons)
+        mask = np.zeros(n, bool)
+        mask[picks] = True
+        rec = _round_record(r, picks, mask, info, scores, strategy.name, count, math.nan, dt)
+        rounds.append(rec)
+        for f, c in kept.items():
+            if c == count:
+                _selection(pool, picks, r, reasons).save(_milestone_path(out, f))
+        if on_round:
+            on_round(rec)
+
+    final, final_reasons = picks_at[budget]
+    dist = _selection(pool, final, len(targets) - 1, final_reasons)
+    dist.save(out / "distilled.parquet")
+    dist.save(out / "distilled.csv")
+    table = pd.DataFrame(rounds)
+    with atomic_path(out / "rounds.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(out / "rounds.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    _write_scores(out, pool, dyn, picks_at, kept, budget)
+    sub = materialise(dist, out, cfg.materialise)
+    dyn_cost = {k: v for k, v in dyn.cost.items() if k not in ("config", "key")}
+    picked = np.zeros(n, bool)
+    picked[final] = True
+    summary = {
+        "mode": "labelled",
+        "config": asdict(cfg),
+        "learner": {"mode": "labelled", "proxy": dyn.cost.get("config"), "image_size": dyn.cost.get("image_size")},
+        "pool": n,
+        "val": len(val),
+        "budget": budget,
+        "seed_size": 0,
+        "targets": targets,
+        "milestones": {f"{f:.3f}": c for f, c in kept.items()},
+        "milestones_ignored_above_budget": sorted(f for f in ms if f not in kept),
+        "nested_milestones": False,
+        "selected": len(final),
+        "stop_reason": "budget",
+        "final_val_auc": None,
+        "groups_covered": int(pd.Series(info.groups[picked]).nunique()),
+        "groups_in_pool": int(pd.Series(info.groups).nunique()),
+        "subset": str(sub) if sub else None,
+        "cost": {**dyn_cost, "select_s": round(select_s, 3),
+                 "proxy_epochs": round(dyn.cost.get("images_trained", 0) / max(n, 1), 3)},
+    }
+    write_json_atomic(out / "config.json", summary)
+    write_json_atomic(state_path, {"fingerprint": fingerprint, "mode": "labelled", "finished": True})
+    return DistillResult(dist, table, out, summary)
+
+
+def _write_scores(out: Path, pool: Manifest, dyn: Dynamics, picks_at: dict, kept: dict, budget: int) -> None:
+    """``pool_scores.parquet``: every sample's dynamics, where it landed and why (final budget)."""
+    n = len(pool)
+    np.save(out / "embeddings.npy.tmp.npy", np.asarray(dyn.embeddings, np.float32))
+    (out / "embeddings.npy.tmp.npy").replace(out / "embeddings.npy")
+    final, reasons = picks_at[budget]
+    rank = np.full(n, -1, np.int32)
+    rank[final] = np.arange(len(final), dtype=np.int32)
+    prob = dyn.table["prob"].to_numpy(np.float32, copy=True)
+    table = {
+        "sample_id": pool.df["sample_id"].to_numpy(), "label": pool.labels,
+        "group": pool.df["group"].to_numpy(), "video": pool.df["video"].to_numpy(),
+        "method": pool.df["method"].to_numpy(), "prob": prob, **S.uncertainty_table(prob),
+        **{k: v for k, v in dyn.scores().items() if k != "prob"},
+        "picked_round": np.where(rank >= 0, len(picks_at) - 1, -1).astype(np.int32),
+        "rank": rank,
+        "reason": [reasons.get(i, "") for i in range(n)],
+    }
+    for f, c in sorted(kept.items()):
+        m = np.zeros(n, bool)
+        m[picks_at[c][0]] = True
+        table[f"picked_{f:.3f}"] = m
+    with atomic_path(out / "pool_scores.parquet") as tmp:
+        pd.DataFrame(table).to_parquet(tmp, index=False)
+
+
+__all__ = ["run_labelled", "pool_dynamics", "dynamics_config"]
