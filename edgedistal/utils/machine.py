@@ -23,6 +23,38 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that decide how fast int8 / fp16 / bf16 kernels can be.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+              "asimd", "asimddp", "i8mm", "sve", "bf16")
+
+
+def cpu_flags(relevant: tuple[str, ...] = SIMD_FLAGS) -> list[str]:
+    """The ``relevant`` SIMD flags this CPU reports in /proc/cpuinfo (x86 ``flags``, ARM ``Features``)."""
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
+        if m:
+            have = set(m.group(1).split())
+            return [f for f in relevant if f in have]
+    return []
+
+
+def int8_dot_product(flags: list[str]) -> str:
+    """Which int8 dot-product instructions ONNX Runtime's MLAS can use on this CPU, in words."""
+    if "amx_int8" in flags:
+        return "AMX int8 tiles"
+    if "avx512_vnni" in flags:
+        return "AVX-512 VNNI (VPDPBUSD)"
+    if "avx_vnni" in flags:
+        return "AVX-VNNI (256-bit VPDPBUSD)"
+    if "avx2" in flags:
+        return "AVX2 only (VPMADDUBSW, no VNNI)"
+    if "asimddp" in flags or "i8mm" in flags:
+        return "ARM dot product (SDOT/UDOT" + (", I8MM)" if "i8mm" in flags else ")")
+    return "no int8 dot-product instructions found"
+
+
 def machine_summary(device: str | None = None, **extra: Any) -> dict[str, Any]:
     """CPU model, cores, load, Python/torch/NumPy versions, and the GPU when ``device`` is CUDA."""
     import numpy as np
