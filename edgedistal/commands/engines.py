@@ -27,14 +27,16 @@ from edgedistal.commands.export import parse_precisions
               help="Any manifest to calibrate int8 on instead.")
 @click.option("--calib-size", default=256, show_default=True, help="Calibration images (int8 re-quantisation).")
 @click.option("--demo-if-missing", is_flag=True,
-              help="If export/ is empty, export demo_out/detector.pt (from `make demo`) first.")
+              help="If export/ is empty, export the demo checkpoint (from `make demo`) first.")
+@click.option("--demo-checkpoint", default="demo_out/detector.pt", show_default=True,
+              type=click.Path(path_type=Path), help="The checkpoint --demo-if-missing exports.")
 def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_batch: int,
             max_batch: int, workspace_mb: int, int8_target: str, calib_distilled: Path | None,
-            calib_manifest: Path | None, calib_size: int, demo_if_missing: bool) -> None:
+            calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
     from edgedistal.engines import build_all, ensure_export
 
-    ensure_export(export_dir, demo_if_missing=demo_if_missing)
+    ensure_export(export_dir, demo_if_missing=demo_if_missing, demo_checkpoint=demo_checkpoint)
     summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
                         max_batch, workspace_mb, int8_target=int8_target, calib_manifest=calib_manifest,
                         calib_distilled=calib_distilled, calib_size=calib_size)
