@@ -14,7 +14,8 @@ help:
 	@echo "make lint      ruff"
 	@echo "make engines   export the demo detector to export/, build TensorRT engines in engines/"
 	@echo "               (without TensorRT: says so and builds the ONNX Runtime fp16/int8 models)"
-	@echo "make bench     latency/accuracy report per backend x precision on the demo data"
+	@echo "make bench     latency/accuracy report (bench.md + bench.html) per backend x precision"
+	@echo "               for the models \`make engines\` built, on the demo data"
 
 install: $(STAMP)
 
@@ -35,11 +36,18 @@ lint: install
 $(OUT)/detector.pt: | install
 	$(BIN)/edgedistal demo --out $(OUT)
 
-engines: install $(OUT)/detector.pt
-	$(BIN)/edgedistal engines --export-dir export --out engines --demo-if-missing
+ENGINES_CMD = $(BIN)/edgedistal engines --export-dir export --out engines --demo-if-missing \
+              --demo-checkpoint $(OUT)/detector.pt
 
-bench: install $(OUT)/detector.pt
-	$(BIN)/edgedistal bench --demo --demo-dir $(OUT) --iters 50 --out $(OUT)/bench
+engines: install $(OUT)/detector.pt
+	$(ENGINES_CMD)
+
+engines/engines.json: $(OUT)/detector.pt | install
+	$(ENGINES_CMD)
+
+# benchmarks what `make engines` built (TensorRT engines, or the ONNX Runtime fallback models)
+bench: install engines/engines.json
+	$(BIN)/edgedistal bench --demo --demo-dir $(OUT) --engine-dir engines --iters 50 --out $(OUT)/bench
 
 clean:
-	rm -rf $(VENV) $(OUT) export/*.onnx export/*.json engines/*.engine engines/*.json
+	rm -rf $(VENV) $(OUT) export/*.onnx export/*.json engines/*.engine engines/*.onnx engines/*.json engines/timing.cache

@@ -276,9 +276,22 @@ def static_skip_reason(backend: str, precision: str) -> str | None:
         return f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})"
     if backend.startswith("torch") and precision == "int8":
         return "torch backends have no int8 path; int8 runs from the QDQ ONNX model (onnxruntime/tensorrt)"
-    if backend in CPU_BACKENDS and precision == "fp16":
+    if backend == "torch" and precision == "fp16":
         return "fp16 on CPU: no fast fp16 kernels (emulated via casts); not a deployment target"
     return None
+
+
+def graph_kernels(backend: Backend) -> dict[str, Any] | None:
+    """Integer vs float node counts of the graph ORT's CPU EP runs (None for other backends)."""
+    path = getattr(backend, "onnx_path", None)
+    if path is None or backend.info.name != "onnxruntime" or backend.info.device != "cpu":
+        return None
+    from edgedistal.runtime.ort_graph import optimised_graph_counts
+
+    try:
+        return optimised_graph_counts(path)
+    except Exception as exc:  # noqa: BLE001 - a counting failure must not lose the timing row
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
 
 
 def resolve_backends(requested: Sequence[str], available: Sequence[str]) -> list[str]:
@@ -399,6 +412,8 @@ def run_bench(
                     continue
                 try:
                     meta[key] = {"device": be.info.device, "detail": be.info.detail, "precision": be.info.precision}
+                    if p == 0:
+                        meta[key]["kernels"] = graph_kernels(be)
                     imgs = images_for(be.image_size)
                     if p == 0:
                         probs = predict_all(be, imgs, max_batch)
@@ -431,7 +446,8 @@ def run_bench(
                     rows.append(_skip_row(name, prec, b, f"inference failed: {t['error']}", meta[key]["device"]))
                     continue
                 row = _skip_row(name, prec, b, "", meta[key]["device"])
-                row.update(t, detail=meta[key]["detail"], accuracy=accuracy.get(key), skipped_reason=None)
+                row.update(t, detail=meta[key]["detail"], accuracy=accuracy.get(key), skipped_reason=None,
+                           kernels=meta[key].get("kernels"))
                 rows.append(row)
     st = stability(passes) if len(passes) > 1 else None
     if st is not None:
@@ -543,6 +559,9 @@ def bench_files(
     for p, what in ((checkpoint, "checkpoint"), (onnx_dir, "ONNX folder"), (engine_dir, "engine folder")):
         if p and not Path(p).exists():
             raise EdgedistalError(f"{p}: {what} not found", "check the path (export with `edgedistal export`)")
+    from edgedistal.artifacts import check_artifacts
+
+    artifacts = check_artifacts(config.precisions, onnx_dir, engine_dir, checkpoint)  # refuse mismatches
     if threads:
         limit_threads(threads)
     env = capture_environment()
@@ -576,6 +595,7 @@ def bench_files(
         },
         "method": method_notes(config),
         "backend_notes": notes,
+        "artifacts": {p: a.summary() for p, a in artifacts.items()},
         "available_backends": available,
         **result,
         "jetson_estimate": None,
@@ -618,4 +638,8 @@ def method_notes(config: BenchConfig) -> list[str]:
         "arenas are not seen by it).",
         "Accuracy: once per backend x precision over the labelled images (AUC and balanced accuracy "
         "at p>=0.5, sklearn); max |dp| vs the fp32 run of the same backend.",
+        "Kernels (onnxruntime CPU rows): node counts of the graph ORT actually runs, saved with "
+        "SessionOptions.optimized_model_filepath at ORT_ENABLE_ALL; integer = QLinearConv, "
+        "ConvInteger, MatMulInteger, QLinearMatMul, QGemm, QLinearAdd, ...; float compute = Conv, "
+        "Gemm, MatMul, pooling left in float.",
     ]

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedistal.utils.machine import cpu_model
+from edgedistal.utils.machine import cpu_flags, cpu_model, int8_dot_product
 
 
 def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
@@ -70,6 +70,8 @@ def capture_environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "int8_dot_product": int8_dot_product(cpu_flags()),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

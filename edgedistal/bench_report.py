@@ -1,4 +1,4 @@
-"""Render a bench report: ``bench.json`` (validated schema), ``bench.md`` and PNG plots.
+"""Render a bench report: ``bench.json`` (validated schema), ``bench.md``, ``bench.html`` and PNG plots.
 
 Kept apart from the measuring code so a report can be re-rendered (or validated in CI) from its
 JSON alone, without torch or any backend installed.
@@ -107,6 +107,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_f(r['peak_host_mb'], 0)} | {_f(r['peak_device_mb'], 0)} | {_f(acc.get('auc'), 4)} "
             f"| {_f(acc.get('balanced_acc'), 4)} | {_g(acc.get('max_abs_dp_vs_fp32'))} |"
         )
+    lines += _kernel_lines(report)
     if skipped:
         lines += ["", "### Skipped", "", "| backend | precision | batch | reason |", "|---|---|---:|---|"]
         seen = set()
@@ -152,6 +153,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         else:
             lines.append(f"Not computed: {est.get('reason')}")
     lines += ["", "## Environment", "",
+              f"- CPU flags: {', '.join(env.get('cpu_flags') or []) or 'not recorded'} "
+              f"(int8 dot product: {env.get('int8_dot_product', 'not recorded')})",
               f"- CPU: {env.get('cpu_model')} ({env.get('cpu_logical_cores')} logical cores, "
               f"{env.get('cpu_affinity')} usable; torch threads {env.get('torch_threads')}; "
               f"--threads cap {env.get('threads_cap') or 'none'})",
@@ -173,6 +176,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- Workspace cap {bn['workspace_mb']} MiB: "
                      + (f"passed as `{bn['workspace_applied']}`" if bn.get("workspace_applied")
                         else "NOT applied (runtime.select.get_backend takes no workspace parameter)"))
+    lines += _artifact_lines(report)
     inp = report.get("inputs") or {}
     if inp:
         lines += ["", "## Inputs", "",
@@ -181,6 +185,37 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"- checkpoint `{inp.get('checkpoint')}`, ONNX `{inp.get('onnx_dir')}`, engines `{inp.get('engine_dir')}`"]
     lines += ["", "## Method", "", *(f"- {m}" for m in report["method"])]
     return "\n".join(lines) + "\n"
+
+
+def _kernel_lines(report: dict[str, Any]) -> list[str]:
+    """Integer vs float nodes of the graph ORT runs, once per backend × precision."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in report["rows"]:
+        k = r.get("kernels")
+        if k and "integer_nodes" in k:
+            seen.setdefault((r["backend"], r["precision"]), k)
+    if not seen:
+        return []
+    lines = ["", "### Kernels ONNX Runtime runs (optimised graph)", "",
+             "| backend | precision | integer nodes | float compute nodes | Q/DQ left | other | main ops |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for (b, p), k in seen.items():
+        top = sorted(k["by_op"].items(), key=lambda kv: -kv[1])[:6]
+        lines.append(f"| {b} | {p} | {k['integer_nodes']} | {k['float_compute_nodes']} | {k['qdq_nodes']} "
+                     f"| {k['other_nodes']} | {', '.join(f'{op} {n}' for op, n in top)} |")
+    return lines
+
+
+def _artifact_lines(report: dict[str, Any]) -> list[str]:
+    """Which file served each precision, its int8 target and calibration source."""
+    arts = report.get("artifacts") or {}
+    if not arts:
+        return []
+    lines = ["", "## Artifacts", "", "| precision | file | int8 target | calibrated on |", "|---|---|---|---|"]
+    for p, a in arts.items():
+        cal = (a.get("calibration") or {}).get("source") if isinstance(a.get("calibration"), dict) else a.get("calibration")
+        lines.append(f"| {p} | `{a.get('engine') or a.get('onnx')}` | {a.get('int8_target') or '–'} | {cal or '–'} |")
+    return lines
 
 
 def _g(x: float | None) -> str:
@@ -271,10 +306,14 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> dic
     out = Path(out_dir)
     files = {"json": write_json_atomic(out / "bench.json", report),
              "markdown": write_text_atomic(out / "bench.md", render_markdown(report))}
-    for name, fn in (("latency_png", plot_latency), ("accuracy_png", plot_accuracy)):
+    from edgedistal.bench_html import plot_percentiles, render_html
+
+    for name, fn in (("latency_png", plot_latency), ("percentiles_png", plot_percentiles),
+                     ("accuracy_png", plot_accuracy)):
         p = fn(report, out / f"{name.removesuffix('_png')}.png")
         if p:
             files[name] = p
+    files["html"] = write_text_atomic(out / "bench.html", render_html(report, files))
     return files
 
 

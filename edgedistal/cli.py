@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate:evaluate", "Evaluate a checkpoint, or compare distilled vs random vs full."),
     "report": ("report:report", "Render a run directory as Markdown + HTML with figures."),
     "bench": ("bench:bench", "Latency and accuracy per backend × precision × batch."),
+    "predict": ("predict:predict", "Is it fake? Probabilities for images, folders or videos."),
     "demo": ("demo:demo", "Run every stage end to end on a generated dataset."),
 }
 
@@ -57,7 +58,8 @@ def _available(name: str) -> bool:
 def cli() -> None:
     """edgedistal: distil deepfake datasets with active learning; ship the detector to edge GPUs.
 
-    Typical flow: ingest → (extract) → train → score → distill → evaluate → export → engines → bench.
+    Typical flow: ingest → (extract) → train → score → distill → evaluate → export → engines → bench
+    → predict.
     """
 
 

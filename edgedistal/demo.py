@@ -3,7 +3,7 @@
 generate → ingest (csv layout) → group split → distil (active learning) → evaluate the distilled
 set against the random / balanced / stratified baselines and the full pool (converged protocol) →
 report → train the deployable detector on the distilled set → export ONNX
-(fp32 + int8 QDQ). Every stage resumes: a re-run skips finished work. Sized to finish in a few
+(fp32, fp16 + int8 QDQ). Every stage resumes: a re-run skips finished work. Sized to finish in a few
 minutes on a 2-core CPU; the numbers it prints are for a toy dataset, not a claim about DFDC.
 """
 
@@ -112,7 +112,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     from edgedistal.export import SIDECAR, export_all
 
     if not (export_dir / SIDECAR).exists():
-        export_all(detector_path, export_dir, precisions=("fp32", "int8"),
+        export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),
                    calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
     done()
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgedistal.artifacts import artifact_sidecar, engine_filename
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.export import model_filename, sha256_file
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
@@ -26,12 +27,8 @@ TIMING_CACHE = "timing.cache"
 SUMMARY = "engines.json"
 
 
-def engine_filename(precision: str) -> str:
-    return f"model_{precision}.engine"
-
-
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    return Path(engine_path).with_suffix(".json")
+    return artifact_sidecar(engine_path)
 
 
 def import_tensorrt() -> Any:
@@ -107,8 +104,13 @@ def build_engine(
     max_batch: int = 64,
     workspace_mb: int = 1024,
     timing_cache: str | os.PathLike[str] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build one serialized TensorRT engine from ONNX; return (and write) its sidecar."""
+    """Build one serialized TensorRT engine from ONNX; return (and write) its sidecar.
+
+    ``extra_meta`` (the model identity, int8 target, calibration) is merged into the sidecar:
+    an engine has no metadata of its own, so the sidecar is what consistency checks read.
+    """
     trt = import_tensorrt()
     if not (1 <= min_batch <= opt_batch <= max_batch):
         raise EdgedistalError(f"bad batch profile {min_batch}/{opt_batch}/{max_batch}",
@@ -157,6 +159,7 @@ def build_engine(
         "onnx": onnx_path.name,
         "onnx_sha256": sha256_file(onnx_path),
         "build_seconds": round(time.perf_counter() - t0, 2),
+        **(extra_meta or {}),
     }
     write_json_atomic(sidecar_path(engine_path), meta)
     return meta
@@ -165,7 +168,8 @@ def build_engine(
 # -- orchestration ----------------------------------------------------------------------------
 def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = False,
                   demo_checkpoint: str | os.PathLike[str] = "demo_out/detector.pt") -> None:
-    """Make sure ``export_dir`` holds an fp32 model; with ``demo_if_missing``, export the demo's."""
+    """Make sure ``export_dir`` holds an fp32 model; with ``demo_if_missing``, export the demo's
+    (all three precisions, int8 calibrated on the demo's distilled subset when it exists)."""
     if (Path(export_dir) / model_filename("fp32")).exists():
         return
     demo = Path(demo_checkpoint)
@@ -182,6 +186,34 @@ def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = Fa
     )
 
 
+def validate_onnx(path: str | os.PathLike[str]) -> None:
+    """Refuse a zero-byte, truncated or invalid ONNX file before it is copied or built."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise EdgedistalError(f"{path}: missing or empty ONNX file", "re-export with `edgedistal export`")
+    try:
+        onnx.checker.check_model(str(path))
+        from edgedistal.export import ort_session
+
+        ort_session(path, threads=1)
+    except Exception as exc:  # checker, protobuf and ORT each raise their own types
+        raise EdgedistalError(f"{path}: invalid ONNX model ({exc.__class__.__name__}: "
+                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+                              "the file is truncated or damaged: re-export with `edgedistal export`") from exc
+
+
+def resolve_int8_target(target: str, have_trt: bool) -> str:
+    """``auto`` → tensorrt where TensorRT builds the engines, cpu for the ONNX Runtime fallback."""
+    if target == "auto":
+        return "tensorrt" if have_trt else "cpu"
+    from edgedistal.int8 import target_options
+
+    target_options(target)
+    return target
+
+
 def build_all(
     export_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -190,12 +222,20 @@ def build_all(
     opt_batch: int = 32,
     max_batch: int = 64,
     workspace_mb: int = 1024,
+    int8_target: str = "auto",
+    calib_manifest: str | os.PathLike[str] | None = None,
+    calib_distilled: str | os.PathLike[str] | None = None,
+    calib_size: int = 256,
 ) -> dict[str, Any]:
     """TensorRT engines for each precision, or (no TensorRT) the ONNX Runtime models instead.
 
-    Returns the summary written to ``out_dir/engines.json``: ``{"tensorrt": bool, "built": {...},
-    "failed": {...}, "note": str}``.
+    Each source ONNX is validated (non-empty, ``onnx.checker``, loads in ORT, identity matches
+    ``export.json``) before it is copied or built. Every artifact gets ``model_<p>.json`` with
+    the model identity, so ``score``/``bench``/``predict`` can check it. Returns the summary
+    written to ``out_dir/engines.json``: ``{"tensorrt", "built", "failed", "note"}``.
     """
+    from edgedistal.artifacts import resolve, verify
+
     export_dir, out = Path(export_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -203,52 +243,105 @@ def build_all(
         have_trt = True
     except MissingDependencyError:
         have_trt = False
+    target = resolve_int8_target(int8_target, have_trt)
+    fp32 = resolve("fp32", export_dir)
+    if fp32 is not None and fp32.onnx is not None:  # everything derives from it: check it first
+        validate_onnx(fp32.onnx)
+        verify(fp32)
     built: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for prec in precisions:
         try:
-            onnx_path = _onnx_for(export_dir, prec)
+            src, meta = _source_for(export_dir, out, prec, target, calib_manifest, calib_distilled, calib_size)
+            validate_onnx(src)
+            art = resolve(prec, export_dir)
+            if art is not None and art.onnx == src:
+                verify(art)
             if have_trt:
-                meta = build_engine(onnx_path, out / engine_filename(prec), prec, min_batch, opt_batch,
-                                    max_batch, workspace_mb, timing_cache=out / TIMING_CACHE)
+                meta = build_engine(src, out / engine_filename(prec), prec, min_batch, opt_batch,
+                                    max_batch, workspace_mb, timing_cache=out / TIMING_CACHE, extra_meta=meta)
                 built[prec] = {"file": engine_filename(prec), **meta}
             else:
                 dst = out / model_filename(prec)
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(onnx_path, tmp)
-                built[prec] = {"file": dst.name, "runtime": "onnxruntime", "onnx_sha256": sha256_file(dst)}
+                if src != dst:
+                    with atomic_path(dst) as tmp:
+                        shutil.copyfile(src, tmp)
+                meta = {"format": "edgedistal-engine/1", "runtime": "onnxruntime", "file": dst.name,
+                        **meta, "onnx": dst.name, "onnx_sha256": sha256_file(dst)}
+                write_json_atomic(sidecar_path(dst), meta)
+                built[prec] = meta
         except EdgedistalError as exc:
             failed[prec] = f"{exc}" + (f" (fix: {exc.hint})" if exc.hint else "")
     note = ("TensorRT engines built" if have_trt else
             "TensorRT is not installed: wrote ONNX Runtime models (fp16 / int8 QDQ) instead; "
             "build engines on the target GPU with TensorRT 10")
-    summary = {"tensorrt": have_trt, "built": built, "failed": failed, "note": note}
+    summary = {"tensorrt": have_trt, "int8_target": target, "built": built, "failed": failed, "note": note}
     write_json_atomic(out / SUMMARY, summary)
     return summary
 
 
-def _onnx_for(export_dir: Path, precision: str) -> Path:
-    """The exported ONNX model for ``precision``; fp16/int8 are derived from fp32 if missing."""
-    path = export_dir / model_filename(precision)
-    if path.exists():
-        return path
+def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_manifest: Any,
+                calib_distilled: Any, calib_size: int) -> tuple[Path, dict[str, Any]]:
+    """The ONNX model to copy/build for ``precision`` and the sidecar fields it brings.
+
+    fp16 is derived from fp32 if missing. int8 is reused from the export when it was quantised
+    for ``target`` and no better calibration set is available; otherwise it is quantised again
+    from fp32 (into ``out``), calibrated on the distilled subset when one is given or found.
+    """
+    from edgedistal.artifacts import identity_from_export_sidecar
+    from edgedistal.export import read_sidecar
+
     fp32 = export_dir / model_filename("fp32")
     if not fp32.exists():
         raise EdgedistalError(f"{fp32}: no exported model", "run `edgedistal export` first")
+    side = read_sidecar(export_dir)
+    identity = identity_from_export_sidecar(side)
+    meta: dict[str, Any] = {"precision": precision, "identity": identity}
+    path = export_dir / model_filename(precision)
+    if precision == "fp32":
+        return fp32, meta
     if precision == "fp16":
-        from edgedistal.export import convert_fp16
+        if not path.exists():
+            from edgedistal.artifacts import stamp_onnx
+            from edgedistal.export import convert_fp16
 
-        return convert_fp16(fp32, path)
-    if precision == "int8":
-        from edgedistal.export import calibration_images, read_sidecar
+            path = convert_fp16(fp32, out / model_filename("fp16"))
+            stamp_onnx(path, identity, precision="fp16")
+        return path, meta
+    if precision != "int8":
+        raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8")
+    model = (side.get("models") or {}).get("int8") or {}
+    have = model.get("int8_target") or ("tensorrt" if path.exists() else None)
+    calib = model.get("calibration") or side.get("calibration") or {}
+    explicit = calib_manifest is not None or calib_distilled is not None
+    from edgedistal.int8 import find_distilled
 
-        side = read_sidecar(export_dir)
-        manifest = side.get("calibration", {}).get("manifest")
-        if manifest and not Path(manifest).exists():
-            log.warning("calibration manifest %s is gone: calibrating on generated images", manifest)
-            manifest = None
-        images, _ = calibration_images(manifest, int(side["config"]["image_size"]))
-        from edgedistal.export import quantize_int8
+    better = calib.get("kind", "generated") == "generated" and find_distilled(export_dir) is not None
+    if path.exists() and have == target and not explicit and not better:
+        return path, {**meta, "int8_target": target, "calibration": calib,
+                      "quantisation": model.get("quantisation")}
+    return _requantise(fp32, out, target, side, identity, calib_manifest, calib_distilled, calib_size, meta)
 
-        return quantize_int8(fp32, path, images)
-    raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8")
+
+def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identity: dict[str, Any],
+                calib_manifest: Any, calib_distilled: Any, calib_size: int,
+                meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Quantise ``fp32`` for ``target`` into ``out``; calibration as :func:`plan_calibration`."""
+    from edgedistal.artifacts import stamp_onnx
+    from edgedistal.export import calibration_images
+    from edgedistal.int8 import plan_calibration, quantize_for_target
+
+    recorded = (side.get("calibration") or {}).get("manifest")
+    if calib_manifest is None and calib_distilled is None and recorded and Path(recorded).is_file():
+        calib_manifest = recorded  # what the export was calibrated on, if it still exists
+    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(fp32.parent,))
+    size = int(side["config"]["image_size"])
+    n = calib_size + (calib_size // 4 if target == "cpu" else 0)
+    images, source = calibration_images(plan.manifest, size, n)
+    calibration = {"source": source, "kind": plan.kind, "n_images": len(images),
+                   "manifest": str(plan.manifest) if plan.manifest else None}
+    dst = out / model_filename("int8")
+    info = quantize_for_target(fp32, dst, images, target)
+    stamp_onnx(dst, identity, precision="int8", int8_target=target, calibration=source)
+    log.info("int8 (%s) re-quantised from %s, calibrated on %s", target, fp32, plan.describe())
+    return dst, {**meta, "int8_target": target, "calibration": calibration, "quantisation": info}

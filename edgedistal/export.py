@@ -14,9 +14,10 @@ Why the TorchScript ("legacy") exporter (``dynamo=False``): the dynamo exporter 
 static conv net; the legacy exporter takes under a second for resnet18 and yields a plain
 opset-17 graph that ONNX Runtime, its quantiser and TensorRT's parser all accept.
 
-The int8 model is a QDQ graph (static, per-channel symmetric weights, symmetric int8
-activations) so the *same file* feeds ONNX Runtime's int8 CPU kernels and TensorRT 10's explicit
-quantisation (TensorRT requires symmetric, zero-point-0 scales).
+The int8 model is a QDQ graph whose flavour follows ``int8_target`` (:mod:`edgedistal.int8`):
+``tensorrt`` (default) is symmetric S8S8 as TensorRT 10's explicit quantisation requires;
+``cpu`` is U8S8, which ONNX Runtime's CPU EP fuses into integer kernels throughout. Every model
+carries the detector's identity in ``metadata_props`` (see :mod:`edgedistal.artifacts`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,9 @@ SIDECAR = "export.json"
 
 
 def model_filename(precision: str) -> str:
-    return f"model_{precision}.onnx"
+    from edgedistal.artifacts import onnx_filename
+
+    return onnx_filename(precision)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -80,8 +81,22 @@ def export_onnx(detector: Detector, path: str | os.PathLike[str], opset: int = O
             do_constant_folding=True,
             dynamo=False,
         )
+        model = onnx.load(str(tmp))
+        _static_embedding(model, int(detector.embed_dim))
+        onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
+
+
+def _static_embedding(model: Any, dim: int) -> None:
+    """Pin the embedding output to ``[batch, dim]``: the exporter leaves the feature axis
+    symbolic, and runtimes (TensorRT buffers, consumers of embeddings.npy) need it fixed."""
+    emb = next(o for o in model.graph.output if o.name == "embedding")
+    shape = emb.type.tensor_type.shape
+    while len(shape.dim) < 2:
+        shape.dim.add()
+    shape.dim[1].Clear()
+    shape.dim[1].dim_value = dim
 
 
 # -- fp16 -------------------------------------------------------------------------------------
@@ -139,61 +154,13 @@ def _check_io(new: Any, ref: Any) -> None:
 
 
 # -- int8 -------------------------------------------------------------------------------------
-class _ImageReader:
-    """ONNX Runtime ``CalibrationDataReader`` over a uint8 image array, in small batches."""
-
-    def __init__(self, images: np.ndarray, batch: int = 16):
-        self.images = images
-        self.batch = batch
-        self._it: Iterator[dict[str, np.ndarray]] | None = None
-        self.rewind()
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        assert self._it is not None
-        return next(self._it, None)
-
-    def rewind(self) -> None:
-        self._it = (
-            {INPUT_NAME: np.ascontiguousarray(self.images[s : s + self.batch])}
-            for s in range(0, len(self.images), self.batch)
-        )
-
-
 def quantize_int8(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], calib_images: np.ndarray
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], calib_images: np.ndarray, target: str = "tensorrt"
 ) -> Path:
-    """Static int8 QDQ quantisation calibrated on ``calib_images`` (uint8 NHWC).
+    """Static int8 QDQ quantisation for ``target`` (see :mod:`edgedistal.int8`)."""
+    from edgedistal.int8 import quantize
 
-    Runs ``quant_pre_process`` (shape inference + graph optimisation) first, as ORT recommends.
-    """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if len(calib_images) == 0:
-        raise EdgedistalError("int8 calibration needs at least one image", "pass --calib-manifest")
-    dst = Path(dst)
-    with tempfile.TemporaryDirectory(prefix="edq-") as tmpdir:
-        pre = Path(tmpdir) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        reader = _ImageReader(calib_images)
-        with atomic_path(dst) as tmp:
-            quantize_static(
-                str(pre),
-                str(tmp),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-            )
-    return dst
+    return quantize(src, dst, calib_images, target)
 
 
 # -- parity -----------------------------------------------------------------------------------
@@ -287,17 +254,27 @@ def export_all(
     calib_manifest: str | os.PathLike[str] | None = None,
     calib_size: int = 256,
     opset: int = OPSET,
+    int8_target: str = "tensorrt",
+    calib_distilled: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Export a checkpoint to ``out_dir`` in the given precisions; write and return the sidecar."""
+    """Export a checkpoint to ``out_dir`` in the given precisions; write and return the sidecar.
+
+    int8 calibration: ``calib_manifest``, else ``calib_distilled``, else a distillation output
+    found next to the checkpoint or ``out_dir``, else generated images (logged as a warning).
+    """
+    from edgedistal.int8 import plan_calibration
     from edgedistal.models.registry import load_checkpoint
 
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad:
         raise EdgedistalError(f"unknown precision(s) {bad}", "choose from fp32, fp16, int8")
+    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
     detector, payload = load_checkpoint(checkpoint)
-    return export_detector(
-        detector, out_dir, precisions, calib_manifest, calib_size, opset, checkpoint=str(checkpoint)
+    side = export_detector(
+        detector, out_dir, precisions, plan.manifest, calib_size, opset, checkpoint=str(checkpoint),
+        int8_target=int8_target, calib_kind=plan.kind,
     )
+    return side
 
 
 def export_detector(
@@ -308,35 +285,63 @@ def export_detector(
     calib_size: int = 256,
     opset: int = OPSET,
     checkpoint: str = "",
+    int8_target: str = "tensorrt",
+    calib_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Like :func:`export_all` for an in-memory detector (tests, benchmarks)."""
+    """Like :func:`export_all` for an in-memory detector (tests, benchmarks).
+
+    Every model file gets the detector's identity (weights hash, input size, normalisation,
+    embedding size) in its ``metadata_props``, and the sidecar records it once.
+    """
     import onnx
     import onnxruntime as ort
 
+    from edgedistal.artifacts import detector_identity, stamp_onnx
+    from edgedistal.int8 import quantize_for_target, target_options
+
+    target_options(int8_target)  # validate before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = detector.config
     detector = detector.eval().cpu().float()
-    images, source = calibration_images(calib_manifest, cfg.image_size, calib_size)
+    identity = detector_identity(detector)
+    # the cpu target holds out a fifth of the images to choose its calibration method
+    want = calib_size + (calib_size // 4 if int8_target == "cpu" and "int8" in precisions else 0)
+    images, source = calibration_images(calib_manifest, cfg.image_size, want)
+    kind = calib_kind or ("generated" if calib_manifest is None else
+                          "distilled" if Path(calib_manifest).name == "distilled.parquet" else "manifest")
+    if kind == "generated":
+        from edgedistal.int8 import GENERATED_WARNING
+
+        log.warning(GENERATED_WARNING)
+    calibration = {"source": source, "kind": kind, "n_images": len(images),
+                   "manifest": str(calib_manifest) if calib_manifest else None}
     ref = torch_reference(detector, images)
     fp32 = export_onnx(detector, out / model_filename("fp32"), opset)
     models: dict[str, Any] = {}
     for prec in ("fp32", *[p for p in precisions if p != "fp32"]):
         path = out / model_filename(prec)
+        extra: dict[str, Any] = {}
         if prec == "fp16":
             convert_fp16(fp32, path)
         elif prec == "int8":
-            quantize_int8(fp32, path, images)
+            info = quantize_for_target(fp32, path, images, int8_target)
+            extra = {"int8_target": int8_target, "quantisation": info, "calibration": calibration}
+        stamp_onnx(path, identity, precision=prec, int8_target=extra.get("int8_target"),
+                   calibration=calibration["source"] if prec == "int8" else None)
         models[prec] = {
             "file": path.name,
             "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
+            **extra,
             "parity_vs_torch": parity(ref, run_ort(path, images)),
         }
         log.info("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
     sidecar = {
         "format": "edgedistal-export/1",
         "checkpoint": checkpoint,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint and Path(checkpoint).is_file() else None,
+        "identity": identity,
         "config": asdict(cfg),
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB",
                   "shape": ["batch", cfg.image_size, cfg.image_size, 3]},
@@ -347,8 +352,7 @@ def export_detector(
         "exporter": "torch.onnx (TorchScript, dynamo=False)",
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": ort.__version__},
-        "calibration": {"source": source, "n_images": len(images),
-                        "manifest": str(calib_manifest) if calib_manifest else None},
+        "calibration": calibration,
         "models": models,
     }
     write_json_atomic(out / SIDECAR, sidecar)

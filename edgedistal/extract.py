@@ -108,7 +108,8 @@ def _detector(cfg: ExtractConfig):
     return _DETECTORS[k]
 
 
-def _load_frames(path: str, media: str, cfg: ExtractConfig) -> list[tuple[int, np.ndarray]]:
+def load_frames(path: str, media: str, cfg: ExtractConfig) -> list[tuple[int, np.ndarray]]:
+    """``(frame index, RGB frame)`` per sampled frame (an image is one frame, index -1)."""
     from edgedistal.data.video import VideoError, sample_frames
 
     if media == "image":
@@ -132,7 +133,7 @@ def process_video(job: dict) -> dict:
     key = job["key"]
     record = {"key": key, "row": job["row"], "fingerprint": job["fingerprint"], "config": cfg.key()}
     try:
-        frames = _load_frames(job["row"]["path"], job["row"]["media"], cfg)
+        frames = load_frames(job["row"]["path"], job["row"]["media"], cfg)
         detector = _detector(cfg)
     except EdgedistalError as exc:
         record.update(

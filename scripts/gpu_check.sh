@@ -48,7 +48,9 @@ for s in $STEPS; do
     train)     step train 200 $PY benchmarks/train_dfdc.py --device "$TRAIN_DEVICE" --pack .gpu/dfdc_pack.npz --results "$OUT" $TRAIN_SMOKE ;;
     # issue 8: distil + distilled/random/full evaluation + report (TIME_BUDGET seconds of training)
     eval)      step eval $(( ${TIME_BUDGET:-240} + 45 )) env TIME_BUDGET="${TIME_BUDGET:-240}" LIMIT="$(( ${TIME_BUDGET:-240} + 40 ))" bash scripts/gpu_eval_check.sh ;;
-    *) echo "unknown step $s (known: scorer selection bench train eval)" ;;
+    # issue 15: demo → engines → score --engine-dir → bench --engine-dir → predict (not in the default STEPS)
+    edge)      step edge 300 bash scripts/gpu_edge_check.sh ;;
+    *) echo "unknown step $s (known: scorer selection bench train eval edge)" ;;
   esac
 done
 echo "--- summary"; cat "$summary"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import onnx
 import pytest
 import torch
 
+from edgedistal.artifacts import check_artifacts, onnx_metadata
 from edgedistal.engines import build_all, check_engine_compatible, compat_problems, ensure_export
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.export import export_detector, model_filename, run_ort, sha256_file, torch_reference
@@ -189,7 +192,15 @@ def test_engines_without_tensorrt_writes_ort_artifacts(exported, tmp_path):
         pytest.skip("TensorRT is installed here")
     assert set(summary["built"]) == {"fp16", "int8"} and not summary["failed"]
     assert "TensorRT is not installed" in summary["note"]
-    assert sha256_file(tmp_path / "engines" / "model_int8.onnx") == sha256_file(out / "model_int8.onnx")
+    eng = tmp_path / "engines"
+    assert sha256_file(eng / "model_fp16.onnx") == sha256_file(out / "model_fp16.onnx")
+    # no TensorRT: int8 is re-quantised for ORT's CPU kernels (U8S8), method chosen on held-out drift
+    side = json.loads((eng / "model_int8.json").read_text())
+    assert side["int8_target"] == "cpu" and side["runtime"] == "onnxruntime"
+    assert side["quantisation"]["method"] in ("MinMax", "Entropy", "Percentile")
+    assert all("mean_abs_dprob" in d for d in side["quantisation"]["heldout_drift"].values())
+    assert side["identity"]["weights_sha256"] == json.loads((out / "export.json").read_text())["identity"]["weights_sha256"]
+    assert onnx_metadata(eng / "model_int8.onnx")["int8_target"] == "cpu"
     with pytest.raises(EdgedistalError, match="no exported model") as err:
         ensure_export(tmp_path / "empty", demo_if_missing=True, demo_checkpoint=tmp_path / "none.pt")
     assert "make demo" in (err.value.hint or "")
@@ -208,3 +219,43 @@ def test_engines_cli_without_tensorrt_exits_zero(exported, tmp_path):
     assert result.exit_code == 0, result.output
     assert "TensorRT is not installed" in result.output
     assert (tmp_path / "e" / "model_int8.onnx").exists() and (tmp_path / "e" / "engines.json").exists()
+
+
+def test_identity_in_sidecar_and_metadata_props(exported):
+    out, side = exported
+    ident = side["identity"]
+    assert ident["image_size"] == SIZE and len(ident["weights_sha256"]) == 64
+    for prec in ("fp32", "fp16", "int8"):
+        meta = onnx_metadata(out / model_filename(prec))
+        assert meta["weights_sha256"] == ident["weights_sha256"] and meta["precision"] == prec
+        assert meta["normalisation"]["std"] == pytest.approx(list(ident["normalisation"]["std"]))
+        emb = onnx.load(str(out / model_filename(prec))).graph.output[1].type.tensor_type.shape.dim[1]
+        assert emb.dim_value == ident["embedding_dim"] == meta["embedding_dim"]  # static embedding size
+    assert set(check_artifacts(("fp32", "fp16", "int8"), out, checkpoint=out / "ck.pt")) == {"fp32", "fp16", "int8"}
+
+
+def test_mismatches_are_refused_with_one_line(exported, tmp_path):
+    out, _ = exported
+    torch.manual_seed(1)
+    other = Detector(DetectorConfig(backbone="resnet18", image_size=SIZE)).eval()
+    save_checkpoint(tmp_path / "other.pt", other)
+    with pytest.raises(EdgedistalError, match="different models") as err:  # checkpoint B vs ONNX A
+        check_artifacts(("fp32",), out, checkpoint=tmp_path / "other.pt")
+    assert "\n" not in str(err.value) and "weights_sha256" in str(err.value)
+    # an ONNX file next to another model's export.json
+    mixed = tmp_path / "mixed"
+    shutil.copytree(out, mixed)
+    export_detector(other, tmp_path / "b", ("fp32",), None, 8)
+    shutil.copyfile(tmp_path / "b" / "model_fp32.onnx", mixed / "model_fp32.onnx")
+    with pytest.raises(EdgedistalError, match="sidecar"):
+        check_artifacts(("fp32",), mixed)
+    # engines refuses zero-byte and truncated files instead of listing them as written
+    (mixed / "model_fp32.onnx").write_bytes((out / "model_fp32.onnx").read_bytes())
+    (mixed / "model_fp16.onnx").write_bytes(b"")
+    data = (out / "model_int8.onnx").read_bytes()
+    (mixed / "model_int8.onnx").write_bytes(data[: len(data) // 2])
+    summary = build_all(mixed, tmp_path / "eng", ("fp32", "fp16", "int8"), int8_target="tensorrt")
+    if summary["tensorrt"]:
+        pytest.skip("TensorRT is installed here")
+    assert set(summary["failed"]) == {"fp16", "int8"} and "fp32" in summary["built"]
+    assert "empty" in summary["failed"]["fp16"] and "invalid ONNX" in summary["failed"]["int8"]

@@ -30,7 +30,8 @@ def _seconds(value: str | None) -> float | None:
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Labelled manifest (Parquet/CSV).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Detector checkpoint (torch backends).")
 @click.option("--onnx-dir", type=click.Path(file_okay=False), help="Folder from `edgedistal export` (ORT).")
-@click.option("--engine-dir", type=click.Path(file_okay=False), help="Folder of TensorRT engines.")
+@click.option("--engine-dir", type=click.Path(file_okay=False),
+              help="Folder from `edgedistal engines` (TensorRT engines, or the ONNX Runtime fallback models).")
 @click.option("--demo", is_flag=True, help="Use DEMO_DIR/manifest.parquet + DEMO_DIR/detector.pt from `make demo`.")
 @click.option("--demo-dir", type=click.Path(file_okay=False), default=str(DEMO_DIR), show_default=True,
               help="Where `make demo` wrote its outputs (with --demo).")
@@ -70,7 +71,7 @@ def bench(
         root = Path(demo_dir)
         manifest = manifest or str(root / "manifest.parquet")
         checkpoint = checkpoint or str(root / "detector.pt")
-        if onnx_dir is None and (root / "export" / "export.json").is_file():
+        if onnx_dir is None and engine_dir is None and (root / "export" / "export.json").is_file():
             onnx_dir = str(root / "export")
         missing = [p for p in (manifest, checkpoint) if not Path(p).exists()]
         if missing:
@@ -96,7 +97,16 @@ def bench(
         report["notes"] = list(notes)
     files = write_report(report, out_dir)
     measured = sum(1 for r in report["rows"] if not r["skipped_reason"])
-    click.echo(f"{measured} rows measured, {len(report['rows']) - measured} skipped → {files['markdown']}")
+    click.echo(f"{measured} rows measured, {len(report['rows']) - measured} skipped → {files['markdown']}, "
+               f"{files.get('html', '')}")
+    estimated = bool((report.get("jetson_estimate") or {}).get("rows"))  # the jetson profile's product
+    if measured == 0 and not estimated:
+        reasons = sorted({r["skipped_reason"] for r in report["rows"]})
+        raise EdgedistalError(
+            f"bench measured nothing ({len(report['rows'])} rows skipped: {'; '.join(reasons)[:300]})",
+            "pass artifacts that exist: --checkpoint, --onnx-dir export/ or --engine-dir engines/ "
+            "(run `make engines`), and precisions they hold",
+        )
     for r in report["rows"]:
         if not r["skipped_reason"]:
             lat = r["latency_ms"]

@@ -21,7 +21,7 @@ def demo(out: str, quick: bool, device: str, threads: int | None) -> None:
     """Generate a deepfake dataset, distil it, evaluate, report and export the detector.
 
     Stages: generate → ingest → split → distill → evaluate (distilled vs random vs full)
-    → report → train on the distilled set → export ONNX (fp32 + int8).
+    → report → train on the distilled set → export ONNX (fp32, fp16, int8).
     """
     from edgedistal.demo import QUICK, DemoConfig, run_demo
     from edgedistal.utils.io import check_output_dir

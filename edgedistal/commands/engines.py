@@ -18,21 +18,43 @@ from edgedistal.commands.export import parse_precisions
 @click.option("--opt-batch", default=32, show_default=True)
 @click.option("--max-batch", default=64, show_default=True)
 @click.option("--workspace-mb", default=1024, show_default=True)
+@click.option("--int8-target", default="auto", show_default=True, type=click.Choice(["auto", "tensorrt", "cpu"]),
+              help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 for ONNX Runtime's integer kernels; "
+                   "auto: tensorrt with TensorRT, cpu for the ONNX Runtime fallback.")
+@click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
+              help="A `distill` output folder: its subset calibrates int8 (default: found next to the export).")
+@click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
+              help="Any manifest to calibrate int8 on instead.")
+@click.option("--calib-size", default=256, show_default=True, help="Calibration images (int8 re-quantisation).")
 @click.option("--demo-if-missing", is_flag=True,
-              help="If export/ is empty, export demo_out/detector.pt (from `make demo`) first.")
+              help="If export/ is empty, export the demo checkpoint (from `make demo`) first.")
+@click.option("--demo-checkpoint", default="demo_out/detector.pt", show_default=True,
+              type=click.Path(path_type=Path), help="The checkpoint --demo-if-missing exports.")
 def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_batch: int,
-            max_batch: int, workspace_mb: int, demo_if_missing: bool) -> None:
+            max_batch: int, workspace_mb: int, int8_target: str, calib_distilled: Path | None,
+            calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
     from edgedistal.engines import build_all, ensure_export
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)
-    ensure_export(export_dir, demo_if_missing=demo_if_missing)
+    ensure_export(export_dir, demo_if_missing=demo_if_missing, demo_checkpoint=demo_checkpoint)
     summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
-                        max_batch, workspace_mb)
+                        max_batch, workspace_mb, int8_target=int8_target, calib_manifest=calib_manifest,
+                        calib_distilled=calib_distilled, calib_size=calib_size)
     click.echo(summary["note"])
     for prec, meta in summary["built"].items():
         click.echo(f"{prec:>5}: {out / meta['file']}")
+        if prec == "int8":
+            cal = meta.get("calibration") or {}
+            method = (meta.get("quantisation") or {}).get("method")
+            line = (f"       int8 target {meta.get('int8_target')}, calibration method {method}, "
+                    f"calibrated on {cal.get('source', 'unknown')}")
+            if cal.get("kind") == "generated":
+                click.echo(click.style("WARNING: " + line.strip() + " — GENERATED images, not real faces; "
+                                       "pass --calib-distilled DIR", fg="yellow"), err=True)
+            else:
+                click.echo(line)
     for prec, why in summary["failed"].items():
         click.echo(f"{prec:>5}: FAILED {why}", err=True)
     if summary["failed"]:

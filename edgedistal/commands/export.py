@@ -19,20 +19,31 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint from `train`.")
 @click.option("--out", default="export", show_default=True, type=click.Path(path_type=Path))
 @click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
-              help="Manifest whose images calibrate int8 and check parity (default: generated images).")
+              help="Manifest whose images calibrate int8 and check parity.")
+@click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
+              help="A `distill` output folder whose subset calibrates int8 (default: one found next to "
+                   "the checkpoint or --out; else generated images, with a warning).")
+@click.option("--int8-target", default="tensorrt", show_default=True, type=click.Choice(["tensorrt", "cpu"]),
+              help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 QDQ that ONNX Runtime runs as integer kernels.")
 @click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Calibration / parity images.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--opset", default=17, show_default=True)
-def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_size: int, precisions: str,
-           opset: int) -> None:
+def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_distilled: Path | None,
+           int8_target: str, calib_size: int, precisions: str, opset: int) -> None:
     """Export a checkpoint to ONNX: uint8 NHWC `images` in; `prob`, `embedding` out."""
     from edgedistal.export import SIDECAR, export_all
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)
-    side = export_all(checkpoint, out, parse_precisions(precisions), calib_manifest, calib_size, opset)
-    click.echo(f"calibration/parity images: {side['calibration']['source']}")
+    side = export_all(checkpoint, out, parse_precisions(precisions), calib_manifest, calib_size, opset,
+                      int8_target=int8_target, calib_distilled=calib_distilled)
+    cal = side["calibration"]
+    click.echo(f"calibration/parity images: {cal['source']} ({cal['kind']})")
+    if cal["kind"] == "generated" and "int8" in side["models"]:
+        click.echo(click.style("WARNING: int8 calibrated on GENERATED images, not real faces; pass "
+                               "--calib-distilled DIR (a `distill` output) or --calib-manifest M", fg="yellow"),
+                   err=True)
     for prec, m in side["models"].items():
         par = m["parity_vs_torch"]
         click.echo(f"{prec:>5}: {out / m['file']}  {m['bytes'] / 1e6:.1f} MB  "

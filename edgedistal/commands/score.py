@@ -14,8 +14,9 @@ from edgedistal.commands.options import DEVICE, POSITIVE
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
-@click.option("--engine", "precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "int8", "bf16"]), help="Precision.")
+@click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8", "bf16"]),
+              help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
 @click.option("--device", default=None, type=DEVICE, help="cpu, cuda, cuda:1 (default: best available).")
@@ -28,6 +29,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
           precision: str, backend: str, device: str | None, batch_size: int, micro_batch: int | None,
           cuda_graphs: bool, split: str | None, out: Path) -> None:
     """Fake probabilities, uncertainty and embeddings for every row of a manifest."""
+    from edgedistal.artifacts import check_artifacts
     from edgedistal.data.manifest import Manifest
     from edgedistal.errors import EdgedistalError
     from edgedistal.runtime.select import get_backend
@@ -37,6 +39,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     if checkpoint is None and onnx_dir is None and engine_dir is None:
         raise EdgedistalError("nothing to score with", "pass --checkpoint, --onnx-dir or --engine-dir")
     check_output_dir(out)
+    check_artifacts([precision], onnx_dir, engine_dir, checkpoint)  # refuse mismatched models
     m = Manifest.load(manifest)
     if split:
         m = m.split(split)

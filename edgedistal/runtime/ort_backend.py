@@ -89,6 +89,7 @@ class OrtBackend:
         except Exception as exc:  # ORT raises its own exception types for bad models
             raise EdgedistalError(f"{path}: ONNX Runtime cannot load the model ({exc})",
                                   "re-export with `edgedistal export`") from exc
+        self.onnx_path = path  # the bench counts the kernels ORT runs for this file
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.image_size = int(image_size or inp.shape[1])

@@ -3,6 +3,8 @@
 Order for ``"auto"``: tensorrt → onnxruntime-gpu → torch-cuda → onnxruntime (CPU) → torch (CPU).
 A candidate is used only if its runtime is installed *and* its artifact exists (engine for
 TensorRT, ONNX model for ONNX Runtime, checkpoint for torch) and it supports the precision.
+Artifacts are found by :func:`edgedistal.artifacts.resolve`: ONNX Runtime takes ``--onnx-dir``'s
+model, else the fallback model ``engines`` wrote into ``--engine-dir``.
 """
 
 from __future__ import annotations
@@ -51,15 +53,17 @@ def available_backends() -> list[str]:
 def _artifact(candidate: str, precision: str, checkpoint: Path | None, onnx_dir: Path | None,
               engine_dir: Path | None) -> str | None:
     """Why ``candidate`` cannot serve ``precision`` with the given artifacts (None: it can)."""
-    from edgedistal.engines import engine_filename
-    from edgedistal.export import model_filename
+    from edgedistal.artifacts import engine_filename, onnx_filename, resolve
 
     if candidate == "tensorrt":
-        if engine_dir is None or not (engine_dir / engine_filename(precision)).exists():
+        art = resolve(precision, None, engine_dir)
+        if art is None or art.engine is None:
             return f"no {engine_filename(precision)} (pass --engine-dir with built engines)"
     elif candidate.startswith("onnxruntime"):
-        if onnx_dir is None or not (onnx_dir / model_filename(precision)).exists():
-            return f"no {model_filename(precision)} (pass --onnx-dir with an export)"
+        art = resolve(precision, onnx_dir, engine_dir)
+        if art is None or art.onnx is None:
+            where = " or ".join(str(d) for d in (onnx_dir, engine_dir) if d) or "no --onnx-dir/--engine-dir"
+            return f"no {onnx_filename(precision)} in {where} (export it, or build it with `edgedistal engines`)"
     else:
         if checkpoint is None:
             return "no checkpoint"
@@ -105,7 +109,8 @@ def get_backend(
             reasons.append(f"{cand}: {why}")
         raise EdgedistalError(
             f"no backend can run {precision} here ({'; '.join(reasons)})",
-            "pass --checkpoint (torch) or --onnx-dir from `edgedistal export` (onnxruntime)",
+            "pass --checkpoint (torch), --onnx-dir from `edgedistal export` or --engine-dir from "
+            "`edgedistal engines` holding that precision",
         )
     if name in ("onnxruntime", "torch") and device and device.startswith("cuda"):
         name = f"{name}-gpu" if name == "onnxruntime" else "torch-cuda"
@@ -135,18 +140,20 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
         dev = device if device and device.startswith("cuda") else "cuda"
     else:
         dev = "cpu"
+    from edgedistal.artifacts import resolve
+
     if cand == "tensorrt":
-        from edgedistal.engines import engine_filename
         from edgedistal.runtime.trt_backend import TrtBackend
 
-        assert eng is not None
-        return TrtBackend(eng / engine_filename(precision), precision, batch_size, dev)
+        art = resolve(precision, None, eng)
+        assert art is not None and art.engine is not None
+        return TrtBackend(art.engine, precision, batch_size, dev)
     if cand.startswith("onnxruntime"):
-        from edgedistal.export import model_filename
         from edgedistal.runtime.ort_backend import OrtBackend
 
-        assert onnx is not None
-        return OrtBackend(onnx / model_filename(precision), precision, dev, batch_size)
+        art = resolve(precision, onnx, eng)
+        assert art is not None and art.onnx is not None
+        return OrtBackend(art.onnx, precision, dev, batch_size)
     from edgedistal.models.registry import load_checkpoint
     from edgedistal.runtime.torch_backend import TorchBackend
 

