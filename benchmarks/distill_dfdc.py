@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.workers > 1:
         run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, deadline)
-        deadline = None  # the final call below only collects and summarises
+        deadline = 0.0  # the final call below only collects and summarises: it starts no model
     eres = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", resume=True,
                           progress=True, eval_cfg=ecfg, images=images, split_seed=args.split_seed,
                           time_budget_s=deadline, log=lambda m: log(m.strip()))

@@ -21,9 +21,9 @@ RES=$WORK/results/distill_dfdc_cuda
 TIME_BUDGET=${TIME_BUDGET:-330}   # the benchmark's own budget (calibrates steps per model)
 LIMIT=${LIMIT:-355}               # hard stop (the whole call: ≤ 6 min)
 if [ "${SMOKE:-0}" = 1 ]; then
-  ARGS="--device cpu --max-pool 400 --max-test 200 --image-size 32 --batch-size 32 --steps 10 --seeds 1 --distill-steps 10 --budgets 0.1,0.2 --threads 1"
+  ARGS="--device cpu --max-pool 400 --max-test 200 --image-size 32 --batch-size 32 --steps 10 --seeds 1 --distill-steps 10 --budgets 0.1,0.2 --threads 1 --max-epochs 2 --min-steps 5"
 else
-  ARGS="--device cuda --image-size 128 --batch-size 128 --augment light --steps 1500 --seeds 3 --distill-steps 500 --seed-size 0.04 --budgets 0.05,0.1,0.2,0.3 --strategy ${STRATEGY:-balanced+random} --workers ${WORKERS:-3} --parallel-speedup ${SPEEDUP:-2.2}"
+  ARGS="--device cuda --image-size 128 --batch-size 128 --augment light --max-epochs 20 --seeds 3 --distill-steps 500 --seed-size 0.04 --budgets 0.05,0.1,0.2,0.3 --strategy ${STRATEGY:-balanced+random} --workers ${WORKERS:-3} --parallel-speedup ${SPEEDUP:-2.2}"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null | tee "$OUT/distill_dfdc_cuda.log"
 set -o pipefail
