@@ -1,22 +1,29 @@
 """The whole chain on DFDC dev crops: ingest → group split → distill → evaluate → report.
 
-Question answered: trained with the same recipe, does the distilled subset beat a random subset
-of the same size, and how much of the full-pool gain over chance does it keep?
+Question answered: trained with the same recipe, does any distilled subset beat the strongest
+baseline (uniform, balanced or stratified random) of the same size, and what does it keep of the
+converged full pool's gain over chance, at what share of its training compute?
 
-    # CPU (2 cores, ≈ 85 min): distil once (≈ 5 min), then 27 models of ResNet-10t at 64 px
-    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --strategy balanced+random \
-        --distill-only --work runs/distill_dfdc_cpu_balrand
-    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --steps 1000 --time-budget 5400 \
-        --distilled runs/distill_dfdc_cpu_balrand/distill --work runs/distill_dfdc_cpu_final
-    # GPU (one H100/H200 call, ≤ 6 min with unpacking): see scripts/gpu_eval_check.sh
+    # CPU (2 cores): distil each strategy once (≈ 5 min each on a quiet machine) ...
+    for s in balanced+random hybrid balanced+typiclust; do
+      .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 2 --strategy $s --distill-only \
+          --work runs/d_$s; done
+    # ... then every method, the three baselines and the full pool in one evaluation
+    # (converged protocol, 2 processes × 1 thread, resumable cells):
+    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 1 --workers 2 --budgets 0.1,0.2 \
+        --seeds 3 --protocol converged --max-epochs 12 --patience 4 \
+        --distilled balanced+random=runs/d_balanced+random/distill --distilled hybrid=runs/d_hybrid/distill \
+        --distilled balanced+typiclust=runs/d_balanced+typiclust/distill \
+        --work benchmarks/results/proof_dfdc_cpu/run --results benchmarks/results/proof_dfdc_cpu
+    # GPU (one H100/H200 call): see scripts/gpu_eval_check.sh
     python3 benchmarks/distill_dfdc.py --device cuda --pack .gpu/dfdc_pack.npz --time-budget 300 ...
 
-The strategy was chosen on the val split (``benchmarks/subset_ablation.py``), never on test.
-Writes JSON + Markdown + figures under ``benchmarks/results/distill_dfdc_<device>/`` (or
-``--results``); the working folders (cells, distillation state, embeddings) stay under ``--work``.
-``--time-budget`` (s, the whole script): after distillation, a short calibration run measures
-training throughput and lowers the per-model step count so every planned model fits; models not
-started before the deadline are skipped and the summary says so. Never tuned on the test split.
+Strategies are chosen on the val split (``benchmarks/subset_ablation.py``), never on test.
+Writes JSON + Markdown + figures under ``--results``; the working folders (cells, distillation
+state, embeddings) stay under ``--work`` (cells are small JSON files: committing them lets a
+later session resume the same evaluation). ``--time-budget`` (s, the whole script): no model
+starts after it; a re-run finishes the rest. Under ``--protocol steps`` a short calibration run
+first lowers the per-model step count so every planned model fits.
 """
 
 from __future__ import annotations
@@ -321,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                    "distill": (f"{dconfig.get('mode', args.distill_mode)}/{dconfig.get('config', {}).get('strategy', args.strategy)}, "
                                f"seed {seed_size}, rounds {args.rounds or 'default'}"
                                + (f", reused from {', '.join(args.distilled)}" if args.distilled else "")),
-                   "steps": args.steps, "workers": args.workers})
+                   "steps": args.steps if args.protocol == "steps" else None, "workers": args.workers})
+    if args.protocol == "converged":
+        recipe.update({"max_epochs": args.max_epochs, "min_steps": args.min_steps, "max_steps": args.max_steps,
+                       "patience": args.patience})
     run = {
         "machine": machine(str(dev)) | {"device": str(dev)},
         "recipe": recipe,
