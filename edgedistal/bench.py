@@ -606,14 +606,14 @@ def bench_files(
 
 
 def limit_threads(n: int) -> list[int]:
-    """Pin this process to ``n`` of its allowed CPUs and set torch's intra-op threads to ``n``."""
+    """Pin this process to ``n`` of its allowed CPUs and cap its thread pools at ``n``
+    (:func:`edgedistal.utils.machine.set_thread_cap`): timings need the cores to be fixed."""
+    from edgedistal.utils.machine import set_thread_cap
+
     cpus = sorted(os.sched_getaffinity(0))[:n] if hasattr(os, "sched_getaffinity") else []
     if cpus:
         os.sched_setaffinity(0, cpus)
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch.set_num_threads(n)
+    set_thread_cap(n)
     return cpus
 
 

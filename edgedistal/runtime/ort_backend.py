@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.base import BackendInfo
+from edgedistal.utils.machine import cpu_threads, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,7 @@ def gpu_providers() -> list[str]:
 
 def physical_cores() -> int:
     """Cores this process may use; ORT's intra-op pool should not oversubscribe them."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class OrtBackend:
@@ -81,7 +79,7 @@ class OrtBackend:
         providers.append("CPUExecutionProvider")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads or physical_cores()
+        so.intra_op_num_threads = cpu_threads(threads)
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         try:
