@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import platform
 import time
@@ -34,6 +35,7 @@ from edgedistal.bench_jetson import estimate_section
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
 
+_log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
 PERCENTILE_METHOD = "linear"
@@ -543,9 +545,11 @@ def bench_files(
     limit: int | None = 512,
     cuda_graphs: bool = False,
     threads: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Benchmark the backends that can run ``checkpoint`` / ``onnx_dir`` on a labelled manifest.
+
+    Progress lines go to ``log`` (default: this module's logger at info level).
 
     ``threads`` caps CPU parallelism for every backend (process affinity, which ONNX Runtime's
     pool follows, plus torch's intra-op threads): on a shared machine one thread per backend
@@ -554,6 +558,7 @@ def bench_files(
     from edgedistal.data.images import load_images
     from edgedistal.data.manifest import Manifest
 
+    log = log or _log.info
     if not checkpoint and not onnx_dir and not engine_dir:
         raise EdgedistalError("nothing to benchmark", "pass --checkpoint C and/or --onnx-dir export/")
     for p, what in ((checkpoint, "checkpoint"), (onnx_dir, "ONNX folder"), (engine_dir, "engine folder")):

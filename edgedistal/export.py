@@ -337,7 +337,7 @@ def export_detector(
             **extra,
             "parity_vs_torch": parity(ref, run_ort(path, images)),
         }
-        log.info("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
+        log.debug("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
     sidecar = {
         "format": "edgedistal-export/1",
         "checkpoint": checkpoint,

@@ -196,7 +196,7 @@ def score_manifest(
             "n": n, "images_per_s": round(ips, 1), "embedding_dim": int(emb.shape[1]),
             "backend": vars(backend.info), "files": [SCORES_FILE, EMBEDDINGS_FILE],
         })
-    log.info("scored %d images at %.1f images/s with %s", n, ips, backend.info)
+    log.debug("scored %d images at %.1f images/s with %s", n, ips, backend.info)
     return ScoreResult(table, emb, ips, backend.info)
 
 

@@ -84,3 +84,67 @@ def test_threads_caps_torch_and_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         torch.set_num_threads(before)
         machine.set_thread_cap(None)
+
+
+@pytest.fixture
+def clean_logging():
+    import logging
+
+    yield
+    for name in ("", "edgedistal"):
+        lg = logging.getLogger(name)
+        for h in [h for h in lg.handlers if type(h).__name__ == "_EchoHandler"]:
+            lg.removeHandler(h)
+    logging.getLogger("edgedistal").setLevel(logging.NOTSET)
+
+
+def test_library_log_reaches_the_user_once(capsys, clean_logging) -> None:
+    """The group configures logging: info by default, -v adds debug, -q keeps warnings only."""
+    import logging
+
+    from edgedistal.cli import configure_logging
+
+    lib = logging.getLogger("edgedistal.somewhere")
+    configure_logging(0, False)
+    configure_logging(0, False)  # twice in one process: still one handler
+    lib.info("picked %s", "onnxruntime")
+    lib.debug("hidden")
+    lib.warning("careful")
+    err = capsys.readouterr().err
+    assert err.count("picked onnxruntime") == 1 and "hidden" not in err and "warning: careful" in err
+    configure_logging(1, False)
+    lib.debug("detail")
+    assert "debug: edgedistal.somewhere: detail" in capsys.readouterr().err
+    configure_logging(0, True)
+    lib.info("quiet please")
+    lib.error("broken")
+    err = capsys.readouterr().err
+    assert "quiet please" not in err and "error: broken" in err
+
+
+def test_group_takes_verbose_and_quiet(clean_logging) -> None:
+    import logging
+
+    for flags, level in ((["-v"], logging.DEBUG), (["-q"], logging.WARNING), ([], logging.INFO)):
+        res = CliRunner().invoke(cli, [*flags, "report", "--help"])
+        assert res.exit_code == 0, res.output
+        assert logging.getLogger("edgedistal").level == level
+
+
+def test_no_library_print() -> None:
+    """Library output goes through logging or an injected callable, never a bare print."""
+    import re
+    from pathlib import Path
+
+    import edgedistal
+
+    root = Path(edgedistal.__file__).parent
+    bare = re.compile(r"(?<![\w.])print\(")
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent == root:
+            continue  # the package docstring's usage example prints, as user code would
+        for no, line in enumerate(path.read_text().splitlines(), 1):
+            if bare.search(line) or re.search(r"=\s*print\b", line):
+                offenders.append(f"{path.relative_to(root)}:{no}: {line.strip()}")
+    assert not offenders, offenders
