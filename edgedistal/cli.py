@@ -30,28 +30,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use (after click's docs)."""
+    """A click group whose subcommands are imported on first use (after click's docs).
+
+    Every command is listed; one whose module fails to import says so (naming the module and
+    the import error) when it is run, instead of vanishing from ``--help``.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if _available(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _available(name):
+        if name not in COMMANDS:
             return None
         target, _ = COMMANDS[name]
         module, func = target.split(":")
-        return getattr(importlib.import_module(f"edgedistal.commands.{module}"), func)
+        path = f"edgedistal.commands.{module}"
+        try:
+            return getattr(importlib.import_module(path), func)
+        except ImportError as exc:
+            raise EdgedistalError(
+                f"`edgedistal {name}` cannot start: {path} failed to import ({exc.__class__.__name__}: {exc})",
+                f"install what it needs (pip install -e .) or see `python -c 'import {path}'`",
+            ) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def _available(name: str) -> bool:
-    module = COMMANDS[name][0].split(":")[0]
-    return importlib.util.find_spec(f"edgedistal.commands.{module}") is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -148,3 +148,27 @@ def test_no_library_print() -> None:
             if bare.search(line) or re.search(r"=\s*print\b", line):
                 offenders.append(f"{path.relative_to(root)}:{no}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_a_command_that_fails_to_import_says_so(monkeypatch, capsys) -> None:
+    """A broken command module is named in one error line; it does not vanish from --help."""
+    import importlib
+
+    from edgedistal import cli as cli_mod
+
+    real = importlib.import_module
+
+    def broken(name: str, *a, **kw):
+        if name == "edgedistal.commands.bench":
+            raise ModuleNotFoundError("No module named 'missing_dependency'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(cli_mod.importlib, "import_module", broken)
+    listing = CliRunner().invoke(cli, ["--help"])
+    assert "bench" in listing.output
+    with pytest.raises(SystemExit) as exit_info:
+        cli_mod.main(["bench", "--help"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "edgedistal.commands.bench failed to import" in err and "missing_dependency" in err
+    assert "Traceback" not in err
