@@ -18,7 +18,6 @@ estimate in :mod:`edgedistal.bench_jetson`.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import platform
@@ -512,23 +511,22 @@ def runtime_factory(
     checkpoint: str | None, onnx_dir: str | None, engine_dir: str | None, device: str | None,
     workspace_mb: int | None, cuda_graphs: bool = False,
 ) -> tuple[Factory, list[str], dict[str, Any]]:
-    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports."""
+    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports.
+
+    ``workspace_mb`` goes to ``get_backend``, which applies it where an engine is built at load
+    time (ONNX Runtime's TensorRT EP); the notes say so, and that prebuilt engines keep theirs.
+    """
     from edgedistal.runtime import select
 
-    params = inspect.signature(select.get_backend).parameters
-    extra: dict[str, Any] = {}
     notes: dict[str, Any] = {"workspace_mb": workspace_mb, "workspace_applied": False}
     if workspace_mb:
-        for key in ("workspace_mb", "memory_pool_mb", "workspace"):
-            if key in params:
-                extra[key] = workspace_mb
-                notes["workspace_applied"] = key
-                break
+        notes["workspace_applied"] = "onnxruntime-gpu TensorRT EP (trt_max_workspace_size)"
+        notes["workspace_tensorrt"] = "tensorrt engines keep the cap they were built with (engines --workspace-mb)"
 
     def factory(name: str, precision: str, batch_size: int) -> Backend:
         return select.get_backend(
             name, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, **extra,
+            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, workspace_mb=workspace_mb,
         )
 
     return factory, list(select.available_backends()), notes

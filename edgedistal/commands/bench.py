@@ -54,7 +54,8 @@ def _seconds(value: str | None) -> float | None:
               help="Time everything this many times; ≥2 adds a p50/p99 stability comparison.")
 @click.option("--profile", type=click.Choice(["default", "jetson"]), default="default", show_default=True,
               help="jetson: batch 1, fp16+int8, workspace cap, Orin Nano/NX ESTIMATE from FLOPs.")
-@click.option("--workspace-mb", type=int, default=None, help="Memory-pool cap passed to backends that take one.")
+@click.option("--workspace-mb", type=int, default=None, help="TensorRT workspace cap (MiB) where an engine is built at load time (ONNX Runtime's "
+                   "TensorRT EP); prebuilt engines keep `engines --workspace-mb`.")
 @click.option("--split", default="test", show_default=True, help="Manifest split to score (all rows if absent).")
 @click.option("--limit", default=512, show_default=True, type=int, help="At most this many images (0: all).")
 @device_option()

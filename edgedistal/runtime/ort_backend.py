@@ -52,6 +52,7 @@ class OrtBackend:
         threads: int | None = None,
         image_size: int | None = None,
         engine_cache_dir: str | os.PathLike[str] | None = None,
+        workspace_mb: int | None = None,
     ):
         ort = _ort()
         path = Path(onnx_path)
@@ -73,6 +74,8 @@ class OrtBackend:
                             "trt_int8_enable": precision == "int8"}
                     if engine_cache_dir:
                         opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache_dir))
+                    if workspace_mb:  # the EP builds its engine here, so the cap applies here
+                        opts["trt_max_workspace_size"] = int(workspace_mb) << 20
                     providers.append((p, opts))
                 else:
                     providers.append((p, {"device_id": dev_id}))
