@@ -144,8 +144,8 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
           device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None) -> Backend:
     if cand in GPU_BACKENDS:
         dev = device if device and device.startswith("cuda") else "cuda"
-    else:
-        dev = "cpu"
+    else:  # the CPU backends; torch also runs on Apple MPS when asked for it
+        dev = "mps" if cand == "torch" and device == "mps" else "cpu"
     from edgedistal.artifacts import resolve
 
     if cand == "tensorrt":
