@@ -18,7 +18,7 @@ estimate in :mod:`edgedistal.bench_jetson`.
 from __future__ import annotations
 
 import contextlib
-import inspect
+import logging
 import os
 import platform
 import time
@@ -34,6 +34,7 @@ from edgedistal.bench_jetson import estimate_section
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
 
+_log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
 PERCENTILE_METHOD = "linear"
@@ -510,23 +511,22 @@ def runtime_factory(
     checkpoint: str | None, onnx_dir: str | None, engine_dir: str | None, device: str | None,
     workspace_mb: int | None, cuda_graphs: bool = False,
 ) -> tuple[Factory, list[str], dict[str, Any]]:
-    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports."""
+    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports.
+
+    ``workspace_mb`` goes to ``get_backend``, which applies it where an engine is built at load
+    time (ONNX Runtime's TensorRT EP); the notes say so, and that prebuilt engines keep theirs.
+    """
     from edgedistal.runtime import select
 
-    params = inspect.signature(select.get_backend).parameters
-    extra: dict[str, Any] = {}
     notes: dict[str, Any] = {"workspace_mb": workspace_mb, "workspace_applied": False}
     if workspace_mb:
-        for key in ("workspace_mb", "memory_pool_mb", "workspace"):
-            if key in params:
-                extra[key] = workspace_mb
-                notes["workspace_applied"] = key
-                break
+        notes["workspace_applied"] = "onnxruntime-gpu TensorRT EP (trt_max_workspace_size)"
+        notes["workspace_tensorrt"] = "tensorrt engines keep the cap they were built with (engines --workspace-mb)"
 
     def factory(name: str, precision: str, batch_size: int) -> Backend:
         return select.get_backend(
             name, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, **extra,
+            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, workspace_mb=workspace_mb,
         )
 
     return factory, list(select.available_backends()), notes
@@ -543,9 +543,11 @@ def bench_files(
     limit: int | None = 512,
     cuda_graphs: bool = False,
     threads: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Benchmark the backends that can run ``checkpoint`` / ``onnx_dir`` on a labelled manifest.
+
+    Progress lines go to ``log`` (default: this module's logger at info level).
 
     ``threads`` caps CPU parallelism for every backend (process affinity, which ONNX Runtime's
     pool follows, plus torch's intra-op threads): on a shared machine one thread per backend
@@ -554,6 +556,7 @@ def bench_files(
     from edgedistal.data.images import load_images
     from edgedistal.data.manifest import Manifest
 
+    log = log or _log.info
     if not checkpoint and not onnx_dir and not engine_dir:
         raise EdgedistalError("nothing to benchmark", "pass --checkpoint C and/or --onnx-dir export/")
     for p, what in ((checkpoint, "checkpoint"), (onnx_dir, "ONNX folder"), (engine_dir, "engine folder")):
@@ -606,14 +609,14 @@ def bench_files(
 
 
 def limit_threads(n: int) -> list[int]:
-    """Pin this process to ``n`` of its allowed CPUs and set torch's intra-op threads to ``n``."""
+    """Pin this process to ``n`` of its allowed CPUs and cap its thread pools at ``n``
+    (:func:`edgedistal.utils.machine.set_thread_cap`): timings need the cores to be fixed."""
+    from edgedistal.utils.machine import set_thread_cap
+
     cpus = sorted(os.sched_getaffinity(0))[:n] if hasattr(os, "sched_getaffinity") else []
     if cpus:
         os.sched_setaffinity(0, cpus)
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch.set_num_threads(n)
+    set_thread_cap(n)
     return cpus
 
 

@@ -41,7 +41,8 @@ JETSON_PEAKS: dict[str, dict[str, Any]] = {
 #: Fraction of peak a small CNN reaches at batch 1 (assumption, not a measurement): convolutions
 #: this small are launch- and bandwidth-bound, so the estimate is a compute-bound lower bound.
 ASSUMED_UTILISATION = 0.25
-#: Workspace (memory-pool) cap the jetson profile asks backends to respect, in MiB.
+#: TensorRT workspace cap of the jetson profile, in MiB: applied by ONNX Runtime's TensorRT EP,
+#: which builds its engine at load time; a prebuilt engine keeps the cap it was built with.
 JETSON_WORKSPACE_MB = 1024
 
 

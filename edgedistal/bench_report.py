@@ -174,8 +174,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     bn = report.get("backend_notes") or {}
     if bn.get("workspace_mb"):
         lines.append(f"- Workspace cap {bn['workspace_mb']} MiB: "
-                     + (f"passed as `{bn['workspace_applied']}`" if bn.get("workspace_applied")
-                        else "NOT applied (runtime.select.get_backend takes no workspace parameter)"))
+                     + (f"applied to {bn['workspace_applied']}" if bn.get("workspace_applied") else "NOT applied")
+                     + (f"; {bn['workspace_tensorrt']}" if bn.get("workspace_tensorrt") else "")
+                     + "; torch and the CPU/CUDA EPs have no workspace pool")
     lines += _artifact_lines(report)
     inp = report.get("inputs") or {}
     if inp:

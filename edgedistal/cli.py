@@ -4,6 +4,7 @@ library. Commands are imported lazily so `edgedistal --help` stays fast (no torc
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -29,17 +30,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use (after click's docs)."""
+    """A click group whose subcommands are imported on first use (after click's docs).
+
+    Every command is listed; one whose module fails to import says so (naming the module and
+    the import error) when it is run, instead of vanishing from ``--help``.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if _available(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _available(name):
+        if name not in COMMANDS:
             return None
         target, _ = COMMANDS[name]
         module, func = target.split(":")
-        return getattr(importlib.import_module(f"edgedistal.commands.{module}"), func)
+        path = f"edgedistal.commands.{module}"
+        try:
+            return getattr(importlib.import_module(path), func)
+        except ImportError as exc:
+            raise EdgedistalError(
+                f"`edgedistal {name}` cannot start: {path} failed to import ({exc.__class__.__name__}: {exc})",
+                f"install what it needs (pip install -e .) or see `python -c 'import {path}'`",
+            ) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -48,19 +60,59 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-def _available(name: str) -> bool:
-    module = COMMANDS[name][0].split(":")[0]
-    return importlib.util.find_spec(f"edgedistal.commands.{module}") is not None
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgedistal")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="Debug messages too (-vv: also other libraries').")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors from the library log.")
+def cli(verbose: int, quiet: bool) -> None:
     """edgedistal: distil deepfake datasets with active learning; ship the detector to edge GPUs.
 
     Typical flow: ingest → (extract) → train → score → distill → evaluate → export → engines → bench
     → predict.
     """
+    configure_logging(verbose, quiet)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records to stderr through click (which finds the stream a test runner swapped in)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # a closed stream must not turn a log line into a crash
+            self.handleError(record)
+
+
+class _Format(logging.Formatter):
+    """``message`` for info, ``warning: message`` above, ``debug: logger: message`` below."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg = f"{msg}\n{self.formatException(record.exc_info)}"
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {msg}"
+        if record.levelno < logging.INFO:
+            return f"debug: {record.name}: {msg}"
+        return msg
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> logging.Logger:
+    """Send the library's log (``edgedistal.*``) to stderr, once per run: info by default,
+    debug with ``-v`` (``-vv``: every library's), warnings only with ``-q``."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    target = logging.getLogger() if verbose >= 2 else logging.getLogger("edgedistal")
+    for name in ("", "edgedistal"):  # a second run in one process (tests) replaces, not stacks
+        lg = logging.getLogger(name)
+        for h in [h for h in lg.handlers if isinstance(h, _EchoHandler)]:
+            lg.removeHandler(h)
+    handler = _EchoHandler()
+    handler.setFormatter(_Format())
+    target.addHandler(handler)
+    target.setLevel(level)
+    pkg = logging.getLogger("edgedistal")
+    pkg.setLevel(level)
+    return pkg
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ minutes on a 2-core CPU; the numbers it prints are for a toy dataset, not a clai
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,8 @@ from typing import Any
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.synth import SynthConfig, write_dataset
 from edgedistal.utils.io import read_json, write_json_atomic
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ QUICK = DemoConfig(n_groups=16, frames_per_video=4, image_size=32, milestones=(0
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage into ``out_dir`` and return a summary (also written to ``demo.json``)."""
+             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every stage into ``out_dir`` and return a summary (also written to ``demo.json``);
+    stage lines go to ``log`` (default: this module's logger at info level)."""
     from edgedistal.data.layouts import read_layout
     from edgedistal.data.split import group_split
     from edgedistal.distill import DistillConfig, run_distill
@@ -57,6 +61,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     from edgedistal.models.train import TrainConfig
     from edgedistal.report import write_report
 
+    log = log or _log.info
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -204,6 +204,14 @@ def validate_onnx(path: str | os.PathLike[str]) -> None:
                               "the file is truncated or damaged: re-export with `edgedistal export`") from exc
 
 
+def _tensorrt_installed() -> bool:
+    try:
+        import_tensorrt()
+    except MissingDependencyError:
+        return False
+    return True
+
+
 def resolve_int8_target(target: str, have_trt: bool) -> str:
     """``auto`` → tensorrt where TensorRT builds the engines, cpu for the ONNX Runtime fallback."""
     if target == "auto":
@@ -226,8 +234,10 @@ def build_all(
     calib_manifest: str | os.PathLike[str] | None = None,
     calib_distilled: str | os.PathLike[str] | None = None,
     calib_size: int = 256,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """TensorRT engines for each precision, or (no TensorRT) the ONNX Runtime models instead.
+    """TensorRT engines for each precision, or (no TensorRT, or ``device="cpu"``) the ONNX
+    Runtime models instead. ``device="cuda:N"`` builds on GPU N: an engine is tied to its GPU.
 
     Each source ONNX is validated (non-empty, ``onnx.checker``, loads in ORT, identity matches
     ``export.json``) before it is copied or built. Every artifact gets ``model_<p>.json`` with
@@ -238,11 +248,11 @@ def build_all(
 
     export_dir, out = Path(export_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        import_tensorrt()
-        have_trt = True
-    except MissingDependencyError:
-        have_trt = False
+    have_trt = device != "cpu" and _tensorrt_installed()
+    if have_trt and device.startswith("cuda:"):
+        from edgedistal.runtime.trt_backend import _check, _cudart
+
+        _check(_cudart().cudaSetDevice(int(device.split(":")[1])))  # TensorRT builds on the current GPU
     target = resolve_int8_target(int8_target, have_trt)
     fp32 = resolve("fp32", export_dir)
     if fp32 is not None and fp32.onnx is not None:  # everything derives from it: check it first
@@ -273,6 +283,7 @@ def build_all(
         except EdgedistalError as exc:
             failed[prec] = f"{exc}" + (f" (fix: {exc.hint})" if exc.hint else "")
     note = ("TensorRT engines built" if have_trt else
+            "--device cpu: wrote ONNX Runtime models (fp16 / int8 QDQ)" if device == "cpu" else
             "TensorRT is not installed: wrote ONNX Runtime models (fp16 / int8 QDQ) instead; "
             "build engines on the target GPU with TensorRT 10")
     summary = {"tensorrt": have_trt, "int8_target": target, "built": built, "failed": failed, "note": note}

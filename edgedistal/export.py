@@ -35,6 +35,7 @@ import torch
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.models.registry import DeployModel, Detector
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def ort_session(path: str | os.PathLike[str], threads: int | None = None) -> Any
     except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
         raise MissingDependencyError("onnxruntime is not installed", "pip install onnxruntime") from exc
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+    so.intra_op_num_threads = cpu_threads(threads)
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
@@ -336,7 +337,7 @@ def export_detector(
             **extra,
             "parity_vs_torch": parity(ref, run_ort(path, images)),
         }
-        log.info("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
+        log.debug("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
     sidecar = {
         "format": "edgedistal-export/1",
         "checkpoint": checkpoint,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from edgedistal.acquire.scores import uncertainty_table
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import Backend, BackendInfo
@@ -39,20 +40,6 @@ class ScoreResult:
     embeddings: np.ndarray
     images_per_s: float
     backend: BackendInfo
-
-
-def _uncertainty(probs: np.ndarray) -> dict[str, np.ndarray]:
-    try:
-        from edgedistal.acquire.scores import uncertainty_table
-    except ImportError:  # acquire not installed yet: same definitions, binary case
-        p = np.clip(probs.astype(np.float64), 1e-12, 1 - 1e-12)
-        top = np.maximum(p, 1 - p)
-        return {
-            "least_confidence": (1 - top).astype(np.float32),
-            "margin": (1 - np.abs(2 * p - 1)).astype(np.float32),
-            "entropy": (-(p * np.log(p) + (1 - p) * np.log(1 - p))).astype(np.float32),
-        }
-    return uncertainty_table(probs)
 
 
 def _prefetch(n: int, chunk: int, load: Callable[[int, int], np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
@@ -184,7 +171,7 @@ def score_manifest(
         if isinstance(emb, np.memmap):
             emb.flush()
     table = pd.DataFrame({"sample_id": manifest.df["sample_id"].to_numpy(), "prob": probs})
-    for k, v in _uncertainty(probs).items():
+    for k, v in uncertainty_table(probs).items():  # the definitions acquisition uses
         table[k] = v
     table["label"] = manifest.df["label"].to_numpy()
     table["group"] = manifest.df["group"].to_numpy()
@@ -196,7 +183,7 @@ def score_manifest(
             "n": n, "images_per_s": round(ips, 1), "embedding_dim": int(emb.shape[1]),
             "backend": vars(backend.info), "files": [SCORES_FILE, EMBEDDINGS_FILE],
         })
-    log.info("scored %d images at %.1f images/s with %s", n, ips, backend.info)
+    log.debug("scored %d images at %.1f images/s with %s", n, ips, backend.info)
     return ScoreResult(table, emb, ips, backend.info)
 
 

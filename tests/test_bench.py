@@ -242,3 +242,34 @@ def test_cli_smoke(tmp_path: Path, synth_dir: Path) -> None:
     assert all(r["skipped_reason"] for r in jet["rows"])
     assert jet["jetson_estimate"]["flops_per_image"] > 0 and "ESTIMATE" in jet["jetson_estimate"]["label"]
     assert jet["config"]["workspace_mb"] and "ESTIMATE" in (tmp_path / "jet" / "bench.md").read_text()
+
+
+def test_workspace_cap_reaches_the_backend_that_builds_an_engine(monkeypatch, tmp_path):
+    """The jetson profile's cap is applied (ORT's TensorRT EP), not only recorded."""
+    from edgedistal.bench import runtime_factory
+    from edgedistal.runtime import ort_backend, select
+
+    seen: dict = {}
+    monkeypatch.setattr(select, "get_backend", lambda *a, **kw: seen.update(kw) or "backend")
+    factory, _, notes = runtime_factory(None, str(tmp_path), None, "cuda", 1024)
+    assert factory("onnxruntime-gpu", "fp16", 1) == "backend" and seen["workspace_mb"] == 1024
+    assert "trt_max_workspace_size" in notes["workspace_applied"]
+
+    class FakeSession:
+        def __init__(self, path, so, providers):
+            seen["providers"] = providers
+            raise RuntimeError("stop after the provider list")
+
+    class FakeOrt:
+        SessionOptions = type("SessionOptions", (), {})
+        GraphOptimizationLevel = type("G", (), {"ORT_ENABLE_ALL": 99})
+        InferenceSession = FakeSession
+
+    model = tmp_path / "model_fp16.onnx"
+    model.write_bytes(b"x")
+    monkeypatch.setattr(ort_backend, "_ort", lambda: FakeOrt)
+    monkeypatch.setattr(ort_backend, "gpu_providers", lambda: ["TensorrtExecutionProvider"])
+    with pytest.raises(Exception, match="cannot load"):
+        ort_backend.OrtBackend(model, "fp16", "cuda", 1, workspace_mb=1024)
+    trt_opts = dict(seen["providers"][0][1])
+    assert trt_opts["trt_max_workspace_size"] == 1024 << 20

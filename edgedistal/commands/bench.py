@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import device_option, examples, out_option, threads_option
 from edgedistal.errors import EdgedistalError
+
+EXAMPLES = examples('''
+# what `make engines` built, on the demo data (what `make bench` runs)
+edgedistal bench --demo --demo-dir demo_out --engine-dir engines --iters 50 -o demo_out/bench
+# PyTorch vs ONNX Runtime on one core, batch 1 and 32, each row timed for 2 s
+edgedistal bench --manifest manifest.parquet --checkpoint runs/det/detector.pt --onnx-dir export \\
+    --batch 1,32 --min-time 2s --threads 1 -o reports/bench
+''')
 
 DEMO_DIR = Path("demo_out")
 
@@ -26,7 +35,7 @@ def _seconds(value: str | None) -> float | None:
     return float(m.group(1)) * scale
 
 
-@click.command("bench")
+@click.command("bench", epilog=EXAMPLES)
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Labelled manifest (Parquet/CSV).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Detector checkpoint (torch backends).")
 @click.option("--onnx-dir", type=click.Path(file_okay=False), help="Folder from `edgedistal export` (ORT).")
@@ -45,20 +54,20 @@ def _seconds(value: str | None) -> float | None:
               help="Time everything this many times; ≥2 adds a p50/p99 stability comparison.")
 @click.option("--profile", type=click.Choice(["default", "jetson"]), default="default", show_default=True,
               help="jetson: batch 1, fp16+int8, workspace cap, Orin Nano/NX ESTIMATE from FLOPs.")
-@click.option("--workspace-mb", type=int, default=None, help="Memory-pool cap passed to backends that take one.")
+@click.option("--workspace-mb", type=int, default=None, help="TensorRT workspace cap (MiB) where an engine is built at load time (ONNX Runtime's "
+                   "TensorRT EP); prebuilt engines keep `engines --workspace-mb`.")
 @click.option("--split", default="test", show_default=True, help="Manifest split to score (all rows if absent).")
 @click.option("--limit", default=512, show_default=True, type=int, help="At most this many images (0: all).")
-@click.option("--device", default=None, help="Device for torch backends (default: the backend's choice).")
-@click.option("--threads", type=int, default=None,
-              help="Cap CPU threads for all backends (pins the process to N cores); for shared machines.")
+@device_option()
+@threads_option("bench also pins the process to N cores, so timings do not move between cores.")
 @click.option("--cuda-graphs", is_flag=True, help="Ask torch-cuda to capture CUDA graphs.")
 @click.option("--note", "notes", multiple=True, help="A line for the report's header (e.g. how the model was trained).")
-@click.option("--out", "out_dir", default="reports/bench", show_default=True, type=click.Path(file_okay=False))
+@out_option("out_dir", default="reports/bench", file_okay=False, help="Folder for bench.json, bench.md, bench.html.")
 def bench(
     manifest: str | None, checkpoint: str | None, onnx_dir: str | None, engine_dir: str | None, demo: bool, demo_dir: str,
     backends: str, precisions: str, batches: str, warmup: int, iters: int, min_time: str | None,
-    repeat: int, profile: str, workspace_mb: int | None, split: str, limit: int, device: str | None,
-    cuda_graphs: bool, threads: int | None, notes: tuple[str, ...], out_dir: str,
+    repeat: int, profile: str, workspace_mb: int | None, split: str, limit: int, device: str,
+    cuda_graphs: bool, threads: int | None, notes: tuple[str, ...], out_dir: Path,
 ) -> None:
     """Latency percentiles, throughput, memory and accuracy drift per backend × precision × batch."""
     from edgedistal.bench import BenchConfig, bench_files

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import DEVICE, POSITIVE
+from edgedistal.commands.options import device_option, examples, out_option, threads_option
+
+EXAMPLES = examples('''
+# the whole pipeline into demo_out/ (what `make demo` runs); re-running resumes
+edgedistal demo -o demo_out
+# seconds-long smoke test on the CPU with one thread
+edgedistal demo --quick -o /tmp/demo --device cpu --threads 1
+''')
 
 
-@click.command()
-@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False),
-              help="Output folder (re-running resumes and skips finished stages).")
+@click.command(epilog=EXAMPLES)
+@out_option(default="demo_out", file_okay=False,
+            help="Output folder (re-running resumes and skips finished stages).")
 @click.option("--quick", is_flag=True, help="Tiny sizes (seconds, for smoke tests).")
-@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu or cuda[:N].")
-@click.option("--threads", type=POSITIVE, default=None,
-              help="CPU threads for torch (default: torch's choice); for shared machines.")
-def demo(out: str, quick: bool, device: str, threads: int | None) -> None:
+@device_option()
+@threads_option("Every stage runs in this process, so the cap holds for all of them.")
+def demo(out: Path, quick: bool, device: str, threads: int | None) -> None:
     """Generate a deepfake dataset, distil it, evaluate, report and export the detector.
 
     Stages: generate → ingest → split → distill → evaluate (distilled vs random vs full)
@@ -27,13 +34,9 @@ def demo(out: str, quick: bool, device: str, threads: int | None) -> None:
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)  # every stage runs in this process, so this caps them all
     cfg = replace(QUICK if quick else DemoConfig(), device=device)
     t0 = time.perf_counter()
-    s = run_demo(out, cfg)
+    s = run_demo(out, cfg, log=click.echo)
     click.echo("")
     click.echo(f"distilled {s['distilled_rows']} of {s['pool_rows']} pool samples -> {s['distilled']}")
     if s.get("conclusion"):

@@ -13,12 +13,25 @@ from edgedistal.acquire.scores import SCORES
 from edgedistal.acquire.strategies import STRATEGIES
 from edgedistal.commands.options import (
     AMOUNT,
-    DEVICE,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_FLOAT,
+    device_option,
+    examples,
+    out_option,
+    threads_option,
 )
+
+EXAMPLES = examples('''
+# active learning (hybrid strategy) to a fifth of the pool, snapshots at 10 % and 20 %
+edgedistal distill --manifest manifest.parquet --budget 0.2 --milestones 0.1,0.2 -o d_hybrid
+# labelled mode: one cheap proxy run records training dynamics, then CCS picks half real
+edgedistal distill --manifest manifest.parquet --mode labelled --strategy ccs --real-fraction 0.5 \\
+    --budget 0.2 --milestones 0.1,0.2 --backbone resnet10t --image-size 32 --epochs 2 -o d_ccs
+# continue an interrupted run
+edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
+''')
 
 _COLUMNS = (
     ("round", "round"), ("strategy", "strategy"), ("picked", "picked"), ("labelled", "labelled"),
@@ -81,10 +94,11 @@ def _row(rec: dict) -> list[str]:
     return [_cell(rec.get(key, "")) for key, _ in _COLUMNS]
 
 
-@click.command("distill")
+@click.command("distill", epilog=EXAMPLES)
 @click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Manifest (.parquet/.csv); selection draws from its train split only.")
-@click.option("--out", "out_dir", default="distilled", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@out_option("out_dir", default="distilled", file_okay=False,
+            help="Run folder: distilled.parquet, rounds.csv, pool_scores.parquet, config.json, milestones/.")
 @click.option("--budget", default="0.2", show_default=True, type=AMOUNT, help="Final size: fraction of the pool (0.2) or a count (5000).")
 @click.option("--milestones", default=None, help="Budgets that get a snapshot manifest, e.g. 0.05,0.1,0.2.")
 @click.option("--strategy", default="hybrid", show_default=True,
@@ -134,8 +148,8 @@ def _row(rec: dict) -> list[str]:
 @click.option("--refresh-every", type=NON_NEGATIVE, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
 @click.option("--patience", type=NON_NEGATIVE, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda[:N] or mps.")
-@click.option("--threads", type=POSITIVE, default=None, help="CPU threads for torch (default: torch's choice).")
+@device_option()
+@threads_option()
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (refused without it).")
 @click.option("--materialise", type=click.Choice(["none", "symlink", "hardlink", "copy"]), default="none", show_default=True,

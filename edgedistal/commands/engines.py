@@ -8,11 +8,21 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.export import parse_precisions
+from edgedistal.commands.options import device_option, examples, out_option, threads_option
+
+EXAMPLES = examples('''
+# TensorRT engines (or the ONNX Runtime models without TensorRT) from export/
+edgedistal engines --export-dir export -o engines
+# after `make demo`: export the demo detector first if export/ is empty
+edgedistal engines --export-dir export -o engines --demo-if-missing --demo-checkpoint demo_out/detector.pt
+# the ONNX Runtime CPU models even where TensorRT is installed
+edgedistal engines --export-dir export -o engines_cpu --device cpu --threads 2
+''')
 
 
-@click.command()
+@click.command(epilog=EXAMPLES)
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(path_type=Path))
-@click.option("--out", default="engines", show_default=True, type=click.Path(path_type=Path))
+@out_option(default="engines", help="Folder for model_<precision>.{engine,onnx}, their sidecars, engines.json.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--min-batch", default=1, show_default=True)
 @click.option("--opt-batch", default=32, show_default=True)
@@ -30,9 +40,12 @@ from edgedistal.commands.export import parse_precisions
               help="If export/ is empty, export the demo checkpoint (from `make demo`) first.")
 @click.option("--demo-checkpoint", default="demo_out/detector.pt", show_default=True,
               type=click.Path(path_type=Path), help="The checkpoint --demo-if-missing exports.")
+@device_option("TensorRT builds on this GPU (cuda:N); cpu writes the ONNX Runtime CPU models instead.")
+@threads_option()
 def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_batch: int,
             max_batch: int, workspace_mb: int, int8_target: str, calib_distilled: Path | None,
-            calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path) -> None:
+            calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path,
+            device: str, threads: int | None) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
     from edgedistal.engines import build_all, ensure_export
     from edgedistal.utils.io import check_output_dir
@@ -41,7 +54,7 @@ def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_ba
     ensure_export(export_dir, demo_if_missing=demo_if_missing, demo_checkpoint=demo_checkpoint)
     summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
                         max_batch, workspace_mb, int8_target=int8_target, calib_manifest=calib_manifest,
-                        calib_distilled=calib_distilled, calib_size=calib_size)
+                        calib_distilled=calib_distilled, calib_size=calib_size, device=device)
     click.echo(summary["note"])
     for prec, meta in summary["built"].items():
         click.echo(f"{prec:>5}: {out / meta['file']}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import device_option, out_option, threads_option
 from edgedistal.errors import EdgedistalError
 
 
@@ -86,8 +87,9 @@ Examples:
               type=click.Choice(["train", "val", "test", "all"]), help="Which rows to evaluate.")
 @click.option("--split-seed", default=0, show_default=True, type=int,
               help="Group-split seed when the manifest has no split (match `train`).")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Write metrics JSON here.")
-@click.option("--device", default="auto", show_default=True)
+@out_option(help="--checkpoint: the metrics JSON file; --distilled: the run folder [default: runs/eval].")
+@device_option()
+@threads_option()
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
               help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
@@ -117,7 +119,7 @@ Examples:
               help="[--distilled] random baseline: uniform samples or whole groups.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
-             out: Path | None, device: str, batch_size: int, distilled: tuple[str, ...], budgets: str,
+             out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: int, protocol: str, steps: int | None, epochs: float | None, max_epochs: float,
              min_steps: int, early_stop: bool, backbone: str, image_size: int, train_batch_size: int,
              lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
@@ -133,7 +135,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
         return
     if distilled:
         train = dict(backbone=backbone, image_size=image_size, batch_size=train_batch_size, lr=lr,
-                     augment=augment, amp=amp, device=device)
+                     augment=augment, amp=amp, device=device, num_threads=threads)
         if early_stop:
             protocol = "converged"
         if protocol == "steps" and steps is None and epochs is not None:

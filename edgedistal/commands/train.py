@@ -7,20 +7,30 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import (
-    DEVICE,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_FLOAT,
     FiniteFloat,
+    device_option,
+    examples,
+    out_option,
+    threads_option,
 )
 
+EXAMPLES = examples('''
+# a ResNet-18 detector for 10 epochs, early stop on val AUC
+edgedistal train -m manifest.parquet -o runs/det
+# a small, quick one on the CPU with 2 threads
+edgedistal train -m manifest.parquet -o runs/tiny --backbone resnet10t --image-size 64 \\
+    --steps 300 --device cpu --threads 2
+''')
 
-@click.command("train")
+
+@click.command("train", epilog=EXAMPLES)
 @click.option("--manifest", "-m", "manifest_path", required=True, type=click.Path(path_type=Path),
               help="Manifest (.parquet/.csv); split by group if it has no split yet.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
-              help="Run folder: detector.pt, metrics.json, split.parquet.")
+@out_option(default=Path("runs/train"), help="Run folder: detector.pt, metrics.json, split.parquet.")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
 @click.option("--image-size", default=128, show_default=True, type=IMAGE_SIZE)
 @click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
@@ -36,8 +46,8 @@ from edgedistal.commands.options import (
 @click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True))
 @click.option("--embed-dim", default=None, type=POSITIVE, help="Project embeddings to this size (default: backbone features).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--threads", default=None, type=POSITIVE, help="CPU threads for torch.")
+@device_option()
+@threads_option()
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")

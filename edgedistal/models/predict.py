@@ -16,8 +16,9 @@ from torch import nn
 from edgedistal.models.registry import DeployModel, Detector
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA if present, else Apple MPS, else CPU; anything else goes to torch."""
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` (or None) → CUDA if present, else Apple MPS, else CPU; anything else goes to
+    torch. The one device rule: training, scoring and the torch serving backend all use it."""
     if name in ("auto", "", None):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -28,7 +29,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         from edgedistal.errors import EdgedistalError
 
-        raise EdgedistalError("device 'cuda' requested but CUDA is not available", "use --device cpu or auto")
+        raise EdgedistalError(f"device {name!r} requested but CUDA is not available", "use --device cpu or auto")
     return dev
 
 

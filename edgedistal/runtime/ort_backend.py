@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.base import BackendInfo
+from edgedistal.utils.machine import cpu_threads, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,7 @@ def gpu_providers() -> list[str]:
 
 def physical_cores() -> int:
     """Cores this process may use; ORT's intra-op pool should not oversubscribe them."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class OrtBackend:
@@ -54,6 +52,7 @@ class OrtBackend:
         threads: int | None = None,
         image_size: int | None = None,
         engine_cache_dir: str | os.PathLike[str] | None = None,
+        workspace_mb: int | None = None,
     ):
         ort = _ort()
         path = Path(onnx_path)
@@ -75,13 +74,15 @@ class OrtBackend:
                             "trt_int8_enable": precision == "int8"}
                     if engine_cache_dir:
                         opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache_dir))
+                    if workspace_mb:  # the EP builds its engine here, so the cap applies here
+                        opts["trt_max_workspace_size"] = int(workspace_mb) << 20
                     providers.append((p, opts))
                 else:
                     providers.append((p, {"device_id": dev_id}))
         providers.append("CPUExecutionProvider")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads or physical_cores()
+        so.intra_op_num_threads = cpu_threads(threads)
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         try:

@@ -82,8 +82,14 @@ def get_backend(
     device: str | None = None,
     batch_size: int = 32,
     cuda_graphs: bool = False,
+    workspace_mb: int | None = None,
 ) -> Backend:
-    """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``)."""
+    """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``).
+
+    ``workspace_mb`` caps the TensorRT workspace where an engine is built at load time (ONNX
+    Runtime's TensorRT EP); a ``tensorrt`` engine keeps the cap it was built with
+    (``engines --workspace-mb``), and torch or the CPU/CUDA EPs have no such pool.
+    """
     if precision not in (*PRECISIONS, "bf16"):
         raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8 (bf16: torch)")
     name = ALIASES.get(name, name)
@@ -103,7 +109,7 @@ def get_backend(
         for cand in avail:
             why = _artifact(cand, precision, ckpt, onnx, eng)
             if why is None:
-                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs)
+                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb)
                 log.info("backend auto: picked %s (%s, %s)", cand, backend.info.device, backend.info.detail)
                 return backend
             reasons.append(f"{cand}: {why}")
@@ -131,15 +137,15 @@ def get_backend(
     if why:
         raise EdgedistalError(f"backend {name!r} cannot run {precision}: {why}",
                               "export/build the missing artifact or pick another backend")
-    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs)
+    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb)
 
 
 def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: Path | None,
-          device: str | None, batch_size: int, cuda_graphs: bool) -> Backend:
+          device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None) -> Backend:
     if cand in GPU_BACKENDS:
         dev = device if device and device.startswith("cuda") else "cuda"
-    else:
-        dev = "cpu"
+    else:  # the CPU backends; torch also runs on Apple MPS when asked for it
+        dev = "mps" if cand == "torch" and device == "mps" else "cpu"
     from edgedistal.artifacts import resolve
 
     if cand == "tensorrt":
@@ -153,7 +159,7 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
 
         art = resolve(precision, onnx, eng)
         assert art is not None and art.onnx is not None
-        return OrtBackend(art.onnx, precision, dev, batch_size)
+        return OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=workspace_mb)
     from edgedistal.models.registry import load_checkpoint
     from edgedistal.runtime.torch_backend import TorchBackend
 

@@ -21,23 +21,13 @@ import numpy as np
 import torch
 
 from edgedistal.errors import EdgedistalError
+from edgedistal.models.predict import resolve_device  # one device rule for training and serving
 from edgedistal.models.registry import DeployModel, Detector
 from edgedistal.runtime.base import BackendInfo
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/"auto" → CUDA when available, else CPU; validate explicit CUDA requests."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EdgedistalError(f"device {device!r} requested but CUDA is not available",
-                              "pass --device cpu or run on a machine with a CUDA GPU")
-    return dev
 
 
 class TorchBackend:

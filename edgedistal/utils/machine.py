@@ -93,3 +93,37 @@ def machine_summary(device: str | None = None, **extra: Any) -> dict[str, Any]:
             info["cuda"] = torch.version.cuda
     info.update(extra)
     return info
+
+
+# -- the --threads cap -------------------------------------------------------------------------
+_thread_cap: int | None = None
+
+
+def usable_cores() -> int:
+    """Cores this process may use (its affinity mask); CPU pools should not oversubscribe them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_thread_cap(n: int | None) -> None:
+    """``--threads N`` for the whole process: torch's and OpenCV's pools now, and every ONNX
+    Runtime session opened later (they ask :func:`cpu_threads`). ``None`` lifts the cap."""
+    global _thread_cap
+    _thread_cap = n
+    if not n:
+        return
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(n)
+    with contextlib.suppress(ImportError):
+        import cv2
+
+        cv2.setNumThreads(n)
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    """Threads for a CPU pool: ``requested``, else the ``--threads`` cap, else the usable cores."""
+    return requested or _thread_cap or usable_cores()
