@@ -41,7 +41,7 @@ import numpy as np
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.extract import ExtractConfig, ExtractResult, finish_extract, plan_extract
-from edgedistal.utils.io import atomic_path
+from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ RAY_DIR = ".ray"
 CRASH_LIMIT = 2
 #: Default retries of a shard whose worker died (and restarts of that worker).
 RETRIES = 3
+#: get_backend's keyword defaults (shard digests see the full spec).
+BACKEND_DEFAULTS = {"name": "auto", "precision": "fp32", "checkpoint": None, "onnx_dir": None,
+                    "engine_dir": None, "device": None, "batch_size": 32, "cuda_graphs": False}
 
 
 def import_ray() -> Any:
@@ -116,12 +119,18 @@ class _ShardActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out, info = [], []
         for sid, payload in zip(batch["shard"], batch["payload"], strict=True):
-            if _count(self.runs_dir / "attempts", str(sid)) > self.retries:
-                raise EdgedistalError(
-                    f"shard {sid} killed its Ray worker {self.retries + 1} times (out of memory? a crashing input?)",
-                    "see the worker logs under /tmp/ray/session_latest/logs; re-run to resume the other shards")
-            _mark(self.runs_dir / "attempts", str(sid))
-            info.append(json.dumps(self.work(str(sid), json.loads(payload))))
+            try:
+                if _count(self.runs_dir / "attempts", str(sid)) > self.retries:
+                    raise EdgedistalError(
+                        f"shard {sid} killed its Ray worker {self.retries + 1} time(s) (out of memory? "
+                        "a crashing input?)",
+                        "see the worker logs under /tmp/ray/session_latest/logs on that node; "
+                        "re-run to resume: finished shards are kept")
+                _mark(self.runs_dir / "attempts", str(sid))
+                info.append(json.dumps(self.work(str(sid), json.loads(payload))))
+            except EdgedistalError as exc:
+                write_json_atomic(self.runs_dir / "errors" / f"{sid}.json", {"message": str(exc), "hint": exc.hint})
+                raise
             out.append(str(sid))
         return {"shard": np.array(out), "info": np.array(info)}
 
@@ -161,12 +170,13 @@ def _run_shards(ray: Any, rows: list[dict], actor: type, ctor: dict, *, actors: 
                         num_gpus=num_gpus)
     try:
         return ds.take_all(), actors
-    except Exception as exc:  # a user error inside an actor: show it as one, not a Ray trace
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, EdgedistalError):
-                raise EdgedistalError(str(cause), cause.hint) from None
-            cause = getattr(cause, "cause", None) or cause.__cause__
+    except Exception:
+        # Ray ships a user error back as text; the actor also left it on disk, so it comes out
+        # as the one-line error it is (not a Ray trace)
+        errors = sorted((Path(ctor["runs_dir"]) / "errors").glob("*.json"))
+        if errors:
+            err = read_json(errors[0])
+            raise EdgedistalError(err["message"], err["hint"]) from None
         raise
 
 
@@ -361,6 +371,8 @@ def ray_score(
     n = len(manifest)
     if n == 0:
         raise EdgedistalError("the manifest is empty: nothing to score", "check the manifest's filters")
+    # the same backend spelled with or without its defaults must find the same shards
+    backend = {**BACKEND_DEFAULTS, **{k: str(v) if isinstance(v, Path) else v for k, v in backend.items()}}
     out = Path(out_dir)
     k = shard_batches or max(1, 4096 // batch_size)
     step = k * batch_size
