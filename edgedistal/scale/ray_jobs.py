@@ -300,9 +300,9 @@ class _ScoreActor(_ShardActor):
         size = self.backend.image_size
         probs, emb = score_loaded(len(paths), lambda a, b: decode_batch(paths[a:b], size),
                                   self.backend, batch_size=self.batch_size, progress=False)
-        self._maybe_die()
         with atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, probs=probs, emb=emb)
+        self._maybe_die()  # written but not reported: the retry must find and keep it
         return info
 
 
