@@ -114,7 +114,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     # a Ray job's fixed cost (actor start, scheduling): the 1-video job minus the same video in-process
-    fixed = max(0.0, t_warm - t_single0)
+    fixed = fixed_measured = max(0.0, t_warm - t_single0)
     raw_eff = rows["ray1"]["fps"] / rows["single"]["fps"]
     if min(rows[k]["s"] for k in ("ray1", "ray2")) < 3 * fixed:  # too little work to tell apart
         print("note: the jobs are too small to separate Ray's fixed cost; ratios are raw", file=sys.stderr)
@@ -142,9 +142,10 @@ def main() -> None:
                      f"{r['fps'] / rows['single']['fps']:.2f}x |")
     lines += [
         "",
-        f"Ray overhead: `ray.init` {t_init:.1f} s once per session; a fixed {fixed:.1f} s per job "
+        f"Ray overhead: `ray.init` {t_init:.1f} s once per session; a fixed {fixed_measured:.1f} s per job "
         f"(1-video job {t_warm:.1f} s vs {t_single0:.1f} s in-process: actor start, scheduling); "
         f"ray1/single frames/s = {raw_eff:.2f} as measured, {eff:.2f} with the fixed cost removed "
+        f"{'(not removed: jobs too small) ' if fixed == 0 else ''}"
         f"(the steady-state cost of Ray per frame: {(1 - eff) * 100:.0f}%); 2 actors vs 1 = {scale2:.2f}x "
         "on 2 cores (fixed cost removed).",
         "",
