@@ -120,13 +120,14 @@ class _ShardActor:
         out, info = [], []
         for sid, payload in zip(batch["shard"], batch["payload"], strict=True):
             try:
-                if _count(self.runs_dir / "attempts", str(sid)) > self.retries:
+                self.marks = self.runs_dir / "attempts" / str(sid)  # markers of this shard only
+                if _count(self.marks, "shard") > self.retries:
                     raise EdgedistalError(
                         f"shard {sid} killed its Ray worker {self.retries + 1} time(s) (out of memory? "
                         "a crashing input?)",
                         "see the worker logs under /tmp/ray/session_latest/logs on that node; "
                         "re-run to resume: finished shards are kept")
-                _mark(self.runs_dir / "attempts", str(sid))
+                _mark(self.marks, "shard")
                 info.append(json.dumps(self.work(str(sid), json.loads(payload))))
             except EdgedistalError as exc:
                 write_json_atomic(self.runs_dir / "errors" / f"{sid}.json", {"message": str(exc), "hint": exc.hint})
@@ -181,7 +182,7 @@ def _run_shards(ray: Any, rows: list[dict], actor: type, ctor: dict, *, actors: 
 
 
 def _stats(runs: Path, shards: int, skipped: int, run: int, actors: int, address: str, **extra: Any) -> dict:
-    attempts = _count(runs / "attempts")
+    attempts = sum(_count(d, "shard") for d in (runs / "attempts").glob("*"))
     started = _count(runs / "actors")
     return {"address": address, "shards": shards, "shards_skipped": skipped, "shards_run": run,
             "actors": actors, "retries": max(0, attempts - run), "actor_restarts": max(0, started - actors),
@@ -218,12 +219,11 @@ class _ExtractActor(_ShardActor):
         for job in payload:
             if (Path(job["out_dir"]) / "done" / f"{job['key']}.json").exists():
                 continue  # finished before this worker died: the retry skips it
-            videos = self.runs_dir / "videos"
-            if _count(videos, job["key"]) >= CRASH_LIMIT:
+            if _count(self.marks, f"v-{job['key']}") >= CRASH_LIMIT:
                 write_failure(job, f"killed its extraction worker {CRASH_LIMIT} times (decoder crash or out of memory)")
                 crashed += 1
                 continue
-            _mark(videos, job["key"])
+            _mark(self.marks, f"v-{job['key']}")
             process_video(job)
             self._maybe_die()
         return {"crashed": crashed}
