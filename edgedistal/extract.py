@@ -136,11 +136,7 @@ def process_video(job: dict) -> dict:
         frames = load_frames(job["row"]["path"], job["row"]["media"], cfg)
         detector = _detector(cfg)
     except EdgedistalError as exc:
-        record.update(
-            error=getattr(exc, "reason", str(exc)), frames_sampled=0, frames_with_face=0, crops=[]
-        )
-        write_json_atomic(out_dir / "done" / f"{key}.json", record)
-        return record
+        return write_failure(job, getattr(exc, "reason", str(exc)))
     crop_dir = out_dir / "crops" / key
     crop_dir.mkdir(parents=True, exist_ok=True)
     crops, with_face = [], 0
@@ -167,6 +163,16 @@ def process_video(job: dict) -> dict:
             )
     record.update(error=None, frames_sampled=len(frames), frames_with_face=with_face, crops=crops)
     write_json_atomic(out_dir / "done" / f"{key}.json", record)
+    return record
+
+
+def write_failure(job: dict, reason: str) -> dict:
+    """Record ``job``'s video as failed (it lands in failures.csv) and return the record."""
+    cfg = ExtractConfig(**job["config"])
+    record = {"key": job["key"], "row": job["row"], "fingerprint": job["fingerprint"],
+              "config": cfg.key(), "error": reason, "frames_sampled": 0, "frames_with_face": 0,
+              "crops": []}
+    write_json_atomic(Path(job["out_dir"]) / "done" / f"{job['key']}.json", record)
     return record
 
 
@@ -231,20 +237,25 @@ def _media(df: pd.DataFrame) -> list[str]:
     return [media_of(p) for p in df["path"]]
 
 
-def run_extract(
+@dataclass
+class ExtractPlan:
+    """What a run has to do: the input table, each row's cache key, known failures, the jobs."""
+
+    out: Path
+    df: pd.DataFrame
+    keys: list[str | None]  # None: the file could not be fingerprinted (already in failures)
+    failures: list[tuple[str, str]]
+    jobs: list[dict]  # unfinished videos only, in input order
+
+
+def plan_extract(
     src: str | os.PathLike[str] | Manifest,
     out_dir: str | os.PathLike[str],
     cfg: ExtractConfig = ExtractConfig(),
     *,
     layout: str = "auto",
-    workers: int = 2,
-    on_done: Callable[[dict], None] | None = None,
-) -> ExtractResult:
-    """Extract face crops for every video of ``src`` into ``out_dir`` (resumable).
-
-    ``workers=0`` runs in this process (debugging, tests). ``on_done(record)`` is called after
-    each newly finished video, in the parent; raising from it stops the run like a Ctrl-C would.
-    """
+) -> ExtractPlan:
+    """Validate settings, key every input and list the unfinished ones (shared by every executor)."""
     if cfg.stride is None and (cfg.frames is None or cfg.frames < 1):
         raise EdgedistalError(f"--frames must be >= 1 (got {cfg.frames})", "e.g. --frames 16")
     if cfg.size < 8 or cfg.margin <= 0:
@@ -284,13 +295,36 @@ def run_extract(
                     "out_dir": str(out),
                 }
             )
-    todo = len(jobs)
-    for record in track(_execute(jobs, workers), total=todo, description="extracting faces"):
+    return ExtractPlan(out, df, keys, failures, jobs)
+
+
+def finish_extract(plan: ExtractPlan) -> ExtractResult:
+    """Assemble the outputs from the done-records and count what this run did."""
+    result = assemble(plan.out, plan.df, plan.keys, plan.failures)
+    todo = len(plan.jobs)
+    result.processed, result.skipped = todo, sum(k is not None for k in plan.keys) - todo
+    return result
+
+
+def run_extract(
+    src: str | os.PathLike[str] | Manifest,
+    out_dir: str | os.PathLike[str],
+    cfg: ExtractConfig = ExtractConfig(),
+    *,
+    layout: str = "auto",
+    workers: int = 2,
+    on_done: Callable[[dict], None] | None = None,
+) -> ExtractResult:
+    """Extract face crops for every video of ``src`` into ``out_dir`` (resumable).
+
+    ``workers=0`` runs in this process (debugging, tests). ``on_done(record)`` is called after
+    each newly finished video, in the parent; raising from it stops the run like a Ctrl-C would.
+    """
+    plan = plan_extract(src, out_dir, cfg, layout=layout)
+    for record in track(_execute(plan.jobs, workers), total=len(plan.jobs), description="extracting faces"):
         if on_done is not None:
             on_done(record)
-    result = assemble(out, df, keys, failures)
-    result.processed, result.skipped = todo, sum(k is not None for k in keys) - todo
-    return result
+    return finish_extract(plan)
 
 
 def _execute(jobs: list[dict], workers: int):

@@ -110,7 +110,15 @@ def score_images(
     ``batch_size`` is the chunk handed to ``backend.infer`` per call; backends micro-batch
     inside (the torch CUDA backend pipelines uploads and compute within a chunk).
     """
-    n = len(images)
+    return score_loaded(len(images), lambda a, b: images[a:b], backend, batch_size=batch_size,
+                        progress=progress)
+
+
+def score_loaded(
+    n: int, load: Callable[[int, int], np.ndarray], backend: Backend, *, batch_size: int = 256,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`score_images` for rows ``load(a, b)`` gives (decoded per chunk, prefetched)."""
     probs = np.empty(n, np.float32)
     embs: list[np.ndarray | None] = [None]
 
@@ -120,7 +128,7 @@ def score_images(
         probs[s : s + len(p)] = p
         embs[0][s : s + len(p)] = e
 
-    _stream(n, lambda a, b: images[a:b], backend, batch_size, progress, sink)
+    _stream(n, load, backend, batch_size, progress, sink)
     return probs, embs[0] if embs[0] is not None else np.empty((0, 0), np.float32)
 
 
@@ -158,7 +166,7 @@ def score_manifest(
     out = Path(out_dir) if out_dir is not None else None
     state: dict = {"emb": None}
 
-    with _embedding_writer(out, n) as open_emb:
+    with embedding_writer(out, n) as open_emb:
 
         def sink(s: int, p: np.ndarray, e: np.ndarray) -> None:
             if state["emb"] is None:
@@ -170,24 +178,34 @@ def score_manifest(
         emb = state["emb"]
         if isinstance(emb, np.memmap):
             emb.flush()
+    table = score_table(manifest, probs)
+    if out is not None:
+        with atomic_path(out / SCORES_FILE) as tmp:
+            table.to_parquet(tmp, index=False)
+        emb = np.load(out / EMBEDDINGS_FILE, mmap_mode="r")
+        write_summary(out, n, ips, int(emb.shape[1]), backend.info)
+    log.debug("scored %d images at %.1f images/s with %s", n, ips, backend.info)
+    return ScoreResult(table, emb, ips, backend.info)
+
+
+def score_table(manifest: Manifest, probs: np.ndarray) -> pd.DataFrame:
+    """``scores.parquet``'s rows: one per manifest row, in its order (shared with the Ray merge)."""
     table = pd.DataFrame({"sample_id": manifest.df["sample_id"].to_numpy(), "prob": probs})
     for k, v in uncertainty_table(probs).items():  # the definitions acquisition uses
         table[k] = v
     table["label"] = manifest.df["label"].to_numpy()
     table["group"] = manifest.df["group"].to_numpy()
-    if out is not None:
-        with atomic_path(out / SCORES_FILE) as tmp:
-            table.to_parquet(tmp, index=False)
-        emb = np.load(out / EMBEDDINGS_FILE, mmap_mode="r")
-        write_json_atomic(out / SUMMARY_FILE, {
-            "n": n, "images_per_s": round(ips, 1), "embedding_dim": int(emb.shape[1]),
-            "backend": vars(backend.info), "files": [SCORES_FILE, EMBEDDINGS_FILE],
-        })
-    log.debug("scored %d images at %.1f images/s with %s", n, ips, backend.info)
-    return ScoreResult(table, emb, ips, backend.info)
+    return table
 
 
-class _embedding_writer:
+def write_summary(out: Path, n: int, ips: float, dim: int, info: BackendInfo, **extra: object) -> None:
+    write_json_atomic(out / SUMMARY_FILE, {
+        "n": n, "images_per_s": round(ips, 1), "embedding_dim": dim,
+        "backend": vars(info), "files": [SCORES_FILE, EMBEDDINGS_FILE], **extra,
+    })
+
+
+class embedding_writer:
     """Context manager: ``open(dim)`` gives a memmap under a temp name, renamed on success."""
 
     def __init__(self, out: Path | None, n: int):

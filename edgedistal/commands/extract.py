@@ -12,6 +12,7 @@ from edgedistal.commands.options import (
     POSITIVE_FLOAT,
     examples,
     out_option,
+    ray_options,
     threads_option,
 )
 
@@ -61,6 +62,7 @@ edgedistal extract manifest.parquet -o faces/ --stride 10 --all-faces --contact-
 )
 @click.option("--contact-sheet", "sheet", is_flag=True, help="Also write DIR/contact_sheet.png.")
 @threads_option("With --workers, at most N worker processes (one thread each).")
+@ray_options("Videos per Ray shard [default: 16].")
 def extract(
     src: Path,
     out_dir: Path,
@@ -76,10 +78,14 @@ def extract(
     workers: int,
     sheet: bool,
     threads: int | None,
+    ray_address: str | None,
+    ray_actors: int | None,
+    ray_shard: int | None,
 ) -> None:
     """Extract face crops from the videos of SRC (dataset folder or manifest .parquet/.csv).
 
-    Resumable: finished videos are cached under OUT/done/ and skipped on re-runs.
+    Resumable: finished videos are cached under OUT/done/ and skipped on re-runs. With --ray the
+    videos are spread over Ray actors (--workers is then unused); the outputs are the same.
     """
     from rich.console import Console
 
@@ -103,7 +109,13 @@ def extract(
     )
     check_output_dir(out_dir)
     with output_lock(out_dir, "extract"):
-        res = run_extract(src, out_dir, cfg, layout=layout, workers=workers)
+        if ray_address is None:
+            res = run_extract(src, out_dir, cfg, layout=layout, workers=workers)
+        else:
+            from edgedistal.scale.ray_jobs import ray_extract
+
+            res = ray_extract(src, out_dir, cfg, layout=layout, address=ray_address, actors=ray_actors,
+                              shard_size=ray_shard or 16)
     console = Console()
     v = res.videos
     no_face = v[v["frames_no_face"] > 0]
@@ -111,6 +123,8 @@ def extract(
         f"{len(res.manifest):,} crops from {len(v):,} videos ({res.processed} processed, "
         f"{res.skipped} cached); face found in {face_rate(res):.1%} of sampled frames"
     )
+    if "ray" in res.extra:
+        console.print(ray_summary(res.extra["ray"], "video"))
     for r in no_face.head(10).itertuples(index=False):
         console.print(f"  no face in {r.frames_no_face}/{r.frames_sampled} frames: {r.path}")
     if len(res.failures):
@@ -126,3 +140,13 @@ def extract(
         console.print(
             f"contact sheet → {contact_sheet(res.manifest, out_dir / 'contact_sheet.png')}"
         )
+
+
+def ray_summary(stats: dict, unit: str) -> str:
+    """One line on how a Ray run went: shards run and skipped, actors, retries."""
+    text = (f"ray ({stats['address']}): {stats['shards_run']} shard(s) run, {stats['shards_skipped']} "
+            f"already done, {stats['actors']} actor(s), {stats['retries']} retried shard(s), "
+            f"{stats['actor_restarts']} actor restart(s)")
+    if stats.get("crashed_videos"):
+        text += f", {stats['crashed_videos']} {unit}(s) failed by crashing their worker"
+    return text

@@ -161,3 +161,19 @@ def examples(text: str) -> str:
     """An ``Examples:`` epilog that click prints as written (``\\b`` stops its rewrapping)."""
     body = textwrap.indent(textwrap.dedent(text).strip("\n"), "  ")
     return f"\n\b\nExamples:\n{body}\n"
+
+
+def ray_options(shard_help: str):
+    """``--ray [auto|ADDRESS]``, ``--ray-actors``, ``--ray-shard``: the same on every command that
+    can run on a Ray cluster (without ``--ray`` nothing imports Ray)."""
+
+    def deco(f):
+        f = click.option("--ray-shard", "ray_shard", type=POSITIVE, default=None, help=shard_help)(f)
+        f = click.option("--ray-actors", "ray_actors", type=POSITIVE, default=None,
+                         help="Ray actors (default: one per cluster CPU, or per GPU when scoring on GPUs).")(f)
+        return click.option(
+            "--ray", "ray_address", default=None, is_flag=False, flag_value="auto", metavar="[auto|ADDRESS]",
+            help="Run on Ray: `--ray` / `--ray auto` joins this machine's cluster (or starts a local one), "
+                 "`--ray HOST:6379` a given one. Needs `pip install edgedistal[ray]`.")(f)
+
+    return deco

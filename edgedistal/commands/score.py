@@ -11,6 +11,7 @@ from edgedistal.commands.options import (
     device_option,
     examples,
     out_option,
+    ray_options,
     threads_option,
 )
 
@@ -40,10 +41,16 @@ edgedistal score --manifest manifest.parquet --checkpoint runs/det/detector.pt -
 @click.option("--cuda-graphs", is_flag=True, help="torch-cuda: replay a captured CUDA graph.")
 @click.option("--split", default=None, help="Score only this split (train/val/test).")
 @out_option(required=True, help="Folder for scores.parquet, embeddings.npy, scores.json.")
+@ray_options("Backend chunks (--batch-size rows) per Ray shard [default: about 4096 rows].")
 def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
           precision: str, backend: str, device: str, threads: int | None, batch_size: int,
-          micro_batch: int | None, cuda_graphs: bool, split: str | None, out: Path) -> None:
-    """Fake probabilities, uncertainty and embeddings for every row of a manifest."""
+          micro_batch: int | None, cuda_graphs: bool, split: str | None, out: Path, ray_address: str | None,
+          ray_actors: int | None, ray_shard: int | None) -> None:
+    """Fake probabilities, uncertainty and embeddings for every row of a manifest.
+
+    With --ray each Ray actor builds the backend once and scores shards of rows; scores.parquet
+    and embeddings.npy are the same as without it (same backend and batch size).
+    """
     from edgedistal.artifacts import check_artifacts
     from edgedistal.data.manifest import Manifest
     from edgedistal.errors import EdgedistalError
@@ -58,6 +65,22 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     m = Manifest.load(manifest)
     if split:
         m = m.split(split)
+    if ray_address is not None:
+        from edgedistal.commands.extract import ray_summary
+        from edgedistal.scale.ray_jobs import ray_score
+
+        kwargs = {"name": backend, "precision": precision, "checkpoint": checkpoint, "onnx_dir": onnx_dir,
+                  "engine_dir": engine_dir, "device": device, "batch_size": micro_batch or batch_size,
+                  "cuda_graphs": cuda_graphs}
+        kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
+        summary = ray_score(m, out, kwargs, batch_size=batch_size, address=ray_address, actors=ray_actors,
+                            shard_batches=ray_shard)
+        b = summary["backend"]
+        click.echo(f"backend: {b['name']} on {b['device']} ({b['precision']}; {b['detail']})")
+        click.echo(ray_summary(summary["ray"], "row"))
+        click.echo(f"scored {len(m):,} images at {summary['images_per_s']:,.1f} images/s → {out}/scores.parquet, "
+                   f"{out}/embeddings.npy [{len(m)}x{summary['embedding_dim']}]")
+        return
     be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
                      device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs)
     click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")

@@ -1,0 +1,1 @@
+"""Running past one machine (Ray). Importing this package imports no Ray; its modules do, lazily."""
