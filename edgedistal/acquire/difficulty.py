@@ -45,6 +45,13 @@ def difficulty(state: SelectionState, score: str = "aum") -> np.ndarray:
     return S.entropy(state.probs).cpu().numpy().astype(np.float64)
 
 
+def candidates(state: SelectionState, k: int, score: str) -> tuple[np.ndarray, int, np.ndarray]:
+    """The positions a pick can come from, the pick count they allow, and their difficulty."""
+    pos = np.flatnonzero(state.available())
+    k = min(k, len(pos))
+    return pos, k, (difficulty(state, score)[pos] if k > 0 else np.empty(0))
+
+
 def ccs_hard_cut(keep_fraction: float) -> float:
     """β, the hardest share of the pool dropped before stratifying, by the rate of pruning.
 
@@ -94,11 +101,9 @@ class CCS:
     name: str = "ccs"
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
-        pos = np.flatnonzero(state.available())
-        k = min(k, len(pos))
+        pos, k, d = candidates(state, k, self.score)
         if k <= 0:
             return np.empty(0, np.int64)
-        d = difficulty(state, self.score)[pos]
         beta = ccs_hard_cut(k / len(pos)) if self.beta is None else float(self.beta)
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"CCS beta must be in [0, 1), got {beta}")
@@ -144,11 +149,9 @@ class EasyToHard:
         return float(np.clip((keep_fraction - self.easy_below) / span, 0.0, 1.0))
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
-        pos = np.flatnonzero(state.available())
-        k = min(k, len(pos))
+        pos, k, d = candidates(state, k, self.score)
         if k <= 0:
             return np.empty(0, np.int64)
-        d = difficulty(state, self.score)[pos]
         order = np.argsort(d, kind="stable")  # easiest first, ties by index
         t = self.position(k / len(pos))
         start = int(round(t * (len(pos) - k)))
@@ -175,11 +178,9 @@ class D2Pruning:
     name: str = "d2"
 
     def select(self, state: SelectionState, k: int) -> np.ndarray:
-        pos = np.flatnonzero(state.available())
-        k = min(k, len(pos))
+        pos, k, d = candidates(state, k, self.score)
         if k <= 0:
             return np.empty(0, np.int64)
-        d = difficulty(state, self.score)[pos]
         s = (d - d.min()) / (d.max() - d.min()) if d.max() > d.min() else np.ones_like(d)
         x = state.embeddings[torch.from_numpy(pos).to(state.device)]
         dist, nb = knn(x, self.neighbours)

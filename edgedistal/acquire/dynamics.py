@@ -158,7 +158,14 @@ def train_recording(
     from edgedistal.models.augment import BatchAugment, spec_for
     from edgedistal.models.predict import amp_dtype, autocast, resolve_device
     from edgedistal.models.registry import build_detector
-    from edgedistal.models.train import _batch, _param_groups, _place, lr_factor, seed_everything
+    from edgedistal.models.train import (
+        _batch,
+        _param_groups,
+        _place,
+        lr_factor,
+        optimizer_step,
+        seed_everything,
+    )
 
     t0 = time.perf_counter()
     seed = cfg.seed if seed is None else seed
@@ -208,18 +215,7 @@ def train_recording(
         loss = F.binary_cross_entropy_with_logits(logit.float(), target[idx.to(device)], pos_weight=pos_weight)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(tcfg, (step - 0.5) / total)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        optimizer_step(loss, opt, model, scaler, 2.0)
         seen += bs
         if step in at:
             train_s += time.perf_counter() - t_train

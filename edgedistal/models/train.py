@@ -138,6 +138,24 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, model: nn.Module,
+                   scaler: torch.amp.GradScaler | None, grad_clip: float | None) -> None:
+    """Backward, optional gradient clipping and the optimiser step (fp16 through a grad scaler)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    else:
+        loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
 def lr_factor(cfg: TrainConfig, progress: float) -> float:
     """Learning-rate multiplier at ``progress`` in [0, 1] of the run.
 
@@ -352,19 +370,7 @@ def fit(
             lr_now = cfg.lr * lr_factor(cfg, progress_frac)
             for group in opt.param_groups:
                 group["lr"] = lr_now
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
+            optimizer_step(loss, opt, model, scaler, cfg.grad_clip)
             step += 1
             seen += bs
             loss_sum += loss.detach()
