@@ -130,7 +130,7 @@ def fig_budget_curve(summary: dict) -> bytes | None:
         ax.errorbar([100 * p["budget"] for p in pts], [p[f"{metric}_mean"] for p in pts],
                     yerr=[p[f"{metric}_std"] if math.isfinite(p[f"{metric}_std"]) else 0 for p in pts],
                     color=color, marker=marker, ls=ls, capsize=4, lw=2 if ls == "-" else 1.3,
-                    label=f"{arm} (AUBC {c.get('aubc', math.nan):.3f})")
+                    label=f"{arm} (AUBC {c['aubc']:.3f})" if math.isfinite(c.get("aubc", math.nan)) else arm)
     full = summary.get("full", {})
     fm, fs = full.get(f"{metric}_mean", math.nan), full.get(f"{metric}_std", 0.0)
     fs = fs if fs is not None and math.isfinite(fs) else 0.0

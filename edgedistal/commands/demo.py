@@ -27,7 +27,7 @@ edgedistal demo --quick -o /tmp/demo --device cpu --threads 1
 def demo(out: Path, quick: bool, device: str, threads: int | None) -> None:
     """Generate a deepfake dataset, distil it, evaluate, report and export the detector.
 
-    Stages: generate → ingest → split → distill → evaluate (distilled vs random vs full)
+    Stages: generate → ingest → split → distill → evaluate (vs random / balanced / stratified / full)
     → report → train on the distilled set → export ONNX (fp32, fp16, int8).
     """
     from edgedistal.demo import QUICK, DemoConfig, run_demo
