@@ -18,6 +18,7 @@ frames never sit on both sides. The cost (seconds, images seen) is recorded with
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("el2n", "forgetting", "never_learned", "aum", "confidence", "variability", "correctness")
 
@@ -146,7 +149,7 @@ def _score(model, images: np.ndarray, device: torch.device, amp: str, batch: int
 
 def train_recording(
     images: np.ndarray, labels: np.ndarray, cfg: DynamicsConfig, *, score_images: np.ndarray | None = None,
-    checkpoints: int | None = None, seed: int | None = None,
+    checkpoints: int | None = None, seed: int | None = None, name: str = "proxy",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train the proxy on ``images`` and score ``score_images`` (default: the same) at
     ``checkpoints`` evenly spaced steps. Returns (logits ``[T, M]``, final embeddings, cost).
@@ -180,6 +183,8 @@ def train_recording(
     total = int(cfg.steps) if cfg.steps else max(1, int(round(cfg.epochs * max(1, n // bs))))
     n_ck = max(1, checkpoints if checkpoints is not None else cfg.checkpoints)
     at = sorted({max(1, int(round(total * (j + 1) / n_ck))) for j in range(n_ck)})
+    log.info("%s: training %s on %d images for %d steps, scoring %d images at %d checkpoints",
+             name, cfg.backbone, n, total, len(images if score_images is None else score_images), len(at))
     y = np.asarray(labels, np.int64)
     n_pos = int(y.sum())
     pos_weight = torch.tensor((n - n_pos) / n_pos, device=device) if 0 < n_pos < n else None
@@ -223,6 +228,8 @@ def train_recording(
             z, emb = _score(model, score_x, device, cfg.amp, cfg.predict_batch)
             history.append(z)
             score_s += time.perf_counter() - t_s
+            log.info("%s: checkpoint %d/%d at step %d/%d (%.0f s training, %.0f s scoring)",
+                     name, len(history), len(at), step, total, train_s, score_s)
             t_train = time.perf_counter()
     cost = {"train_s": round(train_s, 3), "score_s": round(score_s, 3), "wall_s": round(time.perf_counter() - t0, 3),
             "steps": total, "images_trained": seen, "images_scored": len(score_x) * len(history),
@@ -258,7 +265,7 @@ def compute_dynamics(
             if held.all() or not held.any():
                 continue
             z, _, c = train_recording(images[~held], labels[~held], cfg, score_images=images[held],
-                                      checkpoints=1, seed=cfg.seed + 1 + f)
+                                      checkpoints=1, seed=cfg.seed + 1 + f, name=f"fold {f + 1}/{cfg.folds}")
             oof[held] = 1.0 / (1.0 + np.exp(-z[-1].astype(np.float64)))
             fold_cost.append(c)
         table["oof_prob"] = oof.astype(np.float32)
