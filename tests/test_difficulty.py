@@ -211,3 +211,16 @@ def test_coldstart_switches_on_val_auc():
     assert warm.emb.shape == (30, 5)
     strat = get_strategy("balanced+coldstart+hybrid", cold="probcover", threshold=0.6)
     assert strat.inner.cold.name == "probcover" and strat.inner.threshold == 0.6
+
+
+@pytest.mark.parametrize("size", [16, 31, 32, 64, 128, 224])
+def test_radial_bins_cover_every_pixel_at_common_sizes(size):
+    """The corner pixel once rounded one ring past the end at 64 px (IndexError on DFDC crops)."""
+    from edgedistal.acquire.frequency import _radial_bins
+
+    _radial_bins.cache_clear()
+    m = _radial_bins(size, size, 32)
+    assert m.shape == (size * size, 32)
+    assert (m > 0).sum(1).tolist() == [1] * (size * size)  # each pixel in exactly one ring
+    spec = azimuthal_spectrum(np.random.default_rng(0).integers(0, 255, (2, size, size, 3), np.uint8))
+    assert spec.shape == (2, 32) and np.isfinite(spec).all()

@@ -30,8 +30,9 @@ def _radial_bins(h: int, w: int, bins: int) -> np.ndarray:
     a dense matmul is one BLAS call per chunk, faster than a bincount per image."""
     yy, xx = np.indices((h, w), dtype=np.float32)
     r = np.hypot(yy - h // 2, xx - w // 2)
-    r_max = float(r.max()) + 1e-6  # up to the corners: the diagonal Nyquist (checkerboard) too
-    ring = np.floor(r / r_max * bins).astype(np.int64).ravel()
+    r_max = float(r.max())  # up to the corners: the diagonal Nyquist (checkerboard) too
+    # the corner itself lands in the last ring (float32 rounding once put it one past the end)
+    ring = np.minimum(np.floor(r / r_max * bins).astype(np.int64), bins - 1).ravel()
     m = np.zeros((h * w, bins), np.float32)
     m[np.arange(h * w), ring] = 1.0
     return m / np.maximum(m.sum(0, keepdims=True), 1.0)
