@@ -160,6 +160,24 @@ def calibrate_steps_fit(args, calib: dict, n_models: int, seconds_left: float) -
     return steps, calib | {"per_model_budget_s": per_model}
 
 
+def selection_costs(methods: dict, cells) -> tuple[dict, str]:
+    """Each method's selection cost vs one full-pool training (mean over the full arm's seeds)."""
+    from edgedistal.compare import selection_cost
+
+    full = cells[cells["arm"] == "full"]["wall_s"] if "arm" in cells else []
+    full_s = float(np.mean(full)) if len(full) else float("nan")
+    costs = {name: selection_cost(d) | {"vs_full_training": selection_cost(d)["selection_s"] / full_s}
+             for name, d in methods.items()}
+    lines = ["", "", "## Selection cost vs one full-pool training", "",
+             f"One full-pool training here: {full_s:.0f} s (mean of the full arm's seeds). Selection: the "
+             "labelled proxy's training + pool scorings + selecting, or the acquisition rounds' seconds "
+             "(seed model, refits, scoring) in proxy mode; image decoding excluded (shared with training).", "",
+             "| method | mode | selection s | × one full training |", "|---|---|---|---|"]
+    for name, c in costs.items():
+        lines.append(f"| {name} | {c['mode']} | {c['selection_s']:.0f} | {c['vs_full_training']:.2f} |")
+    return costs, "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
@@ -351,9 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         "distill": dconfig,
         "cells": json.loads(eres.cells.drop(columns=["metrics"], errors="ignore").to_json(orient="records")),
     }
+    costs, cost_md = selection_costs(methods, eres.cells)
+    out["selection_cost"] = costs
     write_json_atomic(results / "results.json", out)
     md = Path(rep["markdown"]).read_text()
-    write_text_atomic(results / "results.md", md + f"\n\nCommand: `{run['command']}`\n\n"
+    write_text_atomic(results / "results.md", md + cost_md + f"\n\nCommand: `{run['command']}`\n\n"
                       f"Timing (s): {json.dumps({k: round(v, 1) for k, v in run['timing_s'].items()})}\n")
     log(f"results: {results}")
     return 0

@@ -14,8 +14,10 @@ Rules (the ones this field's reviewers apply):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,27 @@ import pandas as pd
 #: Differences within this many seed standard deviations are ties.
 TIE_STD = 2.0
 COMPUTE_KEYS = ("n_train", "n_real", "n_fake", "n_groups", "steps", "samples_seen", "wall_s", "epochs")
+
+
+def selection_cost(distilled_dir: str | Path) -> dict[str, Any]:
+    """What selecting a distilled subset cost, from its run folder: the labelled proxy's
+    recorded cost (``config.json``), else the sum of the acquisition rounds' seconds.
+
+    Why: distillation only pays if selecting costs less than the full training it replaces,
+    so the comparison must carry the selection's own bill, not only the subset's training."""
+    d = Path(distilled_dir)
+    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+    cost = cfg.get("cost") or {}
+    if cost.get("wall_s") is not None:
+        return {"mode": cfg.get("mode", "labelled"), "selection_s": float(cost["wall_s"]) + float(cost.get("select_s", 0.0)),
+                "images_trained": cost.get("images_trained"), "source": "config.json cost"}
+    for name in ("rounds.parquet", "rounds.csv"):
+        if (d / name).exists():
+            rounds = pd.read_parquet(d / name) if name.endswith(".parquet") else pd.read_csv(d / name)
+            if "seconds" in rounds:
+                return {"mode": cfg.get("mode", "proxy"), "selection_s": float(rounds["seconds"].fillna(0).sum()),
+                        "images_trained": None, "source": f"{name} seconds"}
+    return {"mode": cfg.get("mode"), "selection_s": math.nan, "images_trained": None, "source": "not recorded"}
 
 
 def gain_over_chance(auc_subset: float, auc_full: float) -> float:
