@@ -119,8 +119,10 @@ def edgedistal_lines(block: str) -> list[list[str]]:
 
 
 # -- the timed run ------------------------------------------------------------------------------
-def run(overrides: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """Run the block's commands in ``workdir`` (each a fresh ``python -m edgedistal``), timing each."""
+def run(overrides: dict[str, str], workdir: Path, out: Path) -> dict[str, Any]:
+    """Run the block's commands in ``workdir`` (each a fresh ``python -m edgedistal``), timing each;
+    ``out``.json/.md are rewritten after every step, so a run cut short still says how far it got."""
+    from edgedistal.utils.io import write_json_atomic, write_text_atomic
     from edgedistal.utils.machine import machine_summary
 
     text = README.read_text()
@@ -132,7 +134,30 @@ def run(overrides: dict[str, str], workdir: Path) -> dict[str, Any]:
            "EDGEDISTAL_NO_PROGRESS": "1",
            "EDGEDISTAL_CACHE": str(workdir / ".cache")}  # cold: no image decoded before, as for a new user
     load_start = round(os.getloadavg()[0], 2)
-    steps = []
+    steps: list[dict[str, Any]] = []
+
+    def doc() -> dict[str, Any]:
+        return {
+            "benchmark": "walkthrough",
+            "complete": len(steps) == len(commands) and all(s["rc"] == 0 for s in steps),
+            "steps_done": f"{len(steps)} of {len(commands)}",
+            "readme_block": walkthrough_block(text),
+            "variables": variables,
+            "steps": steps,
+            "total_s": round(sum(s["wall_s"] for s in steps), 1),
+            "total_cpu_s": round(sum(s["cpu_s"] for s in steps), 1),
+            "machine": machine_summary(device="cpu", nice=os.nice(0), load_avg_1min_start=load_start,
+                                       threads=f"--threads {variables.get('THREADS', '(none)')} on every compute step",
+                                       note="shared 2-core machine: run at nice 19 while higher-priority "
+                                            "CPU jobs ran, so every wall time here is an upper bound"),
+        }
+
+    def save() -> dict[str, Any]:
+        d = doc()
+        write_json_atomic(out.with_suffix(".json"), d)
+        write_text_atomic(out.with_suffix(".md"), markdown(d))
+        return d
+
     for argv in commands:
         t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-m", "edgedistal", *argv[1:]], cwd=workdir, env=env,
@@ -144,21 +169,11 @@ def run(overrides: dict[str, str], workdir: Path) -> dict[str, Any]:
         steps.append({"step": argv[1], "command": shlex.join(argv), "wall_s": round(wall, 1),
                       "cpu_s": round(cpu, 1), "rc": proc.returncode, "output_tail": tail})
         print(f"{argv[1]:<10} {wall:7.1f} s wall {cpu:7.1f} s CPU  rc {proc.returncode}", flush=True)
+        save()
         if proc.returncode != 0:
             print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", file=sys.stderr)
             raise SystemExit(f"step `{shlex.join(argv)}` failed with rc {proc.returncode}")
-    return {
-        "benchmark": "walkthrough",
-        "readme_block": walkthrough_block(text),
-        "variables": variables,
-        "steps": steps,
-        "total_s": round(sum(s["wall_s"] for s in steps), 1),
-        "total_cpu_s": round(sum(s["cpu_s"] for s in steps), 1),
-        "machine": machine_summary(device="cpu", nice=os.nice(0), load_avg_1min_start=load_start,
-                                   threads=f"--threads {variables.get('THREADS', '(none)')} on every compute step",
-                                   note="shared 2-core machine: run at nice 19 while a higher-priority "
-                                        "CPU job ran, so every time here is an upper bound"),
-    }
+    return save()
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -166,6 +181,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# README walkthrough, timed (`benchmarks/walkthrough.py`)",
         "",
+        *([] if doc["complete"] else [f"**Incomplete run: {doc['steps_done']} steps finished.**", ""]),
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m.get('torch', '?')}; "
         f"nice {m['nice']}, 1-min load {m['load_avg_1min_start']} at the start, {m['load_avg_1min']} at the end. {m['note']}. Threads: {m['threads']}.",
         "",
@@ -185,8 +201,6 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from edgedistal.utils.io import write_json_atomic, write_text_atomic
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="Override one of the block's variables (e.g. DATA=/tmp/yonsei-real-fake-160).")
@@ -195,9 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=RESULTS / "walkthrough_cpu", help="Writes OUT.json and OUT.md.")
     args = ap.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
-    doc = run(overrides, args.workdir)
-    write_json_atomic(args.out.with_suffix(".json"), doc)
-    write_text_atomic(args.out.with_suffix(".md"), markdown(doc))
+    doc = run(overrides, args.workdir, args.out)
     print(f"wrote {args.out.with_suffix('.json')} and .md (total {doc['total_s']} s)")
     return doc
 
