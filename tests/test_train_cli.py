@@ -72,3 +72,30 @@ def test_cli_errors_are_clear(manifest_path, tmp_path, capsys):
     code, _, err = run(["train", "-m", str(manifest_path), "--out", str(tmp_path / "r"),
                         "--backbone", "no_such_net", "--steps", "1"], capsys)
     assert code == 2 and "unknown backbone" in err
+
+
+def test_train_on_a_distilled_subset(manifest_path, tmp_path, capsys):
+    """--distilled trains on the subset only; val and test stay the whole held-out split."""
+    from edgedistal.data.split import ensure_split
+
+    split = ensure_split(Manifest.load(manifest_path))
+    train = split.split("train").df
+    picked = train.groupby("label").head(6)  # both classes, a fraction of the pool
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Manifest(picked).save(folder / "distilled.parquet")
+    out = tmp_path / "run"
+    code, stdout, stderr = run(["train", "-m", str(manifest_path), "--distilled", str(folder),
+                                "-o", str(out), *TINY], capsys)
+    assert code == 0, stderr
+    assert f"training on the distilled subset: {len(picked)} rows" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["splits"] == {"train": len(picked), "val": int((split.df["split"] == "val").sum()),
+                                 "test": int((split.df["split"] == "test").sum())}
+
+    foreign = split.split("test").df.head(3)  # rows outside the train split: refused
+    Manifest(foreign).save(folder / "distilled.parquet")
+    code, _, err = run(["train", "-m", str(manifest_path), "--distilled", str(folder),
+                        "-o", str(tmp_path / "run2"), *TINY], capsys)
+    assert code == 2 and "not in the manifest's train split" in err and "fix:" in err
+    assert not (tmp_path / "run2").exists()

@@ -24,6 +24,8 @@ edgedistal train -m manifest.parquet -o runs/det
 # a small, quick one on the CPU with 2 threads
 edgedistal train -m manifest.parquet -o runs/tiny --backbone resnet10t --image-size 64 \\
     --steps 300 --device cpu --threads 2
+# the detector to deploy: trained on a distilled subset, early-stopped on the manifest's val split
+edgedistal train -m manifest.parquet --distilled d_hybrid -o runs/det_distilled
 ''')
 
 
@@ -31,6 +33,9 @@ edgedistal train -m manifest.parquet -o runs/tiny --backbone resnet10t --image-s
 @click.option("--manifest", "-m", "manifest_path", required=True, type=click.Path(path_type=Path),
               help="Manifest (.parquet/.csv); split by group if it has no split yet.")
 @out_option(default=Path("runs/train"), help="Run folder: detector.pt, metrics.json, split.parquet.")
+@click.option("--distilled", "distilled", default=None, type=click.Path(path_type=Path),
+              help="Train on this `distill` output's subset (DIR/distilled.parquet, or a manifest) "
+                   "instead of the whole train split; val and test stay the manifest's.")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
 @click.option("--image-size", default=128, show_default=True, type=IMAGE_SIZE)
 @click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
@@ -55,7 +60,7 @@ edgedistal train -m manifest.parquet -o runs/tiny --backbone resnet10t --image-s
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
 @click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT, help="Stop after this many minutes, keeping the best weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
-def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps: int | None, epochs: float,
+def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str, image_size: int, steps: int | None, epochs: float,
           batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
           patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, amp: str, device: str,
           threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
@@ -77,6 +82,8 @@ def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps:
     check_output_dir(out)
     manifest = Manifest.load(manifest_path)
     require_both_classes(manifest, manifest_path)
+    if distilled is not None:
+        manifest = _only_distilled(manifest, distilled, split_seed)
     with output_lock(out, "train"):
         metrics = train_on_manifest(manifest, cfg, out, split_seed=split_seed, resume=resume)
     t = metrics["train"]
@@ -88,3 +95,15 @@ def train(manifest_path: Path, out: Path, backbone: str, image_size: int, steps:
         if name in metrics:
             click.echo(f"[{name}]\n{format_table(metrics[name])}")
     click.echo(f"checkpoint: {metrics['checkpoint']}\nmetrics: {Path(out) / 'metrics.json'}")
+
+
+def _only_distilled(manifest, distilled: Path, split_seed: int):
+    """The manifest with its train split cut down to the distilled subset (val/test untouched)."""
+    from edgedistal.data.manifest import Manifest
+    from edgedistal.data.split import ensure_split, restrict_train
+    from edgedistal.int8 import distilled_manifest
+
+    path = distilled_manifest(distilled)
+    out = restrict_train(ensure_split(manifest, seed=split_seed), Manifest.load(path), str(path))
+    click.echo(f"training on the distilled subset: {(out.df['split'] == 'train').sum():,} rows ({path})")
+    return out

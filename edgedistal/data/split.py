@@ -84,3 +84,23 @@ def ensure_split(manifest: Manifest, seed: int = 0, fractions: tuple[float, floa
         check_no_group_leak(manifest)
         return manifest
     return group_split(manifest, fractions, seed)
+
+
+def restrict_train(manifest: Manifest, subset: Manifest, where: str = "the subset") -> Manifest:
+    """Keep only ``subset``'s rows of ``manifest``'s train split; val and test stay as they are.
+
+    This is how a detector is trained on a distilled set while early stopping and test metrics
+    still use the full held-out groups. ``subset`` must come from this manifest's train split
+    (same split), else the held-out groups would not be held out.
+    """
+    df = manifest.df
+    train = df["split"] == "train"
+    ids = set(subset.df["sample_id"].astype(str))
+    stray = ids - set(df.loc[train, "sample_id"].astype(str))
+    if stray:
+        raise EdgedistalError(
+            f"{where}: {len(stray)} of its {len(ids)} rows are not in the manifest's train split",
+            "distil from this same manifest (same split, same --split-seed)",
+        )
+    keep = ~train | df["sample_id"].astype(str).isin(ids)
+    return Manifest(df[keep.to_numpy()].reset_index(drop=True))
