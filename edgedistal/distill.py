@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from edgedistal.acquire import scores as S
-from edgedistal.acquire.learners import HeadLearner, Learner, Scores, val_auc
+from edgedistal.acquire.learners import FixedLearner, HeadLearner, Learner, Scores, val_auc
 from edgedistal.acquire.loop import (
     LoopState,
     PoolInfo,
@@ -86,6 +86,12 @@ class DistillConfig:
     checkpoints: int = 6
     folds: int = 0
     dynamics_dir: str | None = None
+    #: An `edgedistal score` folder (scores.parquet + embeddings.npy of the pool): select from
+    #: those scores instead of training a learner (see :func:`scores_learner`).
+    scores_dir: str | None = None
+    #: A detector checkpoint that scores the pool once here (torch, the `score` command's
+    #: scorer) into OUT/scores; then the same selection as with ``scores_dir``.
+    checkpoint: str | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -98,12 +104,17 @@ class DistillConfig:
             raise EdgedistalError(f"rounds must be >= 1, got {self.rounds}", "pass --rounds 5 (or leave it out)")
         if self.rounds is not None and self.batch is not None:
             raise EdgedistalError("both rounds and batch given", "pass either --rounds N or --batch K")
+        if self.scores_dir is not None and self.checkpoint is not None:
+            raise EdgedistalError("both --scores and --checkpoint given", "pass one: --scores DIR or --checkpoint CKPT")
+        if (self.scores_dir or self.checkpoint) is not None and self.mode != "proxy":
+            raise EdgedistalError(f"--scores replaces the learner, so --mode {self.mode} cannot train one",
+                                  "drop --mode (or drop --scores to train a learner)")
 
     def fingerprint_dict(self) -> dict:
         """The settings that change the selection (not device, threads or materialisation)."""
         d = asdict(self)
-        for k in ("device", "materialise", "num_threads", "dynamics_dir"):
-            d.pop(k)
+        for k in ("device", "materialise", "num_threads", "dynamics_dir", "scores_dir", "checkpoint"):
+            d.pop(k)  # scores_dir/checkpoint: paths; run_distill fingerprints the scores instead
         for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
             if d[k] == default:
                 d.pop(k)
@@ -170,6 +181,79 @@ def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Pa
     return ProxyLearner(images, pool.labels, val_images, val_labels, tcfg, workdir,
                         refresh_every=cfg.refresh_every, mc_dropout=cfg.mc_dropout,
                         head_c=cfg.head_c, progress=progress)
+
+
+def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Manifest,
+                   manifest_ids: set[str] | None = None) -> FixedLearner:
+    """A learner over `edgedistal score` output, checked against this manifest's train pool.
+
+    The scores may cover more rows than the pool (the whole manifest: val rows then give the
+    val AUC); every pool row must be there, and none may be outside ``manifest_ids``.
+    """
+    from edgedistal.score import read_scores
+
+    d = Path(scores_dir)
+    table, emb = read_scores(d)
+    fix = f"score this manifest's pool: edgedistal score --manifest MANIFEST --split train -o {d}"
+    where = {sid: i for i, sid in enumerate(table["sample_id"].astype(str))}
+    pool_ids = pool.df["sample_id"].astype(str)
+    missing = [sid for sid in pool_ids if sid not in where]
+    if missing:
+        raise EdgedistalError(f"{d}: {len(table):,} scored rows miss {len(missing):,} of the pool's {len(pool):,} "
+                              f"train samples (e.g. {missing[0]})", fix)
+    if manifest_ids is not None:
+        foreign = [sid for sid in where if sid not in manifest_ids]
+        if foreign:  # val/test rows of this manifest are fine; a row of no split is another's
+            raise EdgedistalError(f"{d}: {len(foreign):,} scored rows are not in this manifest "
+                                  f"(e.g. {foreign[0]}): scores of another manifest", fix)
+    rows = np.fromiter((where[sid] for sid in pool_ids), np.int64, len(pool))
+    if "label" in table and not np.array_equal(table["label"].to_numpy()[rows].astype(np.int64), pool.labels):
+        raise EdgedistalError(f"{d}: the scored labels differ from the manifest's (scores of another version?)", fix)
+    val_probs = None
+    val_ids = val.df["sample_id"].astype(str)
+    if len(val) and all(sid in where for sid in val_ids):
+        val_probs = table["prob"].to_numpy(np.float32)[[where[sid] for sid in val_ids]]
+    probs = table["prob"].to_numpy(np.float32)[rows]
+    embeddings = np.ascontiguousarray(emb[rows], np.float32)
+    if not np.isfinite(embeddings).all():
+        raise EdgedistalError(f"{d}: non-finite embeddings", fix)
+    h = hashlib.sha1(probs.tobytes())
+    h.update(embeddings.tobytes())
+    return FixedLearner(Scores(probs, embeddings, None, val_probs), source=str(d), digest=h.hexdigest())
+
+
+def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progress: bool, resume: bool) -> Path:
+    """Score the train + val rows with ``cfg.checkpoint`` through the torch backend and the
+    `score` command's scorer into ``out/scores`` (reused when already there)."""
+    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.runtime.torch_backend import TorchBackend
+    from edgedistal.score import SUMMARY_FILE, score_manifest
+
+    dest = out / "scores"
+    if resume and (dest / SUMMARY_FILE).exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    model, _ = load_checkpoint(cfg.checkpoint)
+    rows = Manifest(manifest.df[manifest.df["split"].isin(["train", "val"])].reset_index(drop=True))
+    backend = TorchBackend(model, "fp32", device=cfg.device, batch_size=256)
+    try:
+        score_manifest(rows, backend, dest, batch_size=256, progress=progress)
+    finally:
+        backend.close()
+    return dest
+
+
+def _check_scores_strategy(cfg: DistillConfig) -> None:
+    """Precomputed scores hold probabilities and embeddings only: no MC-dropout passes (BALD),
+    no training dynamics (the difficulty scores of --mode labelled)."""
+    wants = {cfg.strategy.split("+")[-1], str(cfg.strategy_kw.get("score", ""))}
+    if "bald" in wants:
+        raise EdgedistalError("BALD needs MC-dropout passes, which `edgedistal score` output does not hold",
+                              "pick --score entropy/margin, or drop --scores and add --mc-dropout 10")
+    lacking = {str(cfg.strategy_kw.get("score", ""))} - set(S.SCORES) - {""}
+    if lacking:
+        raise EdgedistalError(f"the {lacking.pop()!r} score needs training dynamics, which the scores lack",
+                              "use --mode labelled without --scores, or --score entropy")
 
 
 def _cold_features(strategy, learner: Learner) -> None:
@@ -301,6 +385,10 @@ def run_distill(
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
     check_pool(pool)
+    if learner is None and (cfg.scores_dir or cfg.checkpoint) is not None:
+        _check_scores_strategy(cfg)
+        scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
+        learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))
     if cfg.mode == "labelled" and learner is None:
         from edgedistal.distill_labelled import run_labelled
 
@@ -314,7 +402,10 @@ def run_distill(
     ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
     kept = {f: c for f, c in ms.items() if c <= budget}
     dropped = sorted(f for f in ms if f not in kept)
-    targets = schedule(n, seed_size, budget, batch=batch, rounds=cfg.rounds, milestones=list(kept.values()))
+    rounds = cfg.rounds
+    if isinstance(learner, FixedLearner) and rounds is None and batch is None:
+        rounds = 1  # the scores do not change between rounds: one selection after the seed set
+    targets = schedule(n, seed_size, budget, batch=batch, rounds=rounds, milestones=list(kept.values()))
 
     state_path = out / "state.json"
     workdir = out / "learner"
@@ -340,7 +431,10 @@ def run_distill(
         pool_labels=pool.labels if cfg.label_aware else None,
         videos=pool.df["video"].to_numpy(dtype=object),
     )
-    fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}, sort_keys=True)
+    fp: dict = {"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}
+    if isinstance(learner, FixedLearner):
+        fp["scores"] = learner.digest  # rescored pool: different selection
+    fp_src = json.dumps(fp, sort_keys=True)
     fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
 
     bar = _Bar(len(targets), progress)
