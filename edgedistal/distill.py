@@ -13,9 +13,10 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ from edgedistal.acquire.strategies import get_strategy
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError
+from edgedistal.models.train import TrainConfig
 from edgedistal.utils.io import atomic_path, write_json_atomic
 
 MODES = ("proxy", "full", "labelled")
@@ -44,9 +46,30 @@ MIN_SEED = 2
 MATERIALISE = ("none", "symlink", "hardlink", "copy")
 
 
+def learner_train(**changes: object) -> TrainConfig:
+    """The learner's detector recipe: :class:`TrainConfig` at distill's defaults (64 px, 5 epochs:
+    the learner is a proxy, smaller and shorter than `edgedistal train`'s 128 px, 10 epochs),
+    with ``changes`` applied."""
+    return replace(TrainConfig(image_size=64, epochs=5.0), **changes)  # type: ignore[arg-type]
+
+
+#: The learner settings a run's ``config.json`` held flat before ``DistillConfig.train`` existed,
+#: as (old name, TrainConfig name); kept flat in the fingerprint so those runs still resume.
+FLAT_TRAIN = (("backbone", "backbone"), ("image_size", "image_size"), ("steps", "max_steps"),
+              ("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("drop_rate", "drop_rate"),
+              ("amp", "amp"), ("train_patience", "patience"))
+#: Run-level settings the learner's TrainConfig takes from the run (one source each).
+RUN_LEVEL = ("seed", "device", "num_threads")
+
+
 @dataclass
 class DistillConfig:
-    """Settings of one run. Fractions (``0.2``) are of the pool; numbers > 1 are counts."""
+    """Settings of one run. Fractions (``0.2``) are of the pool; numbers > 1 are counts.
+
+    ``train`` is the learner's detector recipe (:func:`learner_train`); its ``seed``, ``device``
+    and ``num_threads`` are the run's own (``seed`` also seeds the loop, ``device`` also runs the
+    strategies), so they are set here and copied into ``train``.
+    """
 
     budget: float = 0.2
     milestones: tuple[float, ...] = ()
@@ -62,15 +85,7 @@ class DistillConfig:
     rounds: int | None = None  # equal rounds after the seed set (default 5) ...
     batch: float | None = None  # ... or a per-round batch (fraction or count)
     mode: str = "proxy"
-    backbone: str = "resnet18"
-    image_size: int = 64
-    steps: int | None = None
-    epochs: float = 5.0
-    batch_size: int = 64
-    lr: float = 2e-3
-    drop_rate: float = 0.0
-    amp: str = "auto"  # training precision of the learner's detector (TrainConfig.amp)
-    train_patience: int = 5
+    train: TrainConfig = field(default_factory=learner_train)
     mc_dropout: int = 0
     refresh_every: int = 0
     head_c: float = 1.0
@@ -93,6 +108,43 @@ class DistillConfig:
     #: scorer) into OUT/scores; then the same selection as with ``scores_dir``.
     checkpoint: str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):  # read back from config.json
+            self.train = TrainConfig(**self.train)
+        default = TrainConfig()
+        for k in RUN_LEVEL:  # the learner takes the run's value: refuse one it would override
+            mine, theirs = getattr(self, k), getattr(self.train, k)
+            if theirs != getattr(default, k) and theirs != mine:
+                raise EdgedistalError(f"train.{k}={theirs!r} differs from the run's {k}={mine!r}",
+                                      f"set {k} on DistillConfig (the learner takes the run's)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``config.json``'s ``config``: ``train`` without the run-level keys it takes from the run."""
+        d = asdict(self)
+        for k in RUN_LEVEL:
+            d["train"].pop(k)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DistillConfig:
+        """A config from ``config.json``'s ``config``: nested (``train``) or the flat form of runs
+        made before it (``backbone``, ``steps``, ``train_patience`` … at the top level)."""
+        d = dict(d)
+        train = dict(d.pop("train", None) or {})
+        for old, new in FLAT_TRAIN:
+            if old in d:
+                train[new] = d.pop(old)
+        for k in RUN_LEVEL:
+            train.pop(k, None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise EdgedistalError(f"unknown distill setting(s) {', '.join(unknown)}",
+                                  "the run was made by another edgedistal version: distil it again")
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d, train=learner_train(**train))
+
     def validate(self) -> None:
         if self.mode not in MODES:
             raise EdgedistalError(f"unknown mode {self.mode!r}", "use --mode proxy, full or labelled")
@@ -111,8 +163,16 @@ class DistillConfig:
                                   "drop --mode (or drop --scores to train a learner)")
 
     def fingerprint_dict(self) -> dict:
-        """The settings that change the selection (not device, threads or materialisation)."""
+        """The settings that change the selection (not device, threads or materialisation).
+
+        The learner's recipe is written flat under its pre-nesting names, and other TrainConfig
+        fields only when changed, so a run made before ``train`` existed still resumes."""
         d = asdict(self)
+        train = d.pop("train")
+        d.update({old: train[new] for old, new in FLAT_TRAIN})
+        default = asdict(learner_train())
+        flat = {new for _, new in FLAT_TRAIN} | set(RUN_LEVEL)
+        d.update({f"train.{k}": v for k, v in train.items() if k not in flat and v != default[k]})
         for k in ("device", "materialise", "num_threads", "dynamics_dir", "scores_dir", "checkpoint"):
             d.pop(k)  # scores_dir/checkpoint: paths; run_distill fingerprints the scores instead
         for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
@@ -147,23 +207,11 @@ def check_pool(pool: Manifest) -> None:
     require_both_classes(pool, "the pool (train split)")
 
 
-def _train_config(cfg: DistillConfig):
-    from edgedistal.models.train import TrainConfig
-
-    return TrainConfig(
-        backbone=cfg.backbone,
-        image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        max_steps=cfg.steps,
-        epochs=cfg.epochs,
-        patience=cfg.train_patience,
-        seed=cfg.seed,
-        device=cfg.device,
-        drop_rate=cfg.drop_rate if cfg.drop_rate or not cfg.mc_dropout else 0.2,
-        num_threads=cfg.num_threads,
-        amp=cfg.amp,
-    )
+def _train_config(cfg: DistillConfig) -> TrainConfig:
+    """The learner's recipe with the run's seed, device and threads; MC dropout needs dropout in
+    the head, so it gets 0.2 unless set."""
+    drop = cfg.train.drop_rate if cfg.train.drop_rate or not cfg.mc_dropout else 0.2
+    return replace(cfg.train, drop_rate=drop, seed=cfg.seed, device=cfg.device, num_threads=cfg.num_threads)
 
 
 def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Path, progress: bool) -> Learner:
@@ -171,8 +219,8 @@ def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Pa
     from edgedistal.acquire.learners import FullLearner, ProxyLearner
     from edgedistal.data.images import load_images
 
-    images = load_images(pool.paths, cfg.image_size, progress=progress)
-    val_images = load_images(val.paths, cfg.image_size, progress=progress) if len(val) else None
+    images = load_images(pool.paths, cfg.train.image_size, progress=progress)
+    val_images = load_images(val.paths, cfg.train.image_size, progress=progress) if len(val) else None
     val_labels = val.labels if len(val) else None
     tcfg = _train_config(cfg)
     if cfg.mode == "full":
@@ -479,7 +527,7 @@ def run_distill(
     sub = materialise(dist, out, cfg.materialise)
     summary = {
         "mode": mode,
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "learner": learner.describe(),
         "pool": n,
         "val": len(val),

@@ -172,7 +172,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
             threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.distill import DistillConfig
+    from edgedistal.distill import DistillConfig, learner_train
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
@@ -188,8 +188,9 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_cap,
         seed_size=_number(seed_size, "--seed-size"),
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
-        backbone=backbone, image_size=image_size, steps=steps, epochs=epochs, batch_size=batch_size,
-        lr=lr, amp=amp, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
+        train=learner_train(backbone=backbone, image_size=image_size, max_steps=steps, epochs=epochs,
+                            batch_size=batch_size, lr=lr, amp=amp),
+        mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
         device=device, materialise=materialise, num_threads=threads, checkpoints=checkpoints, folds=folds,
         dynamics_dir=dynamics_dir, scores_dir=scores_dir, checkpoint=checkpoint,
     )
