@@ -31,7 +31,7 @@ from edgedistal.acquire.loop import (
     run_loop,
     schedule,
 )
-from edgedistal.acquire.strategies import get_strategy
+from edgedistal.acquire.registry import get_strategy
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError

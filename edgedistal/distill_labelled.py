@@ -28,7 +28,8 @@ from edgedistal.acquire import scores as S
 from edgedistal.acquire.dynamics import Dynamics, DynamicsConfig, compute_dynamics
 from edgedistal.acquire.learners import Scores
 from edgedistal.acquire.loop import PoolInfo, _round_record, derive_seed, resolve_count
-from edgedistal.acquire.strategies import SelectionState, get_strategy
+from edgedistal.acquire.registry import get_strategy
+from edgedistal.acquire.state import SelectionState
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic

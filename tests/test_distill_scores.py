@@ -75,7 +75,7 @@ def _distill(chain: Path, out: Path, *extra: object) -> int:
 @pytest.mark.parametrize("strategy", STRATEGIES + KMEANS_STRATEGIES)
 def test_ort_scores_pick_what_torch_scoring_picks(chain: Path, tmp_path: Path, strategy: str, monkeypatch) -> None:
     if strategy in KMEANS_STRATEGIES:
-        from edgedistal.acquire import strategies as st
+        from edgedistal.acquire import kernels as st
 
         orig = st.kmeans_pp
         monkeypatch.setattr(st, "kmeans_pp", lambda x, k, g, first=None: orig(x, k, g, 0 if first is None else first))

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from edgedistal.acquire.difficulty import DIFFICULTY
+from edgedistal.acquire.registry import STRATEGIES
 from edgedistal.acquire.scores import SCORES
-from edgedistal.acquire.strategies import STRATEGIES
 from edgedistal.commands.options import (
     AMOUNT,
     IMAGE_SIZE,

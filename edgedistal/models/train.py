@@ -207,6 +207,73 @@ class _Progress:
             self.bar.stop()
 
 
+def _check_fit_args(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None, val_y: np.ndarray | None,
+    cfg: TrainConfig, model: Detector | None,
+) -> tuple[np.ndarray, np.ndarray | None, bool, Any]:
+    """Refuse what would crash mid-run or write an untrained model; returns (train labels, val
+    labels, whether there is validation data, the augmentation spec)."""
+    train_y = np.asarray(train_y, dtype=np.int64)
+    _check_inputs(train_x, train_y, cfg.image_size if model is None else model.config.image_size, "training")
+    has_val = val_x is not None and val_y is not None and len(val_x) > 0
+    if has_val:
+        val_y = np.asarray(val_y, dtype=np.int64)
+        _check_inputs(val_x, val_y, train_x.shape[1], "validation")
+    if len(train_x) == 0:
+        raise EdgedistalError("no training images", "the manifest's train split is empty")
+    if cfg.max_steps is not None and cfg.max_steps < 1:  # 0 or -3 must not write an untrained model
+        raise EdgedistalError(f"steps must be >= 1, got {cfg.max_steps}", "pass --steps 1000 (or --epochs)")
+    if cfg.max_steps is None and not (math.isfinite(cfg.epochs) and cfg.epochs > 0):
+        raise EdgedistalError(f"epochs must be > 0, got {cfg.epochs}", "pass --epochs 10 (or --steps)")
+    if cfg.batch_size < 1:
+        raise EdgedistalError(f"batch size must be >= 1, got {cfg.batch_size}", "pass --batch-size 64")
+    try:
+        aug_spec = spec_for(cfg.augment)
+    except ValueError as exc:
+        raise EdgedistalError(str(exc), "use --augment none, light or standard") from exc
+    return train_y, val_y, has_val, aug_spec
+
+
+def _setup_device(cfg: TrainConfig) -> torch.device:
+    """Threads, seeds (before the model is built: its init draws from them) and the device."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def _prepare_model(model: Detector | None, cfg: TrainConfig, device: torch.device) -> tuple[Detector, nn.Module, bool]:
+    """The detector on ``device`` (built from ``cfg`` unless given), the module the loop calls
+    (compiled when asked) and whether inputs go channels_last."""
+    if model is None:
+        model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
+    model.to(device)
+    # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
+    use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    train_model: nn.Module = torch.compile(model) if cfg.compile else model
+    return model, train_model, use_cl
+
+
+def _optimizer(model: Detector, cfg: TrainConfig, device: torch.device) -> tuple[torch.optim.Optimizer, torch.dtype | None,
+                                                                                 torch.amp.GradScaler | None]:
+    """AdamW (fused on CUDA), the autocast dtype and, for fp16 on CUDA only, a grad scaler."""
+    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
+    if device.type == "cuda":
+        opt_kwargs["fused"] = True
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
+    lr_factor(cfg, 0.0)  # validate the schedule name before any work
+    dtype = amp_dtype(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
+    return opt, dtype, scaler
+
+
 def fit(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -230,41 +297,10 @@ def fit(
     Returns the model on the CPU in eval mode.
     """
     t_start = time.perf_counter()
-    train_y = np.asarray(train_y, dtype=np.int64)
-    _check_inputs(train_x, train_y, cfg.image_size if model is None else model.config.image_size, "training")
-    has_val = val_x is not None and val_y is not None and len(val_x) > 0
-    if has_val:
-        val_y = np.asarray(val_y, dtype=np.int64)
-        _check_inputs(val_x, val_y, train_x.shape[1], "validation")
-    if len(train_x) == 0:
-        raise EdgedistalError("no training images", "the manifest's train split is empty")
-    if cfg.max_steps is not None and cfg.max_steps < 1:  # 0 or -3 must not write an untrained model
-        raise EdgedistalError(f"steps must be >= 1, got {cfg.max_steps}", "pass --steps 1000 (or --epochs)")
-    if cfg.max_steps is None and not (math.isfinite(cfg.epochs) and cfg.epochs > 0):
-        raise EdgedistalError(f"epochs must be > 0, got {cfg.epochs}", "pass --epochs 10 (or --steps)")
-    if cfg.batch_size < 1:
-        raise EdgedistalError(f"batch size must be >= 1, got {cfg.batch_size}", "pass --batch-size 64")
-    try:
-        aug_spec = spec_for(cfg.augment)
-    except ValueError as exc:
-        raise EdgedistalError(str(exc), "use --augment none, light or standard") from exc
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    train_y, val_y, has_val, aug_spec = _check_fit_args(train_x, train_y, val_x, val_y, cfg, model)
+    device = _setup_device(cfg)
 
-    if model is None:
-        model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
-    model.to(device)
-    # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
-    use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = torch.compile(model) if cfg.compile else model
+    model, train_model, use_cl = _prepare_model(model, cfg, device)
 
     n = len(train_x)
     bs = min(cfg.batch_size, n)
@@ -285,13 +321,7 @@ def fit(
     mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
 
-    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
-    if device.type == "cuda":
-        opt_kwargs["fused"] = True
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
-    lr_factor(cfg, 0.0)  # validate the schedule name before any work
-    dtype = amp_dtype(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
+    opt, dtype, scaler = _optimizer(model, cfg, device)
 
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on any device
     on_device = isinstance(data, torch.Tensor)
