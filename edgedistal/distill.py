@@ -37,6 +37,7 @@ from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.train import TrainConfig
 from edgedistal.utils.io import atomic_path, write_json_atomic
+from edgedistal.utils.progress import Bar
 
 MODES = ("proxy", "full", "labelled")
 #: Smallest pool worth distilling, and the smallest labelled set a detector can train on
@@ -485,7 +486,7 @@ def run_distill(
     fp_src = json.dumps(fp, sort_keys=True)
     fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
 
-    bar = _Bar(len(targets), progress)
+    bar = Bar("distill", len(targets), progress)
     looped = _PauseBar(learner, bar)  # training/scoring draw their own bars meanwhile
 
     def after(rec: dict, state: LoopState) -> None:
@@ -493,7 +494,7 @@ def run_distill(
         for f, c in kept.items():
             if c == got or (c < got and c <= targets[0] and len(state.rounds) == 1):
                 _picked_manifest(pool, state, c).save(_milestone_path(out, f))
-        bar.step(rec)
+        bar.update(rec["round"] + 1, f"labelled {rec['labelled']}/{rec['target']}")
         if on_round:
             on_round(rec)
 
@@ -551,7 +552,7 @@ class _PauseBar:
     """Learner wrapper that hides the round bar during ``update``: rich allows one live display,
     and training and scoring show their own."""
 
-    def __init__(self, learner: Learner, bar: _Bar):
+    def __init__(self, learner: Learner, bar: Bar):
         self.learner, self.bar = learner, bar
         self.mode = getattr(learner, "mode", "custom")
 
@@ -567,51 +568,6 @@ class _PauseBar:
 
     def describe(self) -> dict:
         return self.learner.describe()
-
-
-class _Bar:
-    """A rich progress bar over rounds (quiet when not on a terminal)."""
-
-    def __init__(self, total: int, on: bool):
-        from edgedistal.utils.progress import enabled
-
-        self.progress = None
-        self.running = False
-        if on and enabled():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]distill"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
-            )
-            self.task = self.progress.add_task("", total=total)
-            self.resume()
-
-    def pause(self) -> None:
-        if self.progress is not None and self.running:
-            self.progress.stop()
-            self.running = False
-
-    def resume(self) -> None:
-        if self.progress is not None and not self.running:
-            self.progress.start()
-            self.running = True
-
-    def step(self, rec: dict) -> None:
-        if self.progress is not None:
-            self.progress.update(
-                self.task, completed=rec["round"] + 1,
-                description=f"labelled {rec['labelled']}/{rec['target']}",
-            )
-
-    def close(self) -> None:
-        self.pause()
 
 
 __all__ = ["DistillConfig", "DistillResult", "run_distill", "materialise", "HeadLearner"]

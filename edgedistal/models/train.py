@@ -28,6 +28,7 @@ from edgedistal.models.augment import BatchAugment, spec_for
 from edgedistal.models.metrics import binary_metrics
 from edgedistal.models.predict import amp_dtype, autocast, predict, resolve_device
 from edgedistal.models.registry import Detector, DetectorConfig, build_detector, save_checkpoint
+from edgedistal.utils.progress import Bar
 
 __all__ = ["TrainConfig", "FitResult", "fit", "predict", "resolve_device", "seed_everything", "train_on_manifest"]
 
@@ -173,38 +174,6 @@ def lr_factor(cfg: TrainConfig, progress: float) -> float:
         return start + (1 - start) * progress / warm
     t = (progress - warm) / max(1e-9, 1 - warm)
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-class _Progress:
-    """A rich progress bar with loss / val AUC, silent when not on a terminal."""
-
-    def __init__(self, total: int, enabled: bool):
-        from edgedistal.utils.progress import enabled as tty
-
-        self.bar = None
-        if enabled and tty():
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=total, info="")
-
-    def update(self, step: int, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _check_fit_args(
@@ -432,7 +401,7 @@ def fit(
     if resume is not None and Path(resume).exists():
         run = _load_training_state(resume, model, opt, gen, device, total, n, on_device)
 
-    bar = _Progress(total, progress)
+    bar = Bar("training", total, progress, eta=True)
     bar.update(run.step, "resumed" if run.step else "")
     stopped, train_time, lr_now = "steps", 0.0, cfg.lr
     try:
