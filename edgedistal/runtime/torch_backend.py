@@ -131,7 +131,9 @@ class TorchBackend(BaseBackend):
         return self._infer_cuda(images)
 
     def _forward_np(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p, e = self._forward(torch.from_numpy(np.ascontiguousarray(x)))
+        # memmap slices (the image cache) are read-only: torch wants a writable buffer
+        x = np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C")
+        p, e = self._forward(torch.from_numpy(x))
         return p.float().numpy(), e.float().numpy()
 
     def infer_chunks(self, chunks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
