@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistal.engines import check_engine_compatible, gpu_identity, import_tensorrt
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.base import BackendInfo, BaseBackend
+from edgedistal.runtime.trt_env import check_engine_compatible, gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
 
