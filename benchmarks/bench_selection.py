@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgedistal.acquire.strategies import (
+from edgedistal.acquire.kernels import (
     gradient_embeddings,
     k_center_greedy,
     kmeans_pp,

@@ -271,14 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"images: {images.shape} decoded/cached")
 
     # 2. distill (proxy mode by default: one detector trained on the seed set, a light head per round)
-    from edgedistal.distill import DistillConfig, run_distill
+    from edgedistal.distill import DistillConfig, learner_train, run_distill
 
     seed_size = args.seed_size or round(min(budgets) / 2, 4)
     dcfg = DistillConfig(budget=max(budgets), milestones=budgets, strategy=args.strategy,
                          seed_size=seed_size, rounds=args.rounds, mode=args.distill_mode,
-                         backbone=args.backbone, image_size=args.image_size, steps=args.distill_steps,
-                         batch_size=args.distill_batch_size, train_patience=args.distill_patience,
-                         lr=args.lr, amp=args.amp, seed=0, split_seed=args.split_seed,
+                         train=learner_train(backbone=args.backbone, image_size=args.image_size,
+                                             max_steps=args.distill_steps, batch_size=args.distill_batch_size,
+                                             patience=args.distill_patience, lr=args.lr, amp=args.amp),
+                         seed=0, split_seed=args.split_seed,
                          device=str(dev), num_threads=args.threads)
     t0 = time.perf_counter()
     from edgedistal.evaluate import as_methods

@@ -14,11 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.synth import SynthConfig, write_dataset
 from edgedistal.utils.io import read_json, write_json_atomic
+
+if TYPE_CHECKING:  # torch loads only when a stage runs
+    from edgedistal.models.train import TrainConfig
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     stage lines go to ``log`` (default: this module's logger at info level)."""
     from edgedistal.data.layouts import read_layout
     from edgedistal.data.split import group_split
-    from edgedistal.distill import DistillConfig, run_distill
+    from edgedistal.distill import DistillConfig, learner_train, run_distill
     from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
     from edgedistal.report import write_report
@@ -89,9 +92,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
                             seed=cfg.seed)
 
     done = stage("distill (active learning)")
-    dcfg = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="hybrid",
-                         seed_size=0.05, backbone=cfg.backbone, image_size=cfg.image_size,
-                         steps=cfg.distill_steps, batch_size=32, device=cfg.device, seed=cfg.seed)
+    dcfg = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="hybrid", seed_size=0.05,
+                         train=learner_train(backbone=cfg.backbone, image_size=cfg.image_size,
+                                             max_steps=cfg.distill_steps, batch_size=32),
+                         device=cfg.device, seed=cfg.seed)
     dist = run_distill(manifest, dcfg, out / "distilled", resume=(out / "distilled").exists(),
                        progress=progress)
     done()
@@ -138,7 +142,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     return summary
 
 
-def _train_deployable(manifest: Manifest, distilled: Manifest, train_cfg: Any, path: Path) -> None:
+def _train_deployable(manifest: Manifest, distilled: Manifest, train_cfg: TrainConfig, path: Path) -> None:
     """Train the detector users would deploy: on the distilled subset, early-stopped on val."""
     from edgedistal.data.images import load_images
     from edgedistal.models.registry import save_checkpoint

@@ -13,15 +13,16 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from edgedistal.acquire import scores as S
-from edgedistal.acquire.learners import HeadLearner, Learner, Scores, val_auc
+from edgedistal.acquire.learners import FixedLearner, HeadLearner, Learner, Scores, val_auc
 from edgedistal.acquire.loop import (
     LoopState,
     PoolInfo,
@@ -30,11 +31,13 @@ from edgedistal.acquire.loop import (
     run_loop,
     schedule,
 )
-from edgedistal.acquire.strategies import get_strategy
+from edgedistal.acquire.registry import get_strategy
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError
+from edgedistal.models.train import TrainConfig
 from edgedistal.utils.io import atomic_path, write_json_atomic
+from edgedistal.utils.progress import Bar
 
 MODES = ("proxy", "full", "labelled")
 #: Smallest pool worth distilling, and the smallest labelled set a detector can train on
@@ -44,9 +47,30 @@ MIN_SEED = 2
 MATERIALISE = ("none", "symlink", "hardlink", "copy")
 
 
+def learner_train(**changes: object) -> TrainConfig:
+    """The learner's detector recipe: :class:`TrainConfig` at distill's defaults (64 px, 5 epochs:
+    the learner is a proxy, smaller and shorter than `edgedistal train`'s 128 px, 10 epochs),
+    with ``changes`` applied."""
+    return replace(TrainConfig(image_size=64, epochs=5.0), **changes)  # type: ignore[arg-type]
+
+
+#: The learner settings a run's ``config.json`` held flat before ``DistillConfig.train`` existed,
+#: as (old name, TrainConfig name); kept flat in the fingerprint so those runs still resume.
+FLAT_TRAIN = (("backbone", "backbone"), ("image_size", "image_size"), ("steps", "max_steps"),
+              ("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("drop_rate", "drop_rate"),
+              ("amp", "amp"), ("train_patience", "patience"))
+#: Run-level settings the learner's TrainConfig takes from the run (one source each).
+RUN_LEVEL = ("seed", "device", "num_threads")
+
+
 @dataclass
 class DistillConfig:
-    """Settings of one run. Fractions (``0.2``) are of the pool; numbers > 1 are counts."""
+    """Settings of one run. Fractions (``0.2``) are of the pool; numbers > 1 are counts.
+
+    ``train`` is the learner's detector recipe (:func:`learner_train`); its ``seed``, ``device``
+    and ``num_threads`` are the run's own (``seed`` also seeds the loop, ``device`` also runs the
+    strategies), so they are set here and copied into ``train``.
+    """
 
     budget: float = 0.2
     milestones: tuple[float, ...] = ()
@@ -62,15 +86,7 @@ class DistillConfig:
     rounds: int | None = None  # equal rounds after the seed set (default 5) ...
     batch: float | None = None  # ... or a per-round batch (fraction or count)
     mode: str = "proxy"
-    backbone: str = "resnet18"
-    image_size: int = 64
-    steps: int | None = None
-    epochs: float = 5.0
-    batch_size: int = 64
-    lr: float = 2e-3
-    drop_rate: float = 0.0
-    amp: str = "auto"  # training precision of the learner's detector (TrainConfig.amp)
-    train_patience: int = 5
+    train: TrainConfig = field(default_factory=learner_train)
     mc_dropout: int = 0
     refresh_every: int = 0
     head_c: float = 1.0
@@ -86,6 +102,49 @@ class DistillConfig:
     checkpoints: int = 6
     folds: int = 0
     dynamics_dir: str | None = None
+    #: An `edgedistal score` folder (scores.parquet + embeddings.npy of the pool): select from
+    #: those scores instead of training a learner (see :func:`scores_learner`).
+    scores_dir: str | None = None
+    #: A detector checkpoint that scores the pool once here (torch, the `score` command's
+    #: scorer) into OUT/scores; then the same selection as with ``scores_dir``.
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):  # read back from config.json
+            self.train = TrainConfig(**self.train)
+        default = TrainConfig()
+        for k in RUN_LEVEL:  # the learner takes the run's value: refuse one it would override
+            mine, theirs = getattr(self, k), getattr(self.train, k)
+            if theirs != getattr(default, k) and theirs != mine:
+                raise EdgedistalError(f"train.{k}={theirs!r} differs from the run's {k}={mine!r}",
+                                      f"set {k} on DistillConfig (the learner takes the run's)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``config.json``'s ``config``: ``train`` without the run-level keys it takes from the run."""
+        d = asdict(self)
+        for k in RUN_LEVEL:
+            d["train"].pop(k)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DistillConfig:
+        """A config from ``config.json``'s ``config``: nested (``train``) or the flat form of runs
+        made before it (``backbone``, ``steps``, ``train_patience`` … at the top level)."""
+        d = dict(d)
+        train = dict(d.pop("train", None) or {})
+        for old, new in FLAT_TRAIN:
+            if old in d:
+                train[new] = d.pop(old)
+        for k in RUN_LEVEL:
+            train.pop(k, None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise EdgedistalError(f"unknown distill setting(s) {', '.join(unknown)}",
+                                  "the run was made by another edgedistal version: distil it again")
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d, train=learner_train(**train))
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -98,12 +157,25 @@ class DistillConfig:
             raise EdgedistalError(f"rounds must be >= 1, got {self.rounds}", "pass --rounds 5 (or leave it out)")
         if self.rounds is not None and self.batch is not None:
             raise EdgedistalError("both rounds and batch given", "pass either --rounds N or --batch K")
+        if self.scores_dir is not None and self.checkpoint is not None:
+            raise EdgedistalError("both --scores and --checkpoint given", "pass one: --scores DIR or --checkpoint CKPT")
+        if (self.scores_dir or self.checkpoint) is not None and self.mode != "proxy":
+            raise EdgedistalError(f"--scores replaces the learner, so --mode {self.mode} cannot train one",
+                                  "drop --mode (or drop --scores to train a learner)")
 
     def fingerprint_dict(self) -> dict:
-        """The settings that change the selection (not device, threads or materialisation)."""
+        """The settings that change the selection (not device, threads or materialisation).
+
+        The learner's recipe is written flat under its pre-nesting names, and other TrainConfig
+        fields only when changed, so a run made before ``train`` existed still resumes."""
         d = asdict(self)
-        for k in ("device", "materialise", "num_threads", "dynamics_dir"):
-            d.pop(k)
+        train = d.pop("train")
+        d.update({old: train[new] for old, new in FLAT_TRAIN})
+        default = asdict(learner_train())
+        flat = {new for _, new in FLAT_TRAIN} | set(RUN_LEVEL)
+        d.update({f"train.{k}": v for k, v in train.items() if k not in flat and v != default[k]})
+        for k in ("device", "materialise", "num_threads", "dynamics_dir", "scores_dir", "checkpoint"):
+            d.pop(k)  # scores_dir/checkpoint: paths; run_distill fingerprints the scores instead
         for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
             if d[k] == default:
                 d.pop(k)
@@ -136,23 +208,11 @@ def check_pool(pool: Manifest) -> None:
     require_both_classes(pool, "the pool (train split)")
 
 
-def _train_config(cfg: DistillConfig):
-    from edgedistal.models.train import TrainConfig
-
-    return TrainConfig(
-        backbone=cfg.backbone,
-        image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        max_steps=cfg.steps,
-        epochs=cfg.epochs,
-        patience=cfg.train_patience,
-        seed=cfg.seed,
-        device=cfg.device,
-        drop_rate=cfg.drop_rate if cfg.drop_rate or not cfg.mc_dropout else 0.2,
-        num_threads=cfg.num_threads,
-        amp=cfg.amp,
-    )
+def _train_config(cfg: DistillConfig) -> TrainConfig:
+    """The learner's recipe with the run's seed, device and threads; MC dropout needs dropout in
+    the head, so it gets 0.2 unless set."""
+    drop = cfg.train.drop_rate if cfg.train.drop_rate or not cfg.mc_dropout else 0.2
+    return replace(cfg.train, drop_rate=drop, seed=cfg.seed, device=cfg.device, num_threads=cfg.num_threads)
 
 
 def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Path, progress: bool) -> Learner:
@@ -160,8 +220,8 @@ def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Pa
     from edgedistal.acquire.learners import FullLearner, ProxyLearner
     from edgedistal.data.images import load_images
 
-    images = load_images(pool.paths, cfg.image_size, progress=progress)
-    val_images = load_images(val.paths, cfg.image_size, progress=progress) if len(val) else None
+    images = load_images(pool.paths, cfg.train.image_size, progress=progress)
+    val_images = load_images(val.paths, cfg.train.image_size, progress=progress) if len(val) else None
     val_labels = val.labels if len(val) else None
     tcfg = _train_config(cfg)
     if cfg.mode == "full":
@@ -170,6 +230,79 @@ def build_learner(cfg: DistillConfig, pool: Manifest, val: Manifest, workdir: Pa
     return ProxyLearner(images, pool.labels, val_images, val_labels, tcfg, workdir,
                         refresh_every=cfg.refresh_every, mc_dropout=cfg.mc_dropout,
                         head_c=cfg.head_c, progress=progress)
+
+
+def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Manifest,
+                   manifest_ids: set[str] | None = None) -> FixedLearner:
+    """A learner over `edgedistal score` output, checked against this manifest's train pool.
+
+    The scores may cover more rows than the pool (the whole manifest: val rows then give the
+    val AUC); every pool row must be there, and none may be outside ``manifest_ids``.
+    """
+    from edgedistal.score import read_scores
+
+    d = Path(scores_dir)
+    table, emb = read_scores(d)
+    fix = f"score this manifest's pool: edgedistal score --manifest MANIFEST --split train -o {d}"
+    where = {sid: i for i, sid in enumerate(table["sample_id"].astype(str))}
+    pool_ids = pool.df["sample_id"].astype(str)
+    missing = [sid for sid in pool_ids if sid not in where]
+    if missing:
+        raise EdgedistalError(f"{d}: {len(table):,} scored rows miss {len(missing):,} of the pool's {len(pool):,} "
+                              f"train samples (e.g. {missing[0]})", fix)
+    if manifest_ids is not None:
+        foreign = [sid for sid in where if sid not in manifest_ids]
+        if foreign:  # val/test rows of this manifest are fine; a row of no split is another's
+            raise EdgedistalError(f"{d}: {len(foreign):,} scored rows are not in this manifest "
+                                  f"(e.g. {foreign[0]}): scores of another manifest", fix)
+    rows = np.fromiter((where[sid] for sid in pool_ids), np.int64, len(pool))
+    if "label" in table and not np.array_equal(table["label"].to_numpy()[rows].astype(np.int64), pool.labels):
+        raise EdgedistalError(f"{d}: the scored labels differ from the manifest's (scores of another version?)", fix)
+    val_probs = None
+    val_ids = val.df["sample_id"].astype(str)
+    if len(val) and all(sid in where for sid in val_ids):
+        val_probs = table["prob"].to_numpy(np.float32)[[where[sid] for sid in val_ids]]
+    probs = table["prob"].to_numpy(np.float32)[rows]
+    embeddings = np.ascontiguousarray(emb[rows], np.float32)
+    if not np.isfinite(embeddings).all():
+        raise EdgedistalError(f"{d}: non-finite embeddings", fix)
+    h = hashlib.sha1(probs.tobytes())
+    h.update(embeddings.tobytes())
+    return FixedLearner(Scores(probs, embeddings, None, val_probs), source=str(d), digest=h.hexdigest())
+
+
+def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progress: bool, resume: bool) -> Path:
+    """Score the train + val rows with ``cfg.checkpoint`` through the torch backend and the
+    `score` command's scorer into ``out/scores`` (reused when already there)."""
+    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.runtime.torch_backend import TorchBackend
+    from edgedistal.score import SUMMARY_FILE, score_manifest
+
+    dest = out / "scores"
+    if resume and (dest / SUMMARY_FILE).exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    model, _ = load_checkpoint(cfg.checkpoint)
+    rows = Manifest(manifest.df[manifest.df["split"].isin(["train", "val"])].reset_index(drop=True))
+    backend = TorchBackend(model, "fp32", device=cfg.device, batch_size=256)
+    try:
+        score_manifest(rows, backend, dest, batch_size=256, progress=progress)
+    finally:
+        backend.close()
+    return dest
+
+
+def _check_scores_strategy(cfg: DistillConfig) -> None:
+    """Precomputed scores hold probabilities and embeddings only: no MC-dropout passes (BALD),
+    no training dynamics (the difficulty scores of --mode labelled)."""
+    wants = {cfg.strategy.split("+")[-1], str(cfg.strategy_kw.get("score", ""))}
+    if "bald" in wants:
+        raise EdgedistalError("BALD needs MC-dropout passes, which `edgedistal score` output does not hold",
+                              "pick --score entropy/margin, or drop --scores and add --mc-dropout 10")
+    lacking = {str(cfg.strategy_kw.get("score", ""))} - set(S.SCORES) - {""}
+    if lacking:
+        raise EdgedistalError(f"the {lacking.pop()!r} score needs training dynamics, which the scores lack",
+                              "use --mode labelled without --scores, or --score entropy")
 
 
 def _cold_features(strategy, learner: Learner) -> None:
@@ -301,6 +434,10 @@ def run_distill(
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
     check_pool(pool)
+    if learner is None and (cfg.scores_dir or cfg.checkpoint) is not None:
+        _check_scores_strategy(cfg)
+        scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
+        learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))
     if cfg.mode == "labelled" and learner is None:
         from edgedistal.distill_labelled import run_labelled
 
@@ -314,7 +451,10 @@ def run_distill(
     ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
     kept = {f: c for f, c in ms.items() if c <= budget}
     dropped = sorted(f for f in ms if f not in kept)
-    targets = schedule(n, seed_size, budget, batch=batch, rounds=cfg.rounds, milestones=list(kept.values()))
+    rounds = cfg.rounds
+    if isinstance(learner, FixedLearner) and rounds is None and batch is None:
+        rounds = 1  # the scores do not change between rounds: one selection after the seed set
+    targets = schedule(n, seed_size, budget, batch=batch, rounds=rounds, milestones=list(kept.values()))
 
     state_path = out / "state.json"
     workdir = out / "learner"
@@ -340,10 +480,13 @@ def run_distill(
         pool_labels=pool.labels if cfg.label_aware else None,
         videos=pool.df["video"].to_numpy(dtype=object),
     )
-    fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}, sort_keys=True)
+    fp: dict = {"cfg": cfg.fingerprint_dict(), "pool": _pool_hash(pool), "mode": mode}
+    if isinstance(learner, FixedLearner):
+        fp["scores"] = learner.digest  # rescored pool: different selection
+    fp_src = json.dumps(fp, sort_keys=True)
     fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
 
-    bar = _Bar(len(targets), progress)
+    bar = Bar("distill", len(targets), progress)
     looped = _PauseBar(learner, bar)  # training/scoring draw their own bars meanwhile
 
     def after(rec: dict, state: LoopState) -> None:
@@ -351,7 +494,7 @@ def run_distill(
         for f, c in kept.items():
             if c == got or (c < got and c <= targets[0] and len(state.rounds) == 1):
                 _picked_manifest(pool, state, c).save(_milestone_path(out, f))
-        bar.step(rec)
+        bar.update(rec["round"] + 1, f"labelled {rec['labelled']}/{rec['target']}")
         if on_round:
             on_round(rec)
 
@@ -385,7 +528,7 @@ def run_distill(
     sub = materialise(dist, out, cfg.materialise)
     summary = {
         "mode": mode,
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "learner": learner.describe(),
         "pool": n,
         "val": len(val),
@@ -409,7 +552,7 @@ class _PauseBar:
     """Learner wrapper that hides the round bar during ``update``: rich allows one live display,
     and training and scoring show their own."""
 
-    def __init__(self, learner: Learner, bar: _Bar):
+    def __init__(self, learner: Learner, bar: Bar):
         self.learner, self.bar = learner, bar
         self.mode = getattr(learner, "mode", "custom")
 
@@ -425,51 +568,6 @@ class _PauseBar:
 
     def describe(self) -> dict:
         return self.learner.describe()
-
-
-class _Bar:
-    """A rich progress bar over rounds (quiet when not on a terminal)."""
-
-    def __init__(self, total: int, on: bool):
-        from edgedistal.utils.progress import enabled
-
-        self.progress = None
-        self.running = False
-        if on and enabled():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]distill"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
-            )
-            self.task = self.progress.add_task("", total=total)
-            self.resume()
-
-    def pause(self) -> None:
-        if self.progress is not None and self.running:
-            self.progress.stop()
-            self.running = False
-
-    def resume(self) -> None:
-        if self.progress is not None and not self.running:
-            self.progress.start()
-            self.running = True
-
-    def step(self, rec: dict) -> None:
-        if self.progress is not None:
-            self.progress.update(
-                self.task, completed=rec["round"] + 1,
-                description=f"labelled {rec['labelled']}/{rec['target']}",
-            )
-
-    def close(self) -> None:
-        self.pause()
 
 
 __all__ = ["DistillConfig", "DistillResult", "run_distill", "materialise", "HeadLearner"]

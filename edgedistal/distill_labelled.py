@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,17 +28,22 @@ from edgedistal.acquire import scores as S
 from edgedistal.acquire.dynamics import Dynamics, DynamicsConfig, compute_dynamics
 from edgedistal.acquire.learners import Scores
 from edgedistal.acquire.loop import PoolInfo, _round_record, derive_seed, resolve_count
-from edgedistal.acquire.strategies import SelectionState, get_strategy
+from edgedistal.acquire.registry import get_strategy
+from edgedistal.acquire.state import SelectionState
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
+if TYPE_CHECKING:  # distill imports this module lazily; the type only
+    from edgedistal.distill import DistillConfig
 
-def dynamics_config(cfg) -> DynamicsConfig:
-    """The proxy run of a :class:`~edgedistal.distill.DistillConfig` (its training options)."""
-    return DynamicsConfig(backbone=cfg.backbone, epochs=cfg.epochs, steps=cfg.steps, checkpoints=cfg.checkpoints,
-                          batch_size=cfg.batch_size, lr=cfg.lr, folds=cfg.folds, seed=cfg.seed,
-                          device=cfg.device, amp=cfg.amp, num_threads=cfg.num_threads)
+
+def dynamics_config(cfg: DistillConfig) -> DynamicsConfig:
+    """The proxy run of a :class:`~edgedistal.distill.DistillConfig` (its learner's recipe)."""
+    t = cfg.train
+    return DynamicsConfig(backbone=t.backbone, epochs=t.epochs, steps=t.max_steps, checkpoints=cfg.checkpoints,
+                          batch_size=t.batch_size, lr=t.lr, folds=cfg.folds, seed=cfg.seed,
+                          device=cfg.device, amp=t.amp, num_threads=cfg.num_threads)
 
 
 def _dynamics_key(dcfg: DynamicsConfig, image_size: int, pool_hash: str) -> str:
@@ -48,10 +54,10 @@ def _dynamics_key(dcfg: DynamicsConfig, image_size: int, pool_hash: str) -> str:
     return hashlib.sha1(src.encode()).hexdigest()
 
 
-def pool_dynamics(cfg, pool: Manifest, workdir: Path, pool_hash: str, progress: bool) -> Dynamics:
+def pool_dynamics(cfg: DistillConfig, pool: Manifest, workdir: Path, pool_hash: str, progress: bool) -> Dynamics:
     """Cached dynamics of ``pool`` (``workdir``, then ``cfg.dynamics_dir``), else one proxy run."""
     dcfg = dynamics_config(cfg)
-    key = _dynamics_key(dcfg, cfg.image_size, pool_hash)
+    key = _dynamics_key(dcfg, cfg.train.image_size, pool_hash)
     for folder in [workdir] + ([Path(cfg.dynamics_dir)] if cfg.dynamics_dir else []):
         dyn = Dynamics.load(folder)
         if dyn is not None and dyn.cost.get("key") == key:
@@ -64,11 +70,11 @@ def pool_dynamics(cfg, pool: Manifest, workdir: Path, pool_hash: str, progress: 
                               "--epochs/--steps, --checkpoints, --folds and --seed, or drop --dynamics")
     from edgedistal.data.images import load_images
 
-    images = load_images(pool.paths, cfg.image_size, progress=progress)
+    images = load_images(pool.paths, cfg.train.image_size, progress=progress)
     dyn = compute_dynamics(images, pool.labels, pool.df["sample_id"].to_numpy(), dcfg,
                            groups=pool.df["group"].to_numpy(dtype=object))
     dyn.cost["key"] = key
-    dyn.cost["image_size"] = cfg.image_size
+    dyn.cost["image_size"] = cfg.train.image_size
     dyn.save(workdir)
     return dyn
 
@@ -82,7 +88,7 @@ def _selection(pool: Manifest, picks: np.ndarray, r: int, reasons: dict[int, str
 
 
 def run_labelled(
-    manifest: Manifest, cfg, out: Path, *, resume: bool = False, progress: bool = True,
+    manifest: Manifest, cfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
     on_round: Callable[[dict], None] | None = None,
 ):
     """Select every milestone budget (and the final one) from ``manifest``'s train split."""
@@ -165,7 +171,7 @@ def run_labelled(
     picked[final] = True
     summary = {
         "mode": "labelled",
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "learner": {"mode": "labelled", "proxy": dyn.cost.get("config"), "image_size": dyn.cost.get("image_size")},
         "pool": n,
         "val": len(val),

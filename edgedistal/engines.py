@@ -19,7 +19,13 @@ from typing import Any
 from edgedistal.artifacts import artifact_sidecar, engine_filename
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.export import model_filename, sha256_file
-from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+from edgedistal.runtime.trt_env import (  # noqa: F401  (what loading an engine checks; builders re-use it)
+    check_engine_compatible,
+    compat_problems,
+    gpu_identity,
+    import_tensorrt,
+)
+from edgedistal.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,69 +35,6 @@ SUMMARY = "engines.json"
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     return artifact_sidecar(engine_path)
-
-
-def import_tensorrt() -> Any:
-    """``import tensorrt`` or raise a MissingDependencyError that says what to do."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "TensorRT is not installed (python package `tensorrt`)",
-            "install TensorRT 10 on the target (e.g. `pip install tensorrt` or JetPack), or use "
-            "--backend onnxruntime / torch",
-        ) from exc
-    return trt
-
-
-def gpu_identity() -> dict[str, Any]:
-    """Name and compute capability of CUDA device 0 via cuda-python (torch as a fallback)."""
-    try:
-        from cuda.bindings import runtime as cudart
-
-        err, prop = cudart.cudaGetDeviceProperties(0)
-        if err == cudart.cudaError_t.cudaSuccess:
-            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-            return {"gpu": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
-    except ImportError:
-        pass
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EdgedistalError("no CUDA GPU found", "TensorRT engines need an NVIDIA GPU")
-    major, minor = torch.cuda.get_device_capability(0)
-    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
-
-
-# -- compatibility ----------------------------------------------------------------------------
-def compat_problems(sidecar: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What differs between the build system in ``sidecar`` and the ``current`` one."""
-    problems = []
-    for key, what in (("tensorrt", "TensorRT version"), ("compute_capability", "GPU compute capability"),
-                      ("gpu", "GPU")):
-        built, now = sidecar.get(key), current.get(key)
-        if built is not None and now is not None and str(built) != str(now):
-            problems.append(f"{what}: built with {built}, running {now}")
-    return problems
-
-
-def check_engine_compatible(engine_path: str | os.PathLike[str], current: dict[str, Any]) -> dict[str, Any]:
-    """Read the engine's sidecar; raise a 'rebuild' error if it was built elsewhere."""
-    side = sidecar_path(engine_path)
-    if not side.exists():
-        raise EdgedistalError(
-            f"{side}: engine sidecar missing, cannot tell which GPU/TensorRT built {Path(engine_path).name}",
-            "rebuild the engines on this machine: `edgedistal engines --export-dir export --out engines`",
-        )
-    meta = read_json(side)
-    problems = compat_problems(meta, current)
-    if problems:
-        raise EdgedistalError(
-            f"{engine_path}: engine was built for another system ({'; '.join(problems)}); rebuild it",
-            "TensorRT engines are not portable: rebuild them on this machine with "
-            "`edgedistal engines --export-dir export --out engines`",
-        )
-    return meta
 
 
 # -- TensorRT build ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,9 @@ from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.train import TrainConfig
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+
+if TYPE_CHECKING:  # distill imports evaluate's baselines; the type only
+    from edgedistal.distill import DistillConfig
 
 log_ = logging.getLogger(__name__)
 
@@ -374,7 +377,7 @@ def run_evaluation(
     out_dir: str | Path,
     eval_cfg: EvalConfig | None = None,
     resume: bool = True,
-    distill_cfg: Any = None,
+    distill_cfg: DistillConfig | None = None,
     progress: bool = True,
     images: np.ndarray | None = None,
     image_loader: Callable[[Manifest, int, bool], np.ndarray] | None = None,
@@ -489,15 +492,19 @@ def run_evaluation(
     return EvalResult(cells, summary, out)
 
 
-def _run_distill(manifest: Manifest, distill_cfg: Any, out: Path, budgets: Sequence[float], progress: bool) -> Path:
-    """Distil once with milestones at the evaluation budgets (resumes a previous run)."""
+def _run_distill(manifest: Manifest, distill_cfg: DistillConfig | None, out: Path, budgets: Sequence[float],
+                 progress: bool) -> Path:
+    """Distil once with milestones at the evaluation budgets (resumes a previous run). The
+    budgets are the one source: a ``distill_cfg`` with other milestones is refused, not overridden."""
     from edgedistal.distill import DistillConfig, run_distill
 
     dcfg = distill_cfg or DistillConfig()
-    names = {f.name for f in dataclasses.fields(dcfg)}
-    if "milestones" in names:
-        dcfg = dataclasses.replace(dcfg, milestones=tuple(sorted(budgets)))
-    if "budget" in names and isinstance(dcfg.budget, float) and dcfg.budget <= 1:
-        dcfg = dataclasses.replace(dcfg, budget=max(max(budgets), dcfg.budget))
+    want = tuple(sorted(float(b) for b in budgets))
+    if dcfg.milestones and tuple(sorted(float(m) for m in dcfg.milestones)) != want:
+        raise EdgedistalError(f"distill_cfg.milestones {tuple(dcfg.milestones)} differ from the evaluation budgets {want}",
+                              "leave distill_cfg.milestones empty: evaluate sets them to its budgets")
+    dcfg = dataclasses.replace(dcfg, milestones=want)
+    if isinstance(dcfg.budget, float) and dcfg.budget <= 1:
+        dcfg = dataclasses.replace(dcfg, budget=max(max(want), dcfg.budget))
     result = run_distill(manifest, dcfg, out, resume=True, progress=progress)
     return Path(getattr(result, "out_dir", out))

@@ -225,3 +225,26 @@ class embedding_writer:
     def __exit__(self, *exc: object) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
+
+
+def read_scores(scores_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``scores.parquet`` + ``embeddings.npy`` of a finished :func:`score_manifest` run, checked
+    row-aligned and finite so a selection never reads a half-written or mismatched pair."""
+    d = Path(scores_dir)
+    fix = f"score the pool first: edgedistal score --manifest MANIFEST -o {d}"
+    if not (d / SCORES_FILE).exists() or not (d / EMBEDDINGS_FILE).exists():
+        raise EdgedistalError(f"{d}: no {SCORES_FILE} + {EMBEDDINGS_FILE} (not an `edgedistal score` folder)", fix)
+    try:
+        table = pd.read_parquet(d / SCORES_FILE)
+        emb = np.load(d / EMBEDDINGS_FILE, mmap_mode="r")
+    except Exception as exc:  # pyarrow / numpy raise many types for a damaged file
+        raise EdgedistalError(f"{d}: cannot read the scores ({exc})", fix) from exc
+    if "sample_id" not in table or "prob" not in table:
+        raise EdgedistalError(f"{d / SCORES_FILE}: no sample_id/prob columns", fix)
+    if emb.ndim != 2 or len(emb) != len(table):
+        raise EdgedistalError(f"{d}: {len(table)} score rows but embeddings of shape {emb.shape}", fix)
+    if table["sample_id"].duplicated().any():
+        raise EdgedistalError(f"{d / SCORES_FILE}: sample_id repeats (merged twice?)", fix)
+    if not np.isfinite(table["prob"].to_numpy(np.float64)).all():
+        raise EdgedistalError(f"{d / SCORES_FILE}: non-finite probabilities", fix)
+    return table, emb

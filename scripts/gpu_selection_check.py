@@ -20,13 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgedistal.acquire.strategies import (  # noqa: E402
-    SelectionState,
-    get_strategy,
-    gradient_embeddings,
-    k_center_greedy,
-    kmeans_pp,
-)
+from edgedistal.acquire.kernels import gradient_embeddings, k_center_greedy, kmeans_pp  # noqa: E402
+from edgedistal.acquire.registry import get_strategy  # noqa: E402
+from edgedistal.acquire.state import SelectionState  # noqa: E402
 
 
 def sync(dev: torch.device) -> None:

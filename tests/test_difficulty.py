@@ -13,7 +13,10 @@ from edgedistal.acquire.coldstart import ColdStart, ProbCover, purity_radius
 from edgedistal.acquire.difficulty import CCS, D2Pruning, EasyToHard, ccs_hard_cut, share_budget
 from edgedistal.acquire.dynamics import group_folds, scores_from_logits
 from edgedistal.acquire.frequency import azimuthal_spectrum, frequency_features, log_dct_stats
-from edgedistal.acquire.strategies import RandomSampling, SelectionState, get_strategy, knn
+from edgedistal.acquire.kernels import knn
+from edgedistal.acquire.registry import get_strategy
+from edgedistal.acquire.state import SelectionState
+from edgedistal.acquire.strategies import RandomSampling
 
 
 def _scored_state(d: np.ndarray, emb: np.ndarray | None = None, **kw) -> SelectionState:

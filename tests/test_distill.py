@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from edgedistal.acquire.loop import plateaued, resolve_count, schedule
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.data.synth import SynthConfig, generate
-from edgedistal.distill import DistillConfig, run_distill
+from edgedistal.distill import DistillConfig, learner_train, run_distill
 
 
 class Crash(RuntimeError):
@@ -165,9 +166,9 @@ def test_cli_proxy_detector_resume_and_materialise(tmp_path, synth_dir):
     assert (tmp_path / "full" / "milestones" / "budget_0.300.parquet").exists()
 
     m = Manifest.load(man)
-    cfg = DistillConfig(budget=0.5, seed_size=0.15, rounds=3, milestones=(0.3, 0.5), backbone="resnet10t",
-                        image_size=32, steps=6, batch_size=16, refresh_every=2, device="cpu",
-                        num_threads=1)
+    cfg = DistillConfig(budget=0.5, seed_size=0.15, rounds=3, milestones=(0.3, 0.5), refresh_every=2, device="cpu",
+                        num_threads=1, train=learner_train(backbone="resnet10t", image_size=32, max_steps=6,
+                                                           batch_size=16))
 
     def boom(rec: dict) -> None:
         if rec["round"] == 2:
@@ -184,9 +185,9 @@ def test_full_mode_retrains_each_round(tmp_path, synth_dir):
     from edgedistal.data.layouts import read_layout
 
     m = read_layout(synth_dir).manifest
-    cfg = DistillConfig(budget=0.4, seed_size=0.15, rounds=2, mode="full", backbone="resnet10t",
-                        image_size=32, steps=4, batch_size=16, device="cpu", strategy="kcenter",
-                        num_threads=1)
+    cfg = DistillConfig(budget=0.4, seed_size=0.15, rounds=2, mode="full", device="cpu", strategy="kcenter",
+                        num_threads=1, train=learner_train(backbone="resnet10t", image_size=32, max_steps=4,
+                                                           batch_size=16))
     res = run_distill(m, cfg, tmp_path / "f", progress=False)
     assert res.config["mode"] == "full" and res.config["learner"]["mode"] == "full"
     assert len(res.rounds) == 3 and len(res.manifest) == res.config["budget"]
@@ -215,3 +216,54 @@ def test_label_aware_balance_and_pairs_hold_at_every_milestone(tmp_path, synth_p
                         learner=_learner(m, feats), progress=False)
     assert blind.manifest.df["sample_id"].tolist() != Manifest.load(
         tmp_path / "bal" / "distilled.parquet").df["sample_id"].tolist()
+
+
+# -- the nested config: DistillConfig.train, old config.json files -----------------------------
+PROOF = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "proof_dfdc_cpu" / "distilled"
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in PROOF.iterdir()) if PROOF.exists() else [])
+def test_old_flat_config_json_reads_and_keeps_its_fingerprint(folder: str) -> None:
+    """Runs made before ``train`` nested still load, and fingerprint as they did (so they resume)."""
+    from edgedistal.baselines import distilled_name
+
+    old = json.loads((PROOF / folder / "config.json").read_text())["config"]
+    cfg = DistillConfig.from_dict(old)
+    assert cfg.train.backbone == old["backbone"] and cfg.train.max_steps == old["steps"]
+    assert cfg.train.patience == old["train_patience"] and cfg.seed == old["seed"]
+    want = {k: v for k, v in old.items() if k not in ("device", "materialise", "num_threads", "dynamics_dir")}
+    for k, default in (("checkpoints", 6), ("folds", 0)):
+        if want.get(k) == default:
+            want.pop(k)
+    assert cfg.fingerprint_dict() == want
+    assert distilled_name(PROOF / folder) == old["strategy"]  # what evaluate --distilled reads
+    again = DistillConfig.from_dict(cfg.to_dict())  # the nested form round-trips
+    assert again == cfg
+
+
+def test_train_settings_have_one_source() -> None:
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.models.train import TrainConfig
+
+    with pytest.raises(EdgedistalError, match="train.seed"):
+        DistillConfig(seed=1, train=learner_train(seed=2))
+    cfg = DistillConfig(seed=3, device="cpu", train=learner_train(lr=1e-3))
+    from edgedistal.distill import _train_config
+
+    t = _train_config(cfg)
+    assert (t.seed, t.device, t.lr, t.image_size) == (3, "cpu", 1e-3, 64)
+    assert "seed" not in cfg.to_dict()["train"]
+    changed = DistillConfig(train=learner_train(weight_decay=0.1)).fingerprint_dict()
+    assert changed["train.weight_decay"] == 0.1 and "train.weight_decay" not in DistillConfig().fingerprint_dict()
+    assert TrainConfig().image_size != DistillConfig().train.image_size  # the learner is a smaller proxy
+    with pytest.raises(EdgedistalError, match="unknown distill setting"):
+        DistillConfig.from_dict({"budget": 0.2, "bogus": 1})
+
+
+def test_evaluate_budgets_are_the_one_source_of_milestones(tmp_path, synth_pool) -> None:
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.evaluate import _run_distill
+
+    m, _ = synth_pool
+    with pytest.raises(EdgedistalError, match="differ from the evaluation budgets"):
+        _run_distill(m, _cfg(milestones=(0.1,)), tmp_path / "d", (0.2, 0.3), progress=False)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from edgedistal.data.manifest import Manifest
-from edgedistal.distill import DistillConfig, run_distill
+from edgedistal.distill import DistillConfig, learner_train, run_distill
 
 
 class Crash(RuntimeError):
@@ -31,8 +31,8 @@ ARGS = ["--mode", "labelled", "--budget", "0.4", "--milestones", "0.2,0.4", "--b
 
 
 def _cfg(**kw) -> DistillConfig:
-    base = dict(mode="labelled", budget=0.4, milestones=(0.2, 0.4), backbone="resnet10t", image_size=32, epochs=2.0,
-                batch_size=16, checkpoints=4, device="cpu", num_threads=1, strategy="ccs")
+    base = dict(mode="labelled", budget=0.4, milestones=(0.2, 0.4), checkpoints=4, device="cpu", num_threads=1,
+                strategy="ccs", train=learner_train(backbone="resnet10t", image_size=32, epochs=2.0, batch_size=16))
     base.update(kw)
     return DistillConfig(**base)
 

@@ -295,11 +295,11 @@ def test_cli_compares_several_methods_in_one_table(synth_manifest, tmp_path: Pat
 
 
 def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_manifest, tmp_path: Path) -> None:
-    from edgedistal.distill import DistillConfig
+    from edgedistal.distill import DistillConfig, learner_train
     from edgedistal.models.train import TrainConfig
 
-    dcfg = DistillConfig(budget=0.1, seed_size=0.1, rounds=2, image_size=32, steps=3, batch_size=8,
-                         device="cpu", num_threads=1)
+    dcfg = DistillConfig(budget=0.1, seed_size=0.1, rounds=2, device="cpu", num_threads=1,
+                         train=learner_train(image_size=32, max_steps=3, batch_size=8))
     cfg = TrainConfig(image_size=32, batch_size=8, max_steps=3, augment="none", schedule="cosine",
                       device="cpu", num_threads=1)
     res = run_evaluation(synth_manifest, train_cfg=cfg, distill_cfg=dcfg, out_dir=tmp_path / "eval",

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistal.acquire import strategies as st
-from edgedistal.acquire.strategies import STRATEGIES, SelectionState, get_strategy
+from edgedistal.acquire import kernels as st
+from edgedistal.acquire.registry import STRATEGIES, get_strategy
+from edgedistal.acquire.state import SelectionState
 
 
 def _state(n=600, d=16, n_lab=30, seed=0, mc=True):

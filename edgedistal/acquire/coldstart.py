@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from edgedistal.acquire.strategies import SelectionState, Strategy, kmeans, knn, min_sq_dist
+from edgedistal.acquire.kernels import kmeans, knn, min_sq_dist
+from edgedistal.acquire.state import SelectionState, Strategy
 
 
 def purity_radius(x: torch.Tensor, labels: np.ndarray, purity: float = 0.95) -> float:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from edgedistal.acquire import scores as S
-from edgedistal.acquire.strategies import SelectionState, knn
+from edgedistal.acquire.kernels import knn
+from edgedistal.acquire.state import SelectionState
 
 #: Score columns and the sign that turns them into a difficulty (higher = harder).
 DIFFICULTY = {

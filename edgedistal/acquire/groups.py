@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from edgedistal.acquire.strategies import SelectionState, Strategy
+from edgedistal.acquire.state import SelectionState, Strategy
 
 
 def _codes(values: np.ndarray | None, n: int) -> np.ndarray:

@@ -65,6 +65,21 @@ def thumbnails(images: np.ndarray, side: int = 8, chunk: int = 4096) -> np.ndarr
     return out
 
 
+def score_with(detector: Any, images: np.ndarray, *, device: str = "auto", batch_size: int = 256,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities + embeddings of ``images`` through the torch serving backend and the batch
+    scorer: the path `edgedistal score --backend torch` takes, so a pool scored here and one scored
+    by the command agree (one scoring function, see :func:`edgedistal.score.score_images`)."""
+    from edgedistal.runtime.torch_backend import TorchBackend
+    from edgedistal.score import score_images
+
+    backend = TorchBackend(detector, "fp32", device=device, batch_size=batch_size)
+    try:
+        return score_images(images, backend, batch_size=batch_size, progress=progress)
+    finally:
+        backend.close()
+
+
 def _auc(y: np.ndarray | None, p: np.ndarray | None) -> float:
     if y is None or p is None or len(y) == 0 or len(np.unique(y)) < 2:
         return math.nan
@@ -158,6 +173,26 @@ class HeadLearner:
         return {"mode": self.mode, "head": "logistic", "c": self.c, "mc_dropout": self.mc_dropout}
 
 
+class FixedLearner:
+    """Scores computed once elsewhere (`edgedistal score` output): every round sees the same
+    probabilities and embeddings, so nothing is trained and the selection is as good as the
+    model that scored the pool. ``update`` only reads ``labelled`` for its shape."""
+
+    mode = "scores"
+
+    def __init__(self, scores: Scores, *, source: str = "", digest: str = ""):
+        self.scores, self.source, self.digest = scores, source, digest
+
+    def seed_embeddings(self) -> np.ndarray:
+        return self.scores.embeddings
+
+    def update(self, labelled: np.ndarray, round_idx: int, seed: int) -> Scores:
+        return self.scores
+
+    def describe(self) -> dict:
+        return {"mode": self.mode, "scores": self.source, "digest": self.digest}
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
 
@@ -220,13 +255,15 @@ class _DetectorMixin:
             progress=self.progress,
         )
         dev = self.train_cfg.device
-        probs, emb = predict(res.model, self.images, batch_size=self.predict_batch, device=dev)
+        probs, emb = score_with(res.model, self.images, device=dev, batch_size=self.predict_batch,
+                                progress=self.progress)
         out = {"probs": probs, "embeddings": emb}
-        if mc_dropout:
+        if mc_dropout:  # stochastic passes: no serving backend keeps dropout on, so torch's own loop
             mc, _ = predict(res.model, self.images, batch_size=self.predict_batch, device=dev, mc_dropout=mc_dropout)
             out["mc_probs"] = mc
         if has_val:
-            vp, ve = predict(res.model, self.val_images, batch_size=self.predict_batch, device=dev)
+            vp, ve = score_with(res.model, self.val_images, device=dev, batch_size=self.predict_batch,
+                                progress=False)
             out["val_probs"], out["val_embeddings"] = vp, ve
         self.workdir.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:

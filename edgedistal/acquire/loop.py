@@ -21,14 +21,11 @@ import pandas as pd
 import torch
 
 from edgedistal.acquire import scores as S
+from edgedistal.acquire.kernels import k_center_greedy
 from edgedistal.acquire.learners import Learner, Scores, val_auc
-from edgedistal.acquire.strategies import (
-    RandomSampling,
-    SelectionState,
-    Strategy,
-    k_center_greedy,
-    with_base,
-)
+from edgedistal.acquire.state import SelectionState, Strategy
+from edgedistal.acquire.strategies import RandomSampling
+from edgedistal.acquire.wrappers import with_base
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import read_json, write_json_atomic
 

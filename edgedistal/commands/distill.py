@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from edgedistal.acquire.difficulty import DIFFICULTY
+from edgedistal.acquire.registry import STRATEGIES
 from edgedistal.acquire.scores import SCORES
-from edgedistal.acquire.strategies import STRATEGIES
 from edgedistal.commands.options import (
     AMOUNT,
     IMAGE_SIZE,
@@ -29,6 +29,9 @@ edgedistal distill --manifest manifest.parquet --budget 0.2 --milestones 0.1,0.2
 # labelled mode: one cheap proxy run records training dynamics, then CCS picks half real
 edgedistal distill --manifest manifest.parquet --mode labelled --strategy ccs --real-fraction 0.5 \\
     --budget 0.2 --milestones 0.1,0.2 --backbone resnet10t --image-size 32 --epochs 2 -o d_ccs
+# a pool scored once elsewhere (e.g. on a GPU box): select from its scores, train nothing
+edgedistal score --manifest manifest.parquet --onnx-dir export --split train -o pool_scores
+edgedistal distill --manifest manifest.parquet --scores pool_scores --strategy typiclust -o d_typiclust
 # continue an interrupted run
 edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
 ''')
@@ -136,6 +139,11 @@ def _row(rec: dict) -> list[str]:
               help="Labelled mode: also k-fold out-of-fold probabilities (whole groups per fold; 0: off).")
 @click.option("--dynamics", "dynamics_dir", default=None, type=click.Path(file_okay=False),
               help="Labelled mode: reuse the training dynamics in another run's OUT/learner (same proxy settings).")
+@click.option("--scores", "scores_dir", default=None, type=click.Path(file_okay=False),
+              help="An `edgedistal score` folder of this manifest's pool: select from those probabilities "
+              "and embeddings, training nothing (one selection after the seed set unless --rounds/--batch).")
+@click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
+              help="Score the pool once with this detector (torch) into OUT/scores, then select as --scores does.")
 @click.option("--backbone", default="resnet18", show_default=True)
 @click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
 @click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
@@ -156,14 +164,15 @@ def _row(rec: dict) -> list[str]:
               help="Also recreate the picked files under OUT/subset in the source layout.")
 def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
             beta: float | None, score_name: str | None, real_fraction: float | None, params: tuple[str, ...],
-            checkpoints: int, folds: int, dynamics_dir: str | None, balanced: bool, group_cap: int, seed_size: str,
+            checkpoints: int, folds: int, dynamics_dir: str | None, scores_dir: str | None,
+            checkpoint: str | None, balanced: bool, group_cap: int, seed_size: str,
             seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
             image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
             mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
             threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.distill import DistillConfig
+    from edgedistal.distill import DistillConfig, learner_train
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
@@ -179,10 +188,11 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_cap,
         seed_size=_number(seed_size, "--seed-size"),
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
-        backbone=backbone, image_size=image_size, steps=steps, epochs=epochs, batch_size=batch_size,
-        lr=lr, amp=amp, mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
+        train=learner_train(backbone=backbone, image_size=image_size, max_steps=steps, epochs=epochs,
+                            batch_size=batch_size, lr=lr, amp=amp),
+        mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
         device=device, materialise=materialise, num_threads=threads, checkpoints=checkpoints, folds=folds,
-        dynamics_dir=dynamics_dir,
+        dynamics_dir=dynamics_dir, scores_dir=scores_dir, checkpoint=checkpoint,
     )
     check_output_dir(out_dir)
     manifest = Manifest.load(manifest_path)

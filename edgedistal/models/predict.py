@@ -128,7 +128,7 @@ def predict(
     return probs, embs
 
 
-def score_manifest(
+def manifest_probs(
     model: Detector,
     manifest,
     *,
@@ -136,7 +136,8 @@ def score_manifest(
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> np.ndarray:
-    """Fake probabilities for every row of ``manifest`` (images via the uint8 cache)."""
+    """Fake probabilities for every row of ``manifest`` (images via the uint8 cache). Not
+    :func:`edgedistal.score.score_manifest`, which streams any backend and writes files."""
     from edgedistal.data.images import load_images
 
     images = load_images(manifest.paths, model.config.image_size, progress=progress)
@@ -170,7 +171,7 @@ def evaluate_checkpoint(
         part = ensure_split(manifest, seed=split_seed).split(split)
         if len(part) == 0:
             raise EdgedistalError(f"the manifest has no {split!r} rows", "pick --split train/val/test or all")
-    probs = score_manifest(model, part, batch_size=batch_size, device=device, progress=progress)
+    probs = manifest_probs(model, part, batch_size=batch_size, device=device, progress=progress)
     df = part.df
     out = compute_metrics(df["label"].to_numpy(), probs, df["video"].to_numpy())
     out["checkpoint"] = str(checkpoint)

@@ -28,6 +28,7 @@ from edgedistal.models.augment import BatchAugment, spec_for
 from edgedistal.models.metrics import binary_metrics
 from edgedistal.models.predict import amp_dtype, autocast, predict, resolve_device
 from edgedistal.models.registry import Detector, DetectorConfig, build_detector, save_checkpoint
+from edgedistal.utils.progress import Bar
 
 __all__ = ["TrainConfig", "FitResult", "fit", "predict", "resolve_device", "seed_everything", "train_on_manifest"]
 
@@ -175,36 +176,165 @@ def lr_factor(cfg: TrainConfig, progress: float) -> float:
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-class _Progress:
-    """A rich progress bar with loss / val AUC, silent when not on a terminal."""
+def _check_fit_args(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None, val_y: np.ndarray | None,
+    cfg: TrainConfig, model: Detector | None,
+) -> tuple[np.ndarray, np.ndarray | None, bool, Any]:
+    """Refuse what would crash mid-run or write an untrained model; returns (train labels, val
+    labels, whether there is validation data, the augmentation spec)."""
+    train_y = np.asarray(train_y, dtype=np.int64)
+    _check_inputs(train_x, train_y, cfg.image_size if model is None else model.config.image_size, "training")
+    has_val = val_x is not None and val_y is not None and len(val_x) > 0
+    if has_val:
+        val_y = np.asarray(val_y, dtype=np.int64)
+        _check_inputs(val_x, val_y, train_x.shape[1], "validation")
+    if len(train_x) == 0:
+        raise EdgedistalError("no training images", "the manifest's train split is empty")
+    if cfg.max_steps is not None and cfg.max_steps < 1:  # 0 or -3 must not write an untrained model
+        raise EdgedistalError(f"steps must be >= 1, got {cfg.max_steps}", "pass --steps 1000 (or --epochs)")
+    if cfg.max_steps is None and not (math.isfinite(cfg.epochs) and cfg.epochs > 0):
+        raise EdgedistalError(f"epochs must be > 0, got {cfg.epochs}", "pass --epochs 10 (or --steps)")
+    if cfg.batch_size < 1:
+        raise EdgedistalError(f"batch size must be >= 1, got {cfg.batch_size}", "pass --batch-size 64")
+    try:
+        aug_spec = spec_for(cfg.augment)
+    except ValueError as exc:
+        raise EdgedistalError(str(exc), "use --augment none, light or standard") from exc
+    return train_y, val_y, has_val, aug_spec
 
-    def __init__(self, total: int, enabled: bool):
-        from edgedistal.utils.progress import enabled as tty
 
-        self.bar = None
-        if enabled and tty():
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+def _setup_device(cfg: TrainConfig) -> torch.device:
+    """Threads, seeds (before the model is built: its init draws from them) and the device."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
-            self.bar = Progress(
-                TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=total, info="")
 
-    def update(self, step: int, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, info=info)
+def _prepare_model(model: Detector | None, cfg: TrainConfig, device: torch.device) -> tuple[Detector, nn.Module, bool]:
+    """The detector on ``device`` (built from ``cfg`` unless given), the module the loop calls
+    (compiled when asked) and whether inputs go channels_last."""
+    if model is None:
+        model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
+    model.to(device)
+    # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
+    use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    train_model: nn.Module = torch.compile(model) if cfg.compile else model
+    return model, train_model, use_cl
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+
+def _optimizer(model: Detector, cfg: TrainConfig, device: torch.device) -> tuple[torch.optim.Optimizer, torch.dtype | None,
+                                                                                 torch.amp.GradScaler | None]:
+    """AdamW (fused on CUDA), the autocast dtype and, for fp16 on CUDA only, a grad scaler."""
+    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
+    if device.type == "cuda":
+        opt_kwargs["fused"] = True
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
+    lr_factor(cfg, 0.0)  # validate the schedule name before any work
+    dtype = amp_dtype(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
+    return opt, dtype, scaler
+
+
+@dataclass
+class _LoopState:
+    """What the training loop carries between steps, and what a resume file restores."""
+
+    perm: torch.Tensor
+    step: int = 0
+    cursor: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_auc: float = -math.inf
+    best_step: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: dict = field(default_factory=dict)
+    bad_evals: int = 0
+    seen: int = 0
+
+
+def _load_training_state(path: str | Path, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator,
+                         device: torch.device, total: int, n: int, on_device: bool) -> _LoopState:
+    """Weights, optimiser, sampler and RNG state of an interrupted run; refused if it was another run."""
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    if st.get("total") != total or st.get("n") != n:
+        raise EdgedistalError(
+            f"{path}: training state is for another run ({st.get('total')} steps on {st.get('n')} images)",
+            "delete it to start over, or resume with the same data and step count",
+        )
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["gen"])
+    torch.set_rng_state(st["torch_rng"])
+    if device.type == "cuda" and st.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(st["cuda_rng"], device)
+    return _LoopState(perm=st["perm"].to(device) if on_device else st["perm"], step=st["step"], cursor=st["cursor"],
+                      history=st["history"], best_auc=st["best_auc"], best_step=st["best_step"],
+                      best_state=st["best_state"], best_val=st["best_val"], bad_evals=st["bad_evals"], seen=st["seen"])
+
+
+def _save_training_state(path: str | Path, run: _LoopState, model: Detector, opt: torch.optim.Optimizer,
+                         gen: torch.Generator, device: torch.device, total: int, n: int) -> None:
+    """Everything :func:`_load_training_state` needs to continue exactly (written atomically)."""
+    from edgedistal.utils.io import atomic_path
+
+    payload = {
+        "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "step": run.step, "cursor": run.cursor, "perm": run.perm.cpu(), "gen": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "history": run.history, "best_auc": run.best_auc, "best_step": run.best_step, "best_state": run.best_state,
+        "best_val": run.best_val, "bad_evals": run.bad_evals, "seen": run.seen,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _validate(model: Detector, val_data: Any, val_y: np.ndarray, batch_size: int, device: torch.device, amp: str,
+              run: _LoopState, rec: dict[str, Any]) -> None:
+    """Val metrics into ``rec``; keep the best weights (AUC, else −log-loss) and count evaluations
+    without a gain for early stopping. Leaves the model in train mode."""
+    probs, _ = predict(model, val_data, batch_size=batch_size, device=device, amp=amp)
+    m = binary_metrics(val_y, probs)
+    rec.update({f"val_{k}": m[k] for k in ("auc", "ap", "log_loss", "balanced_acc")})
+    val_auc = m["auc"] if not math.isnan(m["auc"]) else -m["log_loss"]
+    if val_auc > run.best_auc:
+        run.best_auc, run.best_step, run.bad_evals, run.best_val = val_auc, run.step, 0, m
+        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    else:
+        run.bad_evals += 1
+    model.train()
+
+
+def _finish(model: Detector, run: _LoopState, bs: int, n: int, wall: float, train_time: float, stopped: str,
+            device: torch.device, dtype: torch.dtype | None) -> FitResult:
+    """Restore the best weights, move the model to the CPU in eval mode and describe the run."""
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    model.eval()
+    model.to("cpu", memory_format=torch.contiguous_format)
+    has_auc = run.best_state is not None and not math.isnan(run.best_val.get("auc", math.nan))
+    return FitResult(
+        model=model,
+        history=run.history,
+        best_val_auc=float(run.best_val["auc"]) if has_auc else None,
+        steps=run.step,
+        epochs=run.step * bs / n,
+        wall_s=wall,
+        samples_seen=run.seen,
+        images_per_s=run.seen / max(train_time, 1e-9),
+        best_step=run.best_step if run.best_state is not None else run.step,
+        stopped=stopped,
+        device=str(device),
+        val_metrics=run.best_val,
+        precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
+    )
 
 
 def fit(
@@ -230,41 +360,10 @@ def fit(
     Returns the model on the CPU in eval mode.
     """
     t_start = time.perf_counter()
-    train_y = np.asarray(train_y, dtype=np.int64)
-    _check_inputs(train_x, train_y, cfg.image_size if model is None else model.config.image_size, "training")
-    has_val = val_x is not None and val_y is not None and len(val_x) > 0
-    if has_val:
-        val_y = np.asarray(val_y, dtype=np.int64)
-        _check_inputs(val_x, val_y, train_x.shape[1], "validation")
-    if len(train_x) == 0:
-        raise EdgedistalError("no training images", "the manifest's train split is empty")
-    if cfg.max_steps is not None and cfg.max_steps < 1:  # 0 or -3 must not write an untrained model
-        raise EdgedistalError(f"steps must be >= 1, got {cfg.max_steps}", "pass --steps 1000 (or --epochs)")
-    if cfg.max_steps is None and not (math.isfinite(cfg.epochs) and cfg.epochs > 0):
-        raise EdgedistalError(f"epochs must be > 0, got {cfg.epochs}", "pass --epochs 10 (or --steps)")
-    if cfg.batch_size < 1:
-        raise EdgedistalError(f"batch size must be >= 1, got {cfg.batch_size}", "pass --batch-size 64")
-    try:
-        aug_spec = spec_for(cfg.augment)
-    except ValueError as exc:
-        raise EdgedistalError(str(exc), "use --augment none, light or standard") from exc
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    train_y, val_y, has_val, aug_spec = _check_fit_args(train_x, train_y, val_x, val_y, cfg, model)
+    device = _setup_device(cfg)
 
-    if model is None:
-        model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
-    model.to(device)
-    # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
-    use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = torch.compile(model) if cfg.compile else model
+    model, train_model, use_cl = _prepare_model(model, cfg, device)
 
     n = len(train_x)
     bs = min(cfg.batch_size, n)
@@ -285,13 +384,7 @@ def fit(
     mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
 
-    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
-    if device.type == "cuda":
-        opt_kwargs["fused"] = True
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
-    lr_factor(cfg, 0.0)  # validate the schedule name before any work
-    dtype = amp_dtype(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
+    opt, dtype, scaler = _optimizer(model, cfg, device)
 
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on any device
     on_device = isinstance(data, torch.Tensor)
@@ -301,57 +394,24 @@ def fit(
         return p.to(device) if on_device else p
 
     perm = new_perm()
-    cursor = 0
 
-    history: list[dict] = []
-    best_auc, best_step, best_state, best_val = -math.inf, 0, None, {}
-    bad_evals, stopped = 0, "steps"
-    train_time, seen = 0.0, 0
+    run = _LoopState(perm=perm)
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
-    step = 0
     if resume is not None and Path(resume).exists():
-        st = torch.load(resume, map_location="cpu", weights_only=False)
-        if st.get("total") != total or st.get("n") != n:
-            raise EdgedistalError(
-                f"{resume}: training state is for another run ({st.get('total')} steps on {st.get('n')} images)",
-                "delete it to start over, or resume with the same data and step count",
-            )
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        step, cursor, history = st["step"], st["cursor"], st["history"]
-        perm = st["perm"].to(device) if on_device else st["perm"]
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
-        if device.type == "cuda" and st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(st["cuda_rng"], device)
-        best_auc, best_step, best_state, best_val = st["best_auc"], st["best_step"], st["best_state"], st["best_val"]
-        bad_evals, seen = st["bad_evals"], st["seen"]
+        run = _load_training_state(resume, model, opt, gen, device, total, n, on_device)
 
-    def save_state() -> None:
-        from edgedistal.utils.io import atomic_path
-
-        payload = {
-            "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "cursor": cursor, "perm": perm.cpu(), "gen": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "history": history, "best_auc": best_auc, "best_step": best_step, "best_state": best_state,
-            "best_val": best_val, "bad_evals": bad_evals, "seen": seen,
-        }
-        with atomic_path(resume) as tmp:
-            torch.save(payload, tmp)
-
-    bar = _Progress(total, progress)
-    bar.update(step, "resumed" if step else "")
+    bar = Bar("training", total, progress, eta=True)
+    bar.update(run.step, "resumed" if run.step else "")
+    stopped, train_time, lr_now = "steps", 0.0, cfg.lr
     try:
         model.train()
         t_train = time.perf_counter()
-        while step < total:
-            if cursor + bs > n:
-                perm, cursor = new_perm(), 0
-            idx = perm[cursor : cursor + bs]
-            cursor += bs
+        while run.step < total:
+            if run.cursor + bs > n:
+                run.perm, run.cursor = new_perm(), 0
+            idx = run.perm[run.cursor : run.cursor + bs]
+            run.cursor += bs
             xb = _batch(data, idx, device)
             yb = labels[idx.to(device, non_blocking=True)] if not on_device else labels[idx]
             x = xb.permute(0, 3, 1, 2).float().div_(255.0)
@@ -364,84 +424,55 @@ def fit(
                 logit, _ = train_model(x)
             target = yb if not cfg.label_smoothing else yb * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
             loss = F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight)
-            progress_frac = (step + 0.5) / total
+            progress_frac = (run.step + 0.5) / total
             if cfg.time_budget_s:
                 progress_frac = max(progress_frac, (time.perf_counter() - t_start) / cfg.time_budget_s)
             lr_now = cfg.lr * lr_factor(cfg, progress_frac)
             for group in opt.param_groups:
                 group["lr"] = lr_now
             optimizer_step(loss, opt, model, scaler, cfg.grad_clip)
-            step += 1
-            seen += bs
+            run.step += 1
+            run.seen += bs
             loss_sum += loss.detach()
             loss_count += 1
 
             over_budget = cfg.time_budget_s is not None and time.perf_counter() - t_start > cfg.time_budget_s
-            if step % eval_every == 0 or step == total or over_budget:
+            if run.step % eval_every == 0 or run.step == total or over_budget:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 train_time += time.perf_counter() - t_train
                 rec: dict[str, Any] = {
-                    "step": step,
-                    "epoch": round(step * bs / n, 4),
+                    "step": run.step,
+                    "epoch": round(run.step * bs / n, 4),
                     "train_loss": float(loss_sum.item() / max(loss_count, 1)),
                     "lr": lr_now,
                     "elapsed_s": round(time.perf_counter() - t_start, 3),
-                    "images_per_s": round(seen / max(train_time, 1e-9), 1),
+                    "images_per_s": round(run.seen / max(train_time, 1e-9), 1),
                 }
                 loss_sum.zero_()
                 loss_count = 0
                 if has_val:
-                    probs, _ = predict(model, val_data, batch_size=max(bs, 256), device=device, amp=cfg.amp)
-                    m = binary_metrics(val_y, probs)
-                    rec.update({f"val_{k}": m[k] for k in ("auc", "ap", "log_loss", "balanced_acc")})
-                    val_auc = m["auc"] if not math.isnan(m["auc"]) else -m["log_loss"]
-                    if val_auc > best_auc:
-                        best_auc, best_step, bad_evals, best_val = val_auc, step, 0, m
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                    else:
-                        bad_evals += 1
-                    model.train()
-                history.append(rec)
+                    _validate(model, val_data, val_y, max(bs, 256), device, cfg.amp, run, rec)
+                run.history.append(rec)
                 info = f"loss {rec['train_loss']:.4f}"
                 if has_val:
                     info += f" val AUC {rec['val_auc']:.4f}"
-                bar.update(step, info)
+                bar.update(run.step, info)
                 if resume is not None:
-                    save_state()
-                if has_val and cfg.patience and bad_evals >= cfg.patience:
+                    _save_training_state(resume, run, model, opt, gen, device, total, n)
+                if has_val and cfg.patience and run.bad_evals >= cfg.patience:
                     stopped = "early_stop"
                     break
                 if over_budget:
                     stopped = "time_budget"
                     break
                 t_train = time.perf_counter()
-            elif step % 10 == 0:
-                bar.update(step, "")
+            elif run.step % 10 == 0:
+                bar.update(run.step, "")
     finally:
         bar.close()
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    model.to("cpu", memory_format=torch.contiguous_format)
-    wall = time.perf_counter() - t_start
-    has_auc = has_val and best_state is not None and not math.isnan(best_val.get("auc", math.nan))
-    result = FitResult(
-        model=model,
-        history=history,
-        best_val_auc=float(best_val["auc"]) if has_auc else None,
-        steps=step,
-        epochs=step * bs / n,
-        wall_s=wall,
-        samples_seen=seen,
-        images_per_s=seen / max(train_time, 1e-9),
-        best_step=best_step if best_state is not None else step,
-        stopped=stopped,
-        device=str(device),
-        val_metrics=best_val,
-        precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
-    )
+    result = _finish(model, run, bs, n, time.perf_counter() - t_start, train_time, stopped, device, dtype)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, **checkpoint_extra(result, cfg))
     return result

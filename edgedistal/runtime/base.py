@@ -8,10 +8,13 @@ TensorRT engines.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from edgedistal.errors import EdgedistalError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -34,3 +37,43 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BaseBackend:
+    """The template the shipped backends share (as Polygraphy's runners do): :meth:`infer` checks
+    the input once, then calls the backend's own :meth:`_infer`; :meth:`_each_batch` is the
+    micro-batch loop. Test fakes need only satisfy :class:`Backend`."""
+
+    info: BackendInfo
+    image_size: int
+    batch_size: int
+    #: Where the expected input size comes from, for the error's fix line.
+    size_source = "the model's config"
+
+    def check_input(self, images: np.ndarray) -> None:
+        """Refuse anything but ``[N, S, S, 3]`` at this model's side ``S``, with one line."""
+        s = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise EdgedistalError(f"expected uint8 images [N,{s},{s},3], got {images.shape}",
+                                  f"resize images to the model's input size (see {self.size_source})")
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``[N,H,W,3]`` → (probabilities ``[N]``, embeddings ``[N,D]``)."""
+        self.check_input(images)
+        return self._infer(images)
+
+    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _each_batch(self, images: np.ndarray,
+                    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """``run`` on ``batch_size`` slices, outputs concatenated in order."""
+        probs, embs = [], []
+        for s in range(0, len(images), self.batch_size):
+            p, e = run(images[s : s + self.batch_size])
+            probs.append(np.asarray(p, np.float32))
+            embs.append(np.asarray(e, np.float32))
+        return np.concatenate(probs), np.concatenate(embs)
+
+    def close(self) -> None:
+        """Free what the backend holds (sessions, buffers, streams)."""

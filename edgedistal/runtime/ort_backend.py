@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
-from edgedistal.runtime.base import BackendInfo
+from edgedistal.runtime.base import BackendInfo, BaseBackend
 from edgedistal.utils.machine import cpu_threads, usable_cores
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ def physical_cores() -> int:
     return usable_cores()
 
 
-class OrtBackend:
+class OrtBackend(BaseBackend):
     """One ``InferenceSession`` over ``model_<precision>.onnx``."""
+
+    size_source = "export.json"
 
     def __init__(
         self,
@@ -100,19 +102,12 @@ class OrtBackend:
         detail = f"{used[0]}, threads={so.intra_op_num_threads}, {path.name}"
         self.info = BackendInfo("onnxruntime", dev, precision, detail)
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise EdgedistalError(
-                f"expected uint8 images [N,{self.image_size},{self.image_size},3], got {images.shape}",
-                "resize images to the model's input size (see export.json)",
-            )
-        probs, embs = [], []
-        for s in range(0, len(images), self.batch_size):
-            x = np.ascontiguousarray(images[s : s + self.batch_size], dtype=np.uint8)
-            p, e = self.session.run(["prob", "embedding"], {self.input_name: x})
-            probs.append(np.asarray(p, np.float32))
-            embs.append(np.asarray(e, np.float32))
-        return np.concatenate(probs), np.concatenate(embs)
+    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            p, e = self.session.run(["prob", "embedding"], {self.input_name: np.ascontiguousarray(x, dtype=np.uint8)})
+            return p, e
+
+        return self._each_batch(images, run)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

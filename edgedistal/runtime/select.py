@@ -124,7 +124,7 @@ def get_backend(
         raise EdgedistalError(f"unknown backend {name!r}", f"choose from auto, {', '.join(ORDER)}")
     if name not in avail:
         if name == "tensorrt":
-            from edgedistal.engines import import_tensorrt
+            from edgedistal.runtime.trt_env import import_tensorrt
 
             import_tensorrt()  # raises MissingDependencyError with the install hint
             from edgedistal.runtime.trt_backend import _cudart

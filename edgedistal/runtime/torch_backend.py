@@ -23,14 +23,14 @@ import torch
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.predict import resolve_device  # one device rule for training and serving
 from edgedistal.models.registry import DeployModel, Detector
-from edgedistal.runtime.base import BackendInfo
+from edgedistal.runtime.base import BackendInfo, BaseBackend
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class TorchBackend:
+class TorchBackend(BaseBackend):
     """The deploy graph in PyTorch. ``infer`` takes any N and micro-batches by ``batch_size``."""
 
     def __init__(
@@ -124,28 +124,17 @@ class TorchBackend:
     def _embed_dim(self) -> int:
         return int(self.model.detector.embed_dim)
 
-    # -- Backend protocol -----------------------------------------------------------------------
-    def _check_shape(self, images: np.ndarray) -> None:
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise EdgedistalError(
-                f"expected uint8 images [N,{self.image_size},{self.image_size},3], got {images.shape}",
-                "resize images to the model's input size (see export.json / the checkpoint config)",
-            )
-
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._check_shape(images)
+    # -- Backend template (BaseBackend.infer checks the input, then calls _infer) ---------------
+    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.device.type == "cpu":
-            return self._infer_cpu(images)
+            return self._each_batch(images, self._forward_np)
         return self._infer_cuda(images)
 
-    def _infer_cpu(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, embs = [], []
-        for s in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))
-            p, e = self._forward(x)
-            probs.append(p.float().numpy())
-            embs.append(e.float().numpy())
-        return np.concatenate(probs), np.concatenate(embs)
+    def _forward_np(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # memmap slices (the image cache) are read-only: torch wants a writable buffer
+        x = np.ascontiguousarray(x) if x.flags.writeable else np.array(x, order="C")
+        p, e = self._forward(torch.from_numpy(x))
+        return p.float().numpy(), e.float().numpy()
 
     def infer_chunks(self, chunks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Results of ``infer`` for each chunk, in order, pipelined *across* chunks on CUDA.
@@ -165,7 +154,7 @@ class TorchBackend:
         self._micro = 0
         pending: deque[tuple[torch.cuda.Event, int, int]] = deque()
         for i, chunk in enumerate(chunks):
-            self._check_shape(chunk)
+            self.check_input(chunk)
             slot = i % 3  # output ring: slot i is read out before chunk i+3 reuses it
             self._enqueue(chunk, slot)
             done = torch.cuda.Event()

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistal.engines import check_engine_compatible, gpu_identity, import_tensorrt
 from edgedistal.errors import EdgedistalError, MissingDependencyError
-from edgedistal.runtime.base import BackendInfo
+from edgedistal.runtime.base import BackendInfo, BaseBackend
+from edgedistal.runtime.trt_env import check_engine_compatible, gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,10 @@ class _Pinned:
         cudart.cudaFreeHost(self.host_ptr)
 
 
-class TrtBackend:
+class TrtBackend(BaseBackend):
     """Runs ``model_<precision>.engine`` from an engines folder."""
+
+    size_source = "the engine's sidecar"
 
     def __init__(
         self,
@@ -132,18 +134,8 @@ class TrtBackend:
         _check(cudart.cudaStreamSynchronize(self.stream))
         return pb.host[:n].copy(), eb.host[:n].copy()
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise EdgedistalError(
-                f"expected uint8 images [N,{self.image_size},{self.image_size},3], got {images.shape}",
-                "resize images to the engine's input size",
-            )
-        probs, embs = [], []
-        for s in range(0, len(images), self.batch_size):
-            p, e = self._run(images[s : s + self.batch_size])
-            probs.append(p)
-            embs.append(e)
-        return np.concatenate(probs), np.concatenate(embs)
+    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._each_batch(images, self._run)
 
     def close(self) -> None:
         for b in getattr(self, "buf", {}).values():

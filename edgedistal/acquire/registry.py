@@ -1,0 +1,94 @@
+"""Strategies by name: ``get_strategy("balanced+groupspread+hybrid", ...)`` builds the chain;
+:data:`STRATEGIES` and :data:`WRAPPERS` list what the CLI accepts."""
+
+from __future__ import annotations
+
+from edgedistal.acquire.state import Strategy
+from edgedistal.acquire.strategies import (
+    Badge,
+    ClusterMargin,
+    Hybrid,
+    KCenterGreedy,
+    RandomSampling,
+    TopUncertainty,
+    TypiClust,
+)
+from edgedistal.acquire.wrappers import Balanced, GroupSpread, Paired
+
+
+def _lazy(module: str, cls: str):
+    """A factory for a strategy defined in another ``acquire`` module (imported on first use,
+    so this module keeps no import cycle with the modules that build on its kernels)."""
+
+    def make(**kw: object) -> Strategy:
+        import importlib
+
+        return getattr(importlib.import_module(f"edgedistal.acquire.{module}"), cls)(**kw)
+
+    return make
+
+
+_REGISTRY = {
+    "random": RandomSampling,
+    "uncertainty": TopUncertainty,
+    "least_confidence": lambda **kw: TopUncertainty(score="least_confidence", name="least_confidence", **kw),
+    "margin": lambda **kw: TopUncertainty(score="margin", name="margin", **kw),
+    "entropy": lambda **kw: TopUncertainty(score="entropy", name="entropy", **kw),
+    "bald": lambda **kw: TopUncertainty(score="bald", name="bald", **kw),
+    "kcenter": KCenterGreedy,
+    "coreset": KCenterGreedy,
+    "badge": Badge,
+    "typiclust": TypiClust,
+    "cluster_margin": ClusterMargin,
+    "hybrid": Hybrid,
+    "probcover": _lazy("coldstart", "ProbCover"),
+    # difficulty strategies: training-dynamics scores in labelled mode, entropy otherwise
+    "ccs": _lazy("difficulty", "CCS"),
+    "easy2hard": _lazy("difficulty", "EasyToHard"),
+    "d2": _lazy("difficulty", "D2Pruning"),
+}
+STRATEGIES = tuple(_REGISTRY)
+WRAPPERS = ("balanced", "groupspread", "groupcap", "paired", "coldstart")
+#: Keyword arguments that configure a wrapper rather than the base strategy.
+WRAPPER_KW = ("real_fraction", "max_per_group", "max_per_video", "cold", "threshold")
+
+
+def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw: object) -> Strategy:
+    """Build a strategy by name; ``balanced`` / ``group_cap > 0`` add the wrappers.
+
+    ``name`` may also carry wrappers as prefixes, e.g. ``"balanced+groupspread+hybrid"`` or
+    ``"paired+hybrid"`` (pairing is outermost: it completes whatever the others pick).
+    Wrapper settings ride in ``kw``: ``real_fraction`` (balanced; given alone it implies
+    balanced), ``max_per_group`` / ``max_per_video`` (groupcap), ``cold`` (the cold-start
+    strategy's name, default typiclust) and ``threshold`` (coldstart's val-AUC switch).
+    Nesting, inside out: coldstart, groupcap, balanced, groupspread, paired.
+    """
+    parts = name.lower().replace("-", "_").split("+")
+    base = parts[-1]
+    bad = [w for w in parts[:-1] if w not in WRAPPERS]
+    if base not in _REGISTRY or bad:
+        from edgedistal.errors import EdgedistalError
+
+        raise EdgedistalError(
+            f"unknown strategy {name!r}",
+            f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
+        )
+    wkw = {key: kw.pop(key) for key in WRAPPER_KW if key in kw and kw[key] is not None}
+    strat: Strategy = _REGISTRY[base](**kw)
+    if "coldstart" in parts[:-1]:
+        from edgedistal.acquire.coldstart import ColdStart
+
+        cold = get_strategy(str(wkw.get("cold", "typiclust")))
+        strat = ColdStart(strat, cold, **({"threshold": float(wkw["threshold"])} if "threshold" in wkw else {}))
+    if "groupcap" in parts[:-1]:  # inside balanced: exact class quotas, caps still span both
+        from edgedistal.acquire.groups import GroupCap  # classes (counted over the picks so far)
+
+        caps = {key: int(wkw[key]) for key in ("max_per_group", "max_per_video") if key in wkw}
+        strat = GroupCap(strat, **caps)
+    if "balanced" in parts[:-1] or balanced or "real_fraction" in wkw:
+        strat = Balanced(strat, real_fraction=float(wkw.get("real_fraction", 0.5)))
+    if "groupspread" in parts[:-1] or group_cap > 0:  # outermost: the cap spans both classes
+        strat = GroupSpread(strat, max(1, group_cap))
+    if "paired" in parts[:-1]:
+        strat = Paired(strat)
+    return strat
