@@ -15,6 +15,13 @@ converged full pool's gain over chance, at what share of its training compute?
         --distilled balanced+random=runs/d_balanced+random/distill --distilled hybrid=runs/d_hybrid/distill \
         --distilled balanced+typiclust=runs/d_balanced+typiclust/distill \
         --work benchmarks/results/proof_dfdc_cpu/run --results benchmarks/results/proof_dfdc_cpu
+    # #13 additions, same cells (only the new methods and their stratified mix train):
+    # the labelled-pool method chosen on val (benchmarks/results/labelled_val/README.md) and
+    # cold-start active learning, each added with one more --distilled:
+    .venv/bin/python benchmarks/distill_dfdc.py --device cpu --threads 1 --strategy coldstart+hybrid \
+        --distill-only --budgets 0.1,0.2 --work runs/d_coldstart
+    ... (the command above) --distilled groupcap+ccs=runs/d_groupcap_ccs \
+        --distilled coldstart+hybrid=runs/d_coldstart/distill
     # GPU (one H100/H200 call): see scripts/gpu_eval_check.sh
     python3 benchmarks/distill_dfdc.py --device cuda --pack .gpu/dfdc_pack.npz --time-budget 300 ...
 
