@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgedistal.export import export_detector, model_filename  # noqa: E402
+from edgedistal.deploy.export import export_detector, model_filename  # noqa: E402
 from edgedistal.models.registry import Detector, DetectorConfig, load_checkpoint  # noqa: E402
 from edgedistal.runtime.ort_backend import OrtBackend  # noqa: E402
 from edgedistal.runtime.torch_backend import TorchBackend  # noqa: E402

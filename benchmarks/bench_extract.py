@@ -34,11 +34,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 cv2.setNumThreads(1)
 
 from edgedistal.data.archive import shared_dataset  # noqa: E402
-from edgedistal.data.faces import crop_face, get_detector, select_faces  # noqa: E402
 from edgedistal.data.layouts import read_layout  # noqa: E402
 from edgedistal.data.manifest import Manifest  # noqa: E402
-from edgedistal.data.video import probe, read_frames, sample_indices  # noqa: E402
-from edgedistal.extract import ExtractConfig, face_rate, run_extract  # noqa: E402
+from edgedistal.extract.faces import crop_face, get_detector, select_faces  # noqa: E402
+from edgedistal.extract.run import ExtractConfig, face_rate, run_extract  # noqa: E402
+from edgedistal.extract.video import probe, read_frames, sample_indices  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
 from edgedistal.utils.machine import machine_summary  # noqa: E402
 
@@ -167,7 +167,7 @@ def main() -> None:
             )
             sheet_frames.append(res.manifest.df)
     if sheet_dir is not None and sheet_frames:
-        from edgedistal.contact_sheet import contact_sheet
+        from edgedistal.pipeline.contact_sheet import contact_sheet
 
         contact_sheet(
             pd.concat(sheet_frames, ignore_index=True),

@@ -73,7 +73,7 @@ def calibration_set(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> np.n
 def timed_rounds(backends: dict[str, Any], x: np.ndarray, seconds: float, rounds: int,
                  warmup: int) -> dict[str, dict[str, Any]]:
     """Per backend: samples pooled over ``rounds`` interleaved windows of ``seconds/rounds``."""
-    from edgedistal.bench import summarize, time_calls
+    from edgedistal.bench.run import summarize, time_calls
 
     samples: dict[str, list[float]] = {k: [] for k in backends}
     for r in range(rounds):
@@ -93,11 +93,11 @@ def bench_checkpoint(ckpt: str | None, args: argparse.Namespace) -> dict[str, An
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from edgedistal.artifacts import detector_identity, stamp_onnx
-    from edgedistal.bench import predict_all
-    from edgedistal.export import export_onnx
-    from edgedistal.int8 import quantize_for_target
+    from edgedistal.bench.run import predict_all
+    from edgedistal.deploy.export import export_onnx
+    from edgedistal.deploy.int8 import quantize_for_target
     from edgedistal.models.registry import Detector, DetectorConfig, load_checkpoint
+    from edgedistal.runtime.artifacts import detector_identity, stamp_onnx
     from edgedistal.runtime.ort_backend import OrtBackend
     from edgedistal.runtime.ort_graph import optimised_graph_counts
     from edgedistal.runtime.torch_backend import TorchBackend
@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.checkpoint and not args.quick:
         ap.error("pass --checkpoint (a DFDC-trained detector) or --quick")
 
-    from edgedistal.bench import limit_threads, steady_allocator
-    from edgedistal.bench_env import capture_environment, finish_environment
+    from edgedistal.bench.env import capture_environment, finish_environment
+    from edgedistal.bench.run import limit_threads, steady_allocator
 
     pinned = limit_threads(args.threads)
     env = capture_environment()

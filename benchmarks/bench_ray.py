@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in extraction workers (one t
 
 from edgedistal.data.archive import shared_dataset  # noqa: E402
 from edgedistal.data.layouts import read_layout  # noqa: E402
-from edgedistal.extract import ExtractConfig, run_extract  # noqa: E402
+from edgedistal.extract.run import ExtractConfig, run_extract  # noqa: E402
 from edgedistal.utils.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

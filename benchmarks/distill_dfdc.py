@@ -138,7 +138,7 @@ def calibrate_steps(args, manifest: Manifest, images: np.ndarray, train_cfg, n_m
 def _worker(k: int, n: int, manifest: Manifest, methods: dict, tcfg, out: Path, ecfg, split_seed: int,
             deadline_wall: float | None) -> int:
     """One shard of the evaluation in its own process (images memory-mapped from the cache)."""
-    from edgedistal.evaluate import run_evaluation
+    from edgedistal.pipeline.evaluate import run_evaluation
 
     budget = None if deadline_wall is None else max(0.0, deadline_wall - time.time())
     res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=out, resume=True, progress=True,
@@ -169,7 +169,7 @@ def calibrate_steps_fit(args, calib: dict, n_models: int, seconds_left: float) -
 
 def selection_costs(methods: dict, cells) -> tuple[dict, str]:
     """Each method's selection cost vs one full-pool training (mean over the full arm's seeds)."""
-    from edgedistal.compare import selection_cost
+    from edgedistal.pipeline.compare import selection_cost
 
     full = cells[cells["arm"] == "full"]["wall_s"] if "arm" in cells else []
     full_s = float(np.mean(full)) if len(full) else float("nan")
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"images: {images.shape} decoded/cached")
 
     # 2. distill (proxy mode by default: one detector trained on the seed set, a light head per round)
-    from edgedistal.distill import DistillConfig, learner_train, run_distill
+    from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
 
     seed_size = args.seed_size or round(min(budgets) / 2, 4)
     dcfg = DistillConfig(budget=max(budgets), milestones=budgets, strategy=args.strategy,
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                          seed=0, split_seed=args.split_seed,
                          device=str(dev), num_threads=args.threads)
     t0 = time.perf_counter()
-    from edgedistal.evaluate import as_methods
+    from edgedistal.pipeline.evaluate import as_methods
 
     methods = as_methods(args.distilled) if args.distilled else {}
     ddir = next(iter(methods.values())) if methods else work / "distill"
@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # 3. evaluate: same recipe on distilled / random / full
-    from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import EvalConfig, run_evaluation
 
     tcfg = TrainConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
                        lr=args.lr, max_steps=args.steps if args.protocol != "epochs" else None,
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": calib,
     }
     write_json_atomic(work / "run.json", run)
-    from edgedistal.report import write_report
+    from edgedistal.pipeline.report import write_report
 
     rep = write_report(work, results)
     out = {

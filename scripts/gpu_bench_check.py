@@ -40,7 +40,7 @@ def build_inputs(work: Path, size: int, n_groups: int, export: bool) -> tuple[Pa
     ckpt = save_checkpoint(work / "detector.pt", Detector(DetectorConfig(backbone="resnet18", image_size=size)))
     onnx_dir = None
     if export:
-        from edgedistal.export import export_all
+        from edgedistal.deploy.export import export_all
 
         onnx_dir = work / "export"
         export_all(ckpt, onnx_dir, precisions=("fp32",), calib_size=16)
@@ -55,7 +55,7 @@ def main() -> int:
     t0 = time.perf_counter()
     import torch
 
-    from edgedistal.bench_report import load_report
+    from edgedistal.bench.report import load_report
     from edgedistal.cli import main as cli_main
 
     base = Path(a.out) if a.out else Path(os.environ.get("OUT") or tempfile.mkdtemp()) / "bench_gpu"

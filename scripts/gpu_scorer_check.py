@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgedistal.acquire.scorer import score_images  # noqa: E402
 from edgedistal.models.registry import DeployModel, Detector, DetectorConfig  # noqa: E402
 from edgedistal.runtime.torch_backend import TorchBackend  # noqa: E402
-from edgedistal.score import score_images  # noqa: E402
 
 GOAL = 0.85
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistal.bench import BenchConfig, accuracy_metrics, run_bench, summarize, time_calls
-from edgedistal.bench_jetson import count_flops, jetson_estimate
-from edgedistal.bench_report import render_markdown, validate_report, write_report
+from edgedistal.bench.jetson import count_flops, jetson_estimate
+from edgedistal.bench.report import render_markdown, validate_report, write_report
+from edgedistal.bench.run import BenchConfig, accuracy_metrics, run_bench, summarize, time_calls
 from edgedistal.runtime.base import BackendInfo
 
 
@@ -246,7 +246,7 @@ def test_cli_smoke(tmp_path: Path, synth_dir: Path) -> None:
 
 def test_workspace_cap_reaches_the_backend_that_builds_an_engine(monkeypatch, tmp_path):
     """The jetson profile's cap is applied (ORT's TensorRT EP), not only recorded."""
-    from edgedistal.bench import runtime_factory
+    from edgedistal.bench.run import runtime_factory
     from edgedistal.runtime import ort_backend, select
 
     seen: dict = {}

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from edgedistal.compare import selection_cost
+from edgedistal.pipeline.compare import selection_cost
 
 
 def test_selection_cost_reads_the_labelled_proxy_cost_else_the_rounds(tmp_path):

@@ -14,7 +14,7 @@ from edgedistal.acquire.loop import plateaued, resolve_count, schedule
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.data.synth import SynthConfig, generate
-from edgedistal.distill import DistillConfig, learner_train, run_distill
+from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
 
 
 class Crash(RuntimeError):
@@ -225,7 +225,7 @@ PROOF = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "proof_
 @pytest.mark.parametrize("folder", sorted(p.name for p in PROOF.iterdir()) if PROOF.exists() else [])
 def test_old_flat_config_json_reads_and_keeps_its_fingerprint(folder: str) -> None:
     """Runs made before ``train`` nested still load, and fingerprint as they did (so they resume)."""
-    from edgedistal.baselines import distilled_name
+    from edgedistal.pipeline.baselines import distilled_name
 
     old = json.loads((PROOF / folder / "config.json").read_text())["config"]
     cfg = DistillConfig.from_dict(old)
@@ -248,7 +248,7 @@ def test_train_settings_have_one_source() -> None:
     with pytest.raises(EdgedistalError, match="train.seed"):
         DistillConfig(seed=1, train=learner_train(seed=2))
     cfg = DistillConfig(seed=3, device="cpu", train=learner_train(lr=1e-3))
-    from edgedistal.distill import _train_config
+    from edgedistal.pipeline.distill import _train_config
 
     t = _train_config(cfg)
     assert (t.seed, t.device, t.lr, t.image_size) == (3, "cpu", 1e-3, 64)
@@ -262,7 +262,7 @@ def test_train_settings_have_one_source() -> None:
 
 def test_evaluate_budgets_are_the_one_source_of_milestones(tmp_path, synth_pool) -> None:
     from edgedistal.errors import EdgedistalError
-    from edgedistal.evaluate import _run_distill
+    from edgedistal.pipeline.evaluate import _run_distill
 
     m, _ = synth_pool
     with pytest.raises(EdgedistalError, match="differ from the evaluation budgets"):

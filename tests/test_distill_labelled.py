@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from edgedistal.data.manifest import Manifest
-from edgedistal.distill import DistillConfig, learner_train, run_distill
+from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
 
 
 class Crash(RuntimeError):
@@ -38,8 +38,8 @@ def _cfg(**kw) -> DistillConfig:
 
 
 def test_labelled_ccs_writes_milestones_scores_and_resumes(tmp_path, manifest_path, monkeypatch):
-    from edgedistal import distill_labelled
     from edgedistal.cli import main
+    from edgedistal.pipeline import distill_labelled
 
     out = tmp_path / "full"
     main(["distill", "--manifest", str(manifest_path), "--strategy", "ccs", "--real-fraction", "0.4", *ARGS,

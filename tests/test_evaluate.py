@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgedistal.evaluate import (
+from edgedistal.pipeline.evaluate import (
     EvalConfig,
     aubc,
     balanced_subset,
@@ -295,8 +295,8 @@ def test_cli_compares_several_methods_in_one_table(synth_manifest, tmp_path: Pat
 
 
 def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_manifest, tmp_path: Path) -> None:
-    from edgedistal.distill import DistillConfig, learner_train
     from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.distill import DistillConfig, learner_train
 
     dcfg = DistillConfig(budget=0.1, seed_size=0.1, rounds=2, device="cpu", num_threads=1,
                          train=learner_train(image_size=32, max_steps=3, batch_size=8))

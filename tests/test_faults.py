@@ -285,7 +285,7 @@ def test_budget_above_the_pool(data, tmp_path: Path, capsys) -> None:
 
 
 def test_tiny_pool_states_the_minimum(data, tmp_path: Path, capsys) -> None:
-    from edgedistal.distill import MIN_POOL
+    from edgedistal.pipeline.distill import MIN_POOL
 
     code, _, err = run(["distill", "--manifest", data["six"], "--out", tmp_path / "d", "--device", "cpu"], capsys)
     assert_one_line_error(code, err, f"at least {MIN_POOL}")
@@ -435,7 +435,7 @@ KILL_SCRIPT = """
 import os, sys, time
 from pathlib import Path
 from edgedistal.data.manifest import Manifest
-from edgedistal.extract import ExtractConfig, run_extract
+from edgedistal.extract.run import ExtractConfig, run_extract
 
 def children():
     out = []

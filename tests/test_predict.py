@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.extract import ExtractConfig
+from edgedistal.extract.run import ExtractConfig
 from edgedistal.models.registry import Detector, DetectorConfig
-from edgedistal.predict import PredictConfig, collect_inputs, predict_paths, write_outputs
+from edgedistal.runtime.predict import PredictConfig, collect_inputs, predict_paths, write_outputs
 from edgedistal.runtime.torch_backend import TorchBackend
 
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from edgedistal.acquire.scorer import EMBEDDINGS_FILE, SCORES_FILE
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
-from edgedistal.extract import ExtractConfig, run_extract
-from edgedistal.score import EMBEDDINGS_FILE, SCORES_FILE
+from edgedistal.extract.run import ExtractConfig, run_extract
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -38,7 +38,7 @@ def local_ray():
 
 
 def test_single_process_path_imports_no_ray() -> None:
-    code = ("import sys, edgedistal.cli, edgedistal.extract, edgedistal.score, edgedistal.scale, "
+    code = ("import sys, edgedistal.cli, edgedistal.extract.run, edgedistal.acquire.scorer, edgedistal.scale, "
             "edgedistal.commands.extract, edgedistal.commands.score; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -124,9 +124,9 @@ def test_extract_resumes_an_interrupted_ray_run(local_ray, celeb, single, tmp_pa
 @pytest.fixture(scope="module")
 def pool(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The generated pool as a manifest, a small torch checkpoint and its single-process scores."""
+    from edgedistal.acquire.scorer import score_manifest
     from edgedistal.models.registry import Detector, DetectorConfig, save_checkpoint
     from edgedistal.runtime.select import get_backend
-    from edgedistal.score import score_manifest
 
     df = pd.read_csv(synth_dir / "metadata.csv")
     df["path"] = [str(synth_dir / p) for p in df["path"]]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgedistal.evaluate import summarise
-from edgedistal.report import find_run, write_report
+from edgedistal.pipeline.evaluate import summarise
+from edgedistal.pipeline.report import find_run, write_report
 from edgedistal.utils.io import write_json_atomic
 
 

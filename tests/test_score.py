@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from edgedistal.acquire.scorer import EMBEDDINGS_FILE, SCORES_FILE, score_images, score_manifest
 from edgedistal.data.images import decode_batch, load_images
 from edgedistal.data.manifest import Manifest
 from edgedistal.models.registry import Detector, DetectorConfig, save_checkpoint
 from edgedistal.runtime.base import BackendInfo
 from edgedistal.runtime.torch_backend import TorchBackend
-from edgedistal.score import EMBEDDINGS_FILE, SCORES_FILE, score_images, score_manifest
 
 SIZE = 64
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedistal.data import faces as F
 from edgedistal.data.synth import SynthConfig, generate
-from edgedistal.data.video import VideoError, probe, read_frames, sample_frames, sample_indices
 from edgedistal.errors import EdgedistalError
+from edgedistal.extract import faces as F
+from edgedistal.extract.video import VideoError, probe, read_frames, sample_frames, sample_indices
 
 
 def write_counter_video(path: Path, n: int, step: int = 6) -> Path:

@@ -69,9 +69,9 @@ def score_with(detector: Any, images: np.ndarray, *, device: str = "auto", batch
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities + embeddings of ``images`` through the torch serving backend and the batch
     scorer: the path `edgedistal score --backend torch` takes, so a pool scored here and one scored
-    by the command agree (one scoring function, see :func:`edgedistal.score.score_images`)."""
+    by the command agree (one scoring function, see :func:`edgedistal.acquire.scorer.score_images`)."""
+    from edgedistal.acquire.scorer import score_images
     from edgedistal.runtime.torch_backend import TorchBackend
-    from edgedistal.score import score_images
 
     backend = TorchBackend(detector, "fp32", device=device, batch_size=batch_size)
     try:

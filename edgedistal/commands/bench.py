@@ -70,9 +70,9 @@ def bench(
     cuda_graphs: bool, threads: int | None, notes: tuple[str, ...], out_dir: Path,
 ) -> None:
     """Latency percentiles, throughput, memory and accuracy drift per backend × precision × batch."""
-    from edgedistal.bench import BenchConfig, bench_files
-    from edgedistal.bench_jetson import jetson_profile
-    from edgedistal.bench_report import write_report
+    from edgedistal.bench.jetson import jetson_profile
+    from edgedistal.bench.report import write_report
+    from edgedistal.bench.run import BenchConfig, bench_files
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out_dir)

@@ -30,7 +30,7 @@ def demo(out: Path, quick: bool, device: str, threads: int | None) -> None:
     Stages: generate → ingest → split → distill → evaluate (vs random / balanced / stratified / full)
     → report → train on the distilled set → export ONNX (fp32, fp16, int8).
     """
-    from edgedistal.demo import QUICK, DemoConfig, run_demo
+    from edgedistal.pipeline.demo import QUICK, DemoConfig, run_demo
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)

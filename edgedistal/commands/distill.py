@@ -172,7 +172,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
             threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.distill import DistillConfig, learner_train
+    from edgedistal.pipeline.distill import DistillConfig, learner_train
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
@@ -220,7 +220,7 @@ def refuse_finished(out_dir: Path, resume: bool, overwrite: bool) -> None:
 def _run(manifest, cfg, out_dir: Path, resume: bool, strategy: str, mode: str):
     from rich.console import Console
 
-    from edgedistal.distill import run_distill
+    from edgedistal.pipeline.distill import run_distill
 
     console = Console()
     console.print(f"distill: {len(manifest):,} samples, strategy [bold]{strategy}[/], mode [bold]{mode}[/] → {out_dir}")

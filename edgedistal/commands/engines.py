@@ -47,7 +47,7 @@ def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_ba
             calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path,
             device: str, threads: int | None) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
-    from edgedistal.engines import build_all, ensure_export
+    from edgedistal.deploy.engines import build_all, ensure_export
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)

@@ -41,9 +41,9 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                             split_seed: int) -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
-    from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
-    from edgedistal.report import write_report
+    from edgedistal.pipeline.evaluate import EvalConfig, run_evaluation
+    from edgedistal.pipeline.report import write_report
 
     if manifest_path is None:
         raise EdgedistalError("--distilled needs --manifest", "pass the manifest the distillation ran on")

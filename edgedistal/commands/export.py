@@ -43,7 +43,7 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_distilled: Path | None,
            int8_target: str, calib_size: int, precisions: str, opset: int, threads: int | None) -> None:
     """Export a checkpoint to ONNX: uint8 NHWC `images` in; `prob`, `embedding` out."""
-    from edgedistal.export import SIDECAR, export_all
+    from edgedistal.deploy.export import SIDECAR, export_all
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)

@@ -89,7 +89,7 @@ def extract(
     """
     from rich.console import Console
 
-    from edgedistal.extract import ExtractConfig, face_rate, run_extract
+    from edgedistal.extract.run import ExtractConfig, face_rate, run_extract
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
@@ -135,7 +135,7 @@ def extract(
             console.print(f"  {r.file}: {r.reason}")
     console.print(f"manifest → {out_dir / 'manifest.parquet'}")
     if sheet:
-        from edgedistal.contact_sheet import contact_sheet
+        from edgedistal.pipeline.contact_sheet import contact_sheet
 
         console.print(
             f"contact sheet → {contact_sheet(res.manifest, out_dir / 'contact_sheet.png')}"

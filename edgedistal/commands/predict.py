@@ -40,10 +40,10 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     from rich.console import Console
     from rich.table import Table
 
-    from edgedistal.artifacts import check_artifacts
     from edgedistal.errors import EdgedistalError
-    from edgedistal.extract import ExtractConfig
-    from edgedistal.predict import PredictConfig, predict_paths, write_outputs
+    from edgedistal.extract.run import ExtractConfig
+    from edgedistal.runtime.artifacts import check_artifacts
+    from edgedistal.runtime.predict import PredictConfig, predict_paths, write_outputs
     from edgedistal.runtime.select import get_backend
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:

@@ -21,7 +21,7 @@ edgedistal report d_hybrid -o reports/d_hybrid
 @out_option(file_okay=False, help="Where to write report.md, report.html and figures/ (default: RUN_DIR).")
 def report(run_dir: Path, out: Path | None) -> None:
     """Render an evaluate/distill run folder: conclusion, budget curves, picks, compute saved."""
-    from edgedistal.report import write_report
+    from edgedistal.pipeline.report import write_report
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out or run_dir)

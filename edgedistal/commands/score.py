@@ -51,11 +51,11 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     With --ray each Ray actor builds the backend once and scores shards of rows; scores.parquet
     and embeddings.npy are the same as without it (same backend and batch size).
     """
-    from edgedistal.artifacts import check_artifacts
+    from edgedistal.acquire.scorer import score_manifest
     from edgedistal.data.manifest import Manifest
     from edgedistal.errors import EdgedistalError
+    from edgedistal.runtime.artifacts import check_artifacts
     from edgedistal.runtime.select import get_backend
-    from edgedistal.score import score_manifest
     from edgedistal.utils.io import check_output_dir
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:

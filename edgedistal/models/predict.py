@@ -137,7 +137,7 @@ def manifest_probs(
     progress: bool = False,
 ) -> np.ndarray:
     """Fake probabilities for every row of ``manifest`` (images via the uint8 cache). Not
-    :func:`edgedistal.score.score_manifest`, which streams any backend and writes files."""
+    :func:`edgedistal.acquire.scorer.score_manifest`, which streams any backend and writes files."""
     from edgedistal.data.images import load_images
 
     images = load_images(manifest.paths, model.config.image_size, progress=progress)

@@ -3,7 +3,7 @@
 Order for ``"auto"``: tensorrt → onnxruntime-gpu → torch-cuda → onnxruntime (CPU) → torch (CPU).
 A candidate is used only if its runtime is installed *and* its artifact exists (engine for
 TensorRT, ONNX model for ONNX Runtime, checkpoint for torch) and it supports the precision.
-Artifacts are found by :func:`edgedistal.artifacts.resolve`: ONNX Runtime takes ``--onnx-dir``'s
+Artifacts are found by :func:`edgedistal.runtime.artifacts.resolve`: ONNX Runtime takes ``--onnx-dir``'s
 model, else the fallback model ``engines`` wrote into ``--engine-dir``.
 """
 
@@ -53,7 +53,7 @@ def available_backends() -> list[str]:
 def _artifact(candidate: str, precision: str, checkpoint: Path | None, onnx_dir: Path | None,
               engine_dir: Path | None) -> str | None:
     """Why ``candidate`` cannot serve ``precision`` with the given artifacts (None: it can)."""
-    from edgedistal.artifacts import engine_filename, onnx_filename, resolve
+    from edgedistal.runtime.artifacts import engine_filename, onnx_filename, resolve
 
     if candidate == "tensorrt":
         art = resolve(precision, None, engine_dir)
@@ -146,7 +146,7 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
         dev = device if device and device.startswith("cuda") else "cuda"
     else:  # the CPU backends; torch also runs on Apple MPS when asked for it
         dev = "mps" if cand == "torch" and device == "mps" else "cpu"
-    from edgedistal.artifacts import resolve
+    from edgedistal.runtime.artifacts import resolve
 
     if cand == "tensorrt":
         from edgedistal.runtime.trt_backend import TrtBackend

@@ -1,7 +1,7 @@
 """What loading a TensorRT engine needs: the ``tensorrt`` import (with the install hint), the
 GPU's identity, and the check that an engine was built for this GPU and TensorRT version.
 
-It lives in the runtime, below the builders (:mod:`edgedistal.engines` imports it), so serving an
+It lives in the runtime, below the builders (:mod:`edgedistal.deploy.engines` imports it), so serving an
 engine never imports the code that builds one.
 """
 
@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgedistal.artifacts import artifact_sidecar
 from edgedistal.errors import EdgedistalError, MissingDependencyError
+from edgedistal.runtime.artifacts import artifact_sidecar
 from edgedistal.utils.io import read_json
 
 

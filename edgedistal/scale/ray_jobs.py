@@ -11,7 +11,7 @@ Why it is shaped this way:
   done-records and crops, scoring writes ``.ray/score/<start>-<digest>.npz``. A re-run skips
   what is on disk.
 * The merge runs the single-process code on those files in input order
-  (:func:`edgedistal.extract.finish_extract`, :func:`edgedistal.score.score_table`), so the
+  (:func:`edgedistal.extract.run.finish_extract`, :func:`edgedistal.acquire.scorer.score_table`), so the
   manifest, crops, scores and embeddings are identical to a single-process run.
 * A worker that dies is restarted and its shard re-run (Ray Data's actor ``max_restarts`` and
   ``max_task_retries``, unbounded by default). Every shard attempt and actor start leaves an
@@ -40,7 +40,7 @@ import numpy as np
 
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError, MissingDependencyError
-from edgedistal.extract import ExtractConfig, ExtractResult, finish_extract, plan_extract
+from edgedistal.extract.run import ExtractConfig, ExtractResult, finish_extract, plan_extract
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -212,12 +212,12 @@ class _ExtractActor(_ShardActor):
     def __init__(self, runs_dir: str, config: dict, die_once: str | None = None,
                  retries: int = RETRIES) -> None:
         super().__init__(runs_dir, die_once, retries)
-        from edgedistal.extract import _detector
+        from edgedistal.extract.run import _detector
 
         _detector(ExtractConfig(**config))  # once per actor, cached for process_video
 
     def work(self, sid: str, payload: list[dict]) -> dict:
-        from edgedistal.extract import process_video, write_failure
+        from edgedistal.extract.run import process_video, write_failure
 
         crashed = 0
         for job in payload:
@@ -245,7 +245,7 @@ def ray_extract(
     retries: int = RETRIES,
     die_once: str | os.PathLike[str] | None = None,
 ) -> ExtractResult:
-    """:func:`edgedistal.extract.run_extract` on Ray: same outputs, ``result.extra["ray"]`` says
+    """:func:`edgedistal.extract.run.run_extract` on Ray: same outputs, ``result.extra["ray"]`` says
     how (shards run and skipped, actors, retries). Shards are ``shard_size`` consecutive inputs."""
     if shard_size < 1:
         raise EdgedistalError(f"shard size must be >= 1 (got {shard_size})", "e.g. 16 videos per shard")
@@ -293,8 +293,8 @@ class _ScoreActor(_ShardActor):
         self.batch_size = batch_size
 
     def work(self, sid: str, payload: dict) -> dict:
+        from edgedistal.acquire.scorer import score_loaded
         from edgedistal.data.images import decode_batch
-        from edgedistal.score import score_loaded
 
         target = self.shard_dir / f"{sid}.npz"
         info = vars(self.backend.info)
@@ -354,7 +354,7 @@ def ray_score(
     retries: int = RETRIES,
     die_once: str | os.PathLike[str] | None = None,
 ) -> dict:
-    """:func:`edgedistal.score.score_manifest` on Ray: identical ``scores.parquet`` and
+    """:func:`edgedistal.acquire.scorer.score_manifest` on Ray: identical ``scores.parquet`` and
     ``embeddings.npy``; returns the summary (``scores.json``, with a ``ray`` entry).
 
     ``backend`` holds :func:`~edgedistal.runtime.select.get_backend`'s keyword arguments; each
@@ -363,14 +363,14 @@ def ray_score(
     single-process run. ``gpu=None``: GPU actors when the cluster has GPUs and the backend may use
     one.
     """
-    from edgedistal.runtime.select import GPU_BACKENDS
-    from edgedistal.score import (
+    from edgedistal.acquire.scorer import (
         EMBEDDINGS_FILE,
         SCORES_FILE,
         embedding_writer,
         score_table,
         write_summary,
     )
+    from edgedistal.runtime.select import GPU_BACKENDS
 
     n = len(manifest)
     if n == 0:

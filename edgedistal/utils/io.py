@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,15 @@ from edgedistal.errors import EdgedistalError
 MIN_FREE_BYTES = 1 << 20
 #: Messages of writers that hide ENOSPC behind their own exception (torch.save's zip writer).
 _DISK_FULL_HINTS = ("unexpected pos", "file write failed", "no space left")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def host_tag() -> str:

@@ -17,7 +17,7 @@ from edgedistal.data.archive import shared_dataset
 from edgedistal.data.images import load_images
 from edgedistal.data.layouts import read_layout
 from edgedistal.data.split import group_split
-from edgedistal.export import export_all
+from edgedistal.deploy.export import export_all
 from edgedistal.models.registry import save_checkpoint
 from edgedistal.models.train import TrainConfig, checkpoint_extra, fit
 

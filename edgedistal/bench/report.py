@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgedistal.utils.io import atomic_path, read_json, write_json_atomic, write_text_atomic
+from edgedistal.bench.html import save_figure
+from edgedistal.utils.io import read_json, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 1
 _NUM = (int, float)
@@ -229,12 +230,6 @@ def _load(x: list[float] | None) -> str:
 
 
 # -- plots ---------------------------------------------------------------------------------------
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
 def plot_latency(report: dict[str, Any], path: Path) -> Path | None:
     """p50 latency vs batch (error bar to p99), one line per backend × precision."""
     import matplotlib
@@ -263,7 +258,7 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path | None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     try:
-        return _save(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -296,7 +291,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_title("Accuracy by backend × precision")
     ax.legend(fontsize=8)
     try:
-        return _save(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -307,7 +302,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> dic
     out = Path(out_dir)
     files = {"json": write_json_atomic(out / "bench.json", report),
              "markdown": write_text_atomic(out / "bench.md", render_markdown(report))}
-    from edgedistal.bench_html import plot_percentiles, render_html
+    from edgedistal.bench.html import plot_percentiles, render_html
 
     for name, fn in (("latency_png", plot_latency), ("percentiles_png", plot_percentiles),
                      ("accuracy_png", plot_accuracy)):

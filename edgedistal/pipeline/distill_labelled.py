@@ -35,11 +35,11 @@ from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # distill imports this module lazily; the type only
-    from edgedistal.distill import DistillConfig
+    from edgedistal.pipeline.distill import DistillConfig
 
 
 def dynamics_config(cfg: DistillConfig) -> DynamicsConfig:
-    """The proxy run of a :class:`~edgedistal.distill.DistillConfig` (its learner's recipe)."""
+    """The proxy run of a :class:`~edgedistal.pipeline.distill.DistillConfig` (its learner's recipe)."""
     t = cfg.train
     return DynamicsConfig(backbone=t.backbone, epochs=t.epochs, steps=t.max_steps, checkpoints=cfg.checkpoints,
                           batch_size=t.batch_size, lr=t.lr, folds=cfg.folds, seed=cfg.seed,
@@ -92,7 +92,7 @@ def run_labelled(
     on_round: Callable[[dict], None] | None = None,
 ):
     """Select every milestone budget (and the final one) from ``manifest``'s train split."""
-    from edgedistal.distill import (
+    from edgedistal.pipeline.distill import (
         DistillResult,
         _milestone_path,
         _pool_hash,

@@ -14,15 +14,14 @@ Why the TorchScript ("legacy") exporter (``dynamo=False``): the dynamo exporter 
 static conv net; the legacy exporter takes under a second for resnet18 and yields a plain
 opset-17 graph that ONNX Runtime, its quantiser and TensorRT's parser all accept.
 
-The int8 model is a QDQ graph whose flavour follows ``int8_target`` (:mod:`edgedistal.int8`):
+The int8 model is a QDQ graph whose flavour follows ``int8_target`` (:mod:`edgedistal.deploy.int8`):
 ``tensorrt`` (default) is symmetric S8S8 as TensorRT 10's explicit quantisation requires;
 ``cpu`` is U8S8, which ONNX Runtime's CPU EP fuses into integer kernels throughout. Every model
-carries the detector's identity in ``metadata_props`` (see :mod:`edgedistal.artifacts`).
+carries the detector's identity in ``metadata_props`` (see :mod:`edgedistal.runtime.artifacts`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import asdict
@@ -34,7 +33,7 @@ import torch
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.models.registry import DeployModel, Detector
-from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
+from edgedistal.utils.io import atomic_path, read_json, sha256_file, write_json_atomic
 from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
@@ -46,17 +45,9 @@ SIDECAR = "export.json"
 
 
 def model_filename(precision: str) -> str:
-    from edgedistal.artifacts import onnx_filename
+    from edgedistal.runtime.artifacts import onnx_filename
 
     return onnx_filename(precision)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- fp32 -------------------------------------------------------------------------------------
@@ -158,8 +149,8 @@ def _check_io(new: Any, ref: Any) -> None:
 def quantize_int8(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], calib_images: np.ndarray, target: str = "tensorrt"
 ) -> Path:
-    """Static int8 QDQ quantisation for ``target`` (see :mod:`edgedistal.int8`)."""
-    from edgedistal.int8 import quantize
+    """Static int8 QDQ quantisation for ``target`` (see :mod:`edgedistal.deploy.int8`)."""
+    from edgedistal.deploy.int8 import quantize
 
     return quantize(src, dst, calib_images, target)
 
@@ -263,7 +254,7 @@ def export_all(
     int8 calibration: ``calib_manifest``, else ``calib_distilled``, else a distillation output
     found next to the checkpoint or ``out_dir``, else generated images (logged as a warning).
     """
-    from edgedistal.int8 import plan_calibration
+    from edgedistal.deploy.int8 import plan_calibration
     from edgedistal.models.registry import load_checkpoint
 
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
@@ -297,8 +288,8 @@ def export_detector(
     import onnx
     import onnxruntime as ort
 
-    from edgedistal.artifacts import detector_identity, stamp_onnx
-    from edgedistal.int8 import quantize_for_target, target_options
+    from edgedistal.deploy.int8 import quantize_for_target, target_options
+    from edgedistal.runtime.artifacts import detector_identity, stamp_onnx
 
     target_options(int8_target)  # validate before any work
     out = Path(out_dir)
@@ -312,7 +303,7 @@ def export_detector(
     kind = calib_kind or ("generated" if calib_manifest is None else
                           "distilled" if Path(calib_manifest).name == "distilled.parquet" else "manifest")
     if kind == "generated":
-        from edgedistal.int8 import GENERATED_WARNING
+        from edgedistal.deploy.int8 import GENERATED_WARNING
 
         log.warning(GENERATED_WARNING)
     calibration = {"source": source, "kind": kind, "n_images": len(images),

@@ -1,7 +1,7 @@
 """Use the detector on new data: images, folders or videos → fake probability per frame and file.
 
-Videos go through the same pipeline as training data (:mod:`edgedistal.extract`): frames sampled
-evenly (:func:`edgedistal.data.video.sample_frames`), the largest face detected and cut as a
+Videos go through the same pipeline as training data (:mod:`edgedistal.extract.run`): frames sampled
+evenly (:func:`edgedistal.extract.video.sample_frames`), the largest face detected and cut as a
 square with margin at the extract crop size, then resized to the model's input like the image
 cache does — so the model sees at inference what it saw in training. A file's probability is the
 mean over its frames with a face (the usual video-level aggregation in deepfake benchmarks).
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.extract import ExtractConfig
+from edgedistal.extract.run import ExtractConfig
 from edgedistal.runtime.base import Backend
 
 FILE_COLUMNS = ["file", "media", "frames", "faces", "prob_fake", "prob_max", "verdict", "error"]
@@ -59,8 +59,8 @@ def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, 
 def face_crops(path: Path, media: str, cfg: ExtractConfig, detector: Any,
                size: int) -> Iterator[tuple[int, float | None, np.ndarray | None]]:
     """``(frame, detection score, crop [size,size,3] RGB)`` per sampled frame (crop None: no face)."""
-    from edgedistal.data.faces import crop_face, select_faces
-    from edgedistal.extract import load_frames
+    from edgedistal.extract.faces import crop_face, select_faces
+    from edgedistal.extract.run import load_frames
 
     for frame, image in load_frames(str(path), media, cfg):
         faces = select_faces(detector.detect(image))
@@ -83,7 +83,7 @@ class PredictResult:
 def predict_paths(paths: Iterable[str | os.PathLike[str]], backend: Backend, cfg: PredictConfig = PredictConfig(),
                   progress: bool = True) -> PredictResult:
     """Score every image/video under ``paths``; an unreadable file becomes a row with ``error``."""
-    from edgedistal.data.faces import get_detector
+    from edgedistal.extract.faces import get_detector
     from edgedistal.utils.progress import track
 
     inputs = collect_inputs(paths)

@@ -4,7 +4,7 @@ A latency number means nothing without the machine it was measured on, so every 
 carries a snapshot of the CPU, GPU (torch and nvidia-smi views), driver/CUDA versions, installed
 package versions, load average and, on a Jetson, the L4T/JetPack release and nvpmodel power mode.
 This is probing the host (files under /etc and /proc, subprocesses, optional imports), not
-measuring anything, so it lives apart from the timing code in :mod:`edgedistal.bench`; every
+measuring anything, so it lives apart from the timing code in :mod:`edgedistal.bench.run`; every
 probe degrades to ``None`` instead of failing the benchmark.
 """
 

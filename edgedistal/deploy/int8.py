@@ -180,7 +180,7 @@ def quantize_for_target(
 ) -> dict[str, Any]:
     """Quantise for ``target``; for ``cpu`` try each calibration method and keep the one whose
     probabilities drift least from fp32 on a held-out slice. Returns what was done."""
-    from edgedistal.export import run_ort
+    from edgedistal.deploy.export import run_ort
 
     opts = target_options(target)
     if target == "tensorrt":

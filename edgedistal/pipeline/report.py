@@ -338,7 +338,7 @@ def comparison_table(summary: dict) -> pd.DataFrame:
 
 def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
     """How to read the numbers: the tie rule, the protocol, and what the warnings say."""
-    from edgedistal.compare import TIE_STD
+    from edgedistal.pipeline.compare import TIE_STD
 
     ev = eval_cfg.get("eval", {}) or {}
     notes = [f"Verdicts: a method wins or loses only when it differs from the strongest baseline at that "

@@ -59,10 +59,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     stage lines go to ``log`` (default: this module's logger at info level)."""
     from edgedistal.data.layouts import read_layout
     from edgedistal.data.split import group_split
-    from edgedistal.distill import DistillConfig, learner_train, run_distill
-    from edgedistal.evaluate import EvalConfig, run_evaluation
     from edgedistal.models.train import TrainConfig
-    from edgedistal.report import write_report
+    from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
+    from edgedistal.pipeline.evaluate import EvalConfig, run_evaluation
+    from edgedistal.pipeline.report import write_report
 
     log = log or _log.info
     out = Path(out_dir)
@@ -118,7 +118,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     if not detector_path.exists():
         _train_deployable(manifest, Manifest.load(out / "distilled" / "distilled.parquet"),
                           replace(train_cfg, max_steps=cfg.deploy_steps), detector_path)
-    from edgedistal.export import SIDECAR, export_all
+    from edgedistal.deploy.export import SIDECAR, export_all
 
     if not (export_dir / SIDECAR).exists():
         export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),

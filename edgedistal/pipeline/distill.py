@@ -97,7 +97,7 @@ class DistillConfig:
     device: str = "auto"
     materialise: str = "none"
     num_threads: int | None = None
-    # labelled mode (edgedistal.distill_labelled): proxy scorings over its run, out-of-fold
+    # labelled mode (edgedistal.pipeline.distill_labelled): proxy scorings over its run, out-of-fold
     # folds, and a learner/ folder of another labelled run whose dynamics to reuse
     checkpoints: int = 6
     folds: int = 0
@@ -239,7 +239,7 @@ def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Mani
     The scores may cover more rows than the pool (the whole manifest: val rows then give the
     val AUC); every pool row must be there, and none may be outside ``manifest_ids``.
     """
-    from edgedistal.score import read_scores
+    from edgedistal.acquire.scorer import read_scores
 
     d = Path(scores_dir)
     table, emb = read_scores(d)
@@ -274,9 +274,9 @@ def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Mani
 def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progress: bool, resume: bool) -> Path:
     """Score the train + val rows with ``cfg.checkpoint`` through the torch backend and the
     `score` command's scorer into ``out/scores`` (reused when already there)."""
+    from edgedistal.acquire.scorer import SUMMARY_FILE, score_manifest
     from edgedistal.models.registry import load_checkpoint
     from edgedistal.runtime.torch_backend import TorchBackend
-    from edgedistal.score import SUMMARY_FILE, score_manifest
 
     dest = out / "scores"
     if resume and (dest / SUMMARY_FILE).exists():
@@ -439,7 +439,7 @@ def run_distill(
         scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
         learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))
     if cfg.mode == "labelled" and learner is None:
-        from edgedistal.distill_labelled import run_labelled
+        from edgedistal.pipeline.distill_labelled import run_labelled
 
         return run_labelled(manifest, cfg, out, resume=resume, progress=progress, on_round=on_round)
     budget = resolve_count(cfg.budget, n, "budget")

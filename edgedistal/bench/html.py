@@ -12,6 +12,15 @@ import html
 from pathlib import Path
 from typing import Any
 
+from edgedistal.utils.io import atomic_path
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure as PNG, atomically (the plots of ``bench.md`` and ``bench.html``)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
 
 def plot_percentiles(report: dict[str, Any], path: Path) -> Path | None:
     """One panel per batch size: p50 / p90 / p99 bars for every backend × precision."""
@@ -19,8 +28,6 @@ def plot_percentiles(report: dict[str, Any], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgedistal.bench_report import _save
 
     rows = [r for r in report["rows"] if r.get("latency_ms")]
     if not rows:
@@ -44,7 +51,7 @@ def plot_percentiles(report: dict[str, Any], path: Path) -> Path | None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     try:
-        return _save(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 

@@ -3,7 +3,7 @@
 No Jetson is needed to ask "roughly how fast would this detector be on an Orin Nano / NX?": we
 count the model's FLOPs with torch and divide by the GPU's published dense peak times an assumed
 utilisation. That is arithmetic on datasheet figures, not a measurement, and it is kept out of
-:mod:`edgedistal.bench` (which only reports what was timed) so the two can never be confused;
+:mod:`edgedistal.bench.run` (which only reports what was timed) so the two can never be confused;
 the result is always labelled ESTIMATE. The profile itself (batch 1, fp16 + int8, capped
 workspace) lives here too because it only makes sense together with the estimate.
 """
@@ -11,11 +11,22 @@ workspace) lives here too because it only makes sense together with the estimate
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from edgedistal.bench import BenchConfig
+
+class _Settings(Protocol):
+    """The :class:`edgedistal.bench.run.BenchConfig` fields the profile sets (typed here so that
+    this module never imports ``run``, which imports it)."""
+
+    profile: str
+    batches: Sequence[int]
+    precisions: Sequence[str]
+    workspace_mb: int | None
+
+
+_C = TypeVar("_C", bound=_Settings)
 
 #: Published peaks of the Jetson modules the ``jetson`` profile estimates for. NVIDIA quotes
 #: *sparse* INT8 TOPS (module total, GPU + DLA); the figures below are the GPU's *dense* rates:
@@ -46,7 +57,7 @@ ASSUMED_UTILISATION = 0.25
 JETSON_WORKSPACE_MB = 1024
 
 
-def jetson_profile(config: BenchConfig) -> BenchConfig:
+def jetson_profile(config: _C) -> _C:
     """Batch 1, fp16 + int8, workspace capped: how a camera pipeline runs on an Orin module."""
     config.profile = "jetson"
     config.batches = (1,)

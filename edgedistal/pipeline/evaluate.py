@@ -1,7 +1,7 @@
 """Distilled methods vs baselines vs the full pool, trained the same way, tested on held-out groups.
 
 For each budget and seed the same recipe trains: every distilled method given (its milestone
-subset at that budget), the three baselines of :mod:`edgedistal.baselines` (``random``,
+subset at that budget), the three baselines of :mod:`edgedistal.pipeline.baselines` (``random``,
 ``balanced`` and a ``stratified`` arm per label mix the methods use), and once per seed the
 full pool. Baselines and the full arm are shared by all methods, so comparing several
 strategies costs one set of baselines. Protocols (recorded in ``eval_config.json`` and in
@@ -37,7 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from edgedistal.baselines import (  # noqa: F401  (re-exported: the evaluation's public names)
+from edgedistal.data.manifest import Manifest
+from edgedistal.errors import EdgedistalError
+from edgedistal.models.train import TrainConfig
+from edgedistal.pipeline.baselines import (  # noqa: F401  (re-exported: the evaluation's public names)
     balanced_subset,
     carve_val,
     distilled_name,
@@ -47,14 +50,11 @@ from edgedistal.baselines import (  # noqa: F401  (re-exported: the evaluation's
     stratified_subset,
     subset_seed,
 )
-from edgedistal.compare import aubc, gain_over_chance, summarise  # noqa: F401
-from edgedistal.data.manifest import Manifest
-from edgedistal.errors import EdgedistalError
-from edgedistal.models.train import TrainConfig
+from edgedistal.pipeline.compare import aubc, gain_over_chance, summarise  # noqa: F401
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # distill imports evaluate's baselines; the type only
-    from edgedistal.distill import DistillConfig
+    from edgedistal.pipeline.distill import DistillConfig
 
 log_ = logging.getLogger(__name__)
 
@@ -496,7 +496,7 @@ def _run_distill(manifest: Manifest, distill_cfg: DistillConfig | None, out: Pat
                  progress: bool) -> Path:
     """Distil once with milestones at the evaluation budgets (resumes a previous run). The
     budgets are the one source: a ``distill_cfg`` with other milestones is refused, not overridden."""
-    from edgedistal.distill import DistillConfig, run_distill
+    from edgedistal.pipeline.distill import DistillConfig, run_distill
 
     dcfg = distill_cfg or DistillConfig()
     want = tuple(sorted(float(b) for b in budgets))

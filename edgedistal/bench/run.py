@@ -11,8 +11,8 @@ fast int8 row can never hide a broken model.
 The backend factory is injectable: tests drive the whole loop with scripted fake backends and a
 fake clock; the CLI uses :func:`edgedistal.runtime.select.get_backend`.
 
-Environment capture lives in :mod:`edgedistal.bench_env` and the ``--profile jetson`` FLOP
-estimate in :mod:`edgedistal.bench_jetson`.
+Environment capture lives in :mod:`edgedistal.bench.env` and the ``--profile jetson`` FLOP
+estimate in :mod:`edgedistal.bench.jetson`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from edgedistal.bench_env import capture_environment, finish_environment
-from edgedistal.bench_jetson import estimate_section
+from edgedistal.bench.env import capture_environment, finish_environment
+from edgedistal.bench.jetson import estimate_section
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
 
@@ -562,7 +562,7 @@ def bench_files(
     for p, what in ((checkpoint, "checkpoint"), (onnx_dir, "ONNX folder"), (engine_dir, "engine folder")):
         if p and not Path(p).exists():
             raise EdgedistalError(f"{p}: {what} not found", "check the path (export with `edgedistal export`)")
-    from edgedistal.artifacts import check_artifacts
+    from edgedistal.runtime.artifacts import check_artifacts
 
     artifacts = check_artifacts(config.precisions, onnx_dir, engine_dir, checkpoint)  # refuse mismatches
     if threads:

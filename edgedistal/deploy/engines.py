@@ -16,16 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgedistal.artifacts import artifact_sidecar, engine_filename
+from edgedistal.deploy.export import model_filename
 from edgedistal.errors import EdgedistalError, MissingDependencyError
-from edgedistal.export import model_filename, sha256_file
+from edgedistal.runtime.artifacts import artifact_sidecar, engine_filename
 from edgedistal.runtime.trt_env import (  # noqa: F401  (what loading an engine checks; builders re-use it)
     check_engine_compatible,
     compat_problems,
     gpu_identity,
     import_tensorrt,
 )
-from edgedistal.utils.io import atomic_path, write_json_atomic
+from edgedistal.utils.io import atomic_path, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = Fa
         return
     demo = Path(demo_checkpoint)
     if demo_if_missing and demo.exists():
-        from edgedistal.export import export_all
+        from edgedistal.deploy.export import export_all
 
         log.warning("%s has no model: exporting the demo checkpoint %s", export_dir, demo)
         export_all(demo, export_dir, precisions=("fp32", "fp16", "int8"))
@@ -138,7 +138,7 @@ def validate_onnx(path: str | os.PathLike[str]) -> None:
         raise EdgedistalError(f"{path}: missing or empty ONNX file", "re-export with `edgedistal export`")
     try:
         onnx.checker.check_model(str(path))
-        from edgedistal.export import ort_session
+        from edgedistal.deploy.export import ort_session
 
         ort_session(path, threads=1)
     except Exception as exc:  # checker, protobuf and ORT each raise their own types
@@ -159,7 +159,7 @@ def resolve_int8_target(target: str, have_trt: bool) -> str:
     """``auto`` → tensorrt where TensorRT builds the engines, cpu for the ONNX Runtime fallback."""
     if target == "auto":
         return "tensorrt" if have_trt else "cpu"
-    from edgedistal.int8 import target_options
+    from edgedistal.deploy.int8 import target_options
 
     target_options(target)
     return target
@@ -187,7 +187,7 @@ def build_all(
     the model identity, so ``score``/``bench``/``predict`` can check it. Returns the summary
     written to ``out_dir/engines.json``: ``{"tensorrt", "built", "failed", "note"}``.
     """
-    from edgedistal.artifacts import resolve, verify
+    from edgedistal.runtime.artifacts import resolve, verify
 
     export_dir, out = Path(export_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,8 +242,8 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
     for ``target`` and no better calibration set is available; otherwise it is quantised again
     from fp32 (into ``out``), calibrated on the distilled subset when one is given or found.
     """
-    from edgedistal.artifacts import identity_from_export_sidecar
-    from edgedistal.export import read_sidecar
+    from edgedistal.deploy.export import read_sidecar
+    from edgedistal.runtime.artifacts import identity_from_export_sidecar
 
     fp32 = export_dir / model_filename("fp32")
     if not fp32.exists():
@@ -256,8 +256,8 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
         return fp32, meta
     if precision == "fp16":
         if not path.exists():
-            from edgedistal.artifacts import stamp_onnx
-            from edgedistal.export import convert_fp16
+            from edgedistal.deploy.export import convert_fp16
+            from edgedistal.runtime.artifacts import stamp_onnx
 
             path = convert_fp16(fp32, out / model_filename("fp16"))
             stamp_onnx(path, identity, precision="fp16")
@@ -268,7 +268,7 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
     have = model.get("int8_target") or ("tensorrt" if path.exists() else None)
     calib = model.get("calibration") or side.get("calibration") or {}
     explicit = calib_manifest is not None or calib_distilled is not None
-    from edgedistal.int8 import find_distilled
+    from edgedistal.deploy.int8 import find_distilled
 
     better = calib.get("kind", "generated") == "generated" and find_distilled(export_dir) is not None
     if path.exists() and have == target and not explicit and not better:
@@ -281,9 +281,9 @@ def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identi
                 calib_manifest: Any, calib_distilled: Any, calib_size: int,
                 meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Quantise ``fp32`` for ``target`` into ``out``; calibration as :func:`plan_calibration`."""
-    from edgedistal.artifacts import stamp_onnx
-    from edgedistal.export import calibration_images
-    from edgedistal.int8 import plan_calibration, quantize_for_target
+    from edgedistal.deploy.export import calibration_images
+    from edgedistal.deploy.int8 import plan_calibration, quantize_for_target
+    from edgedistal.runtime.artifacts import stamp_onnx
 
     recorded = (side.get("calibration") or {}).get("manifest")
     if calib_manifest is None and calib_distilled is None and recorded and Path(recorded).is_file():

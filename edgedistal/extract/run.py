@@ -100,7 +100,7 @@ _DETECTORS: dict[tuple, object] = {}
 
 
 def _detector(cfg: ExtractConfig):
-    from edgedistal.data.faces import get_detector
+    from edgedistal.extract.faces import get_detector
 
     k = (cfg.detector, tuple(sorted(cfg.detector_options().items())))
     if k not in _DETECTORS:
@@ -110,7 +110,7 @@ def _detector(cfg: ExtractConfig):
 
 def load_frames(path: str, media: str, cfg: ExtractConfig) -> list[tuple[int, np.ndarray]]:
     """``(frame index, RGB frame)`` per sampled frame (an image is one frame, index -1)."""
-    from edgedistal.data.video import VideoError, sample_frames
+    from edgedistal.extract.video import VideoError, sample_frames
 
     if media == "image":
         img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -126,7 +126,7 @@ def process_video(job: dict) -> dict:
     A :class:`~edgedistal.errors.EdgedistalError` (bad video, bad model path) becomes a
     record with ``error`` set; anything else propagates (a bug should stop the run loudly).
     """
-    from edgedistal.data.faces import crop_face, select_faces
+    from edgedistal.extract.faces import crop_face, select_faces
 
     cfg = ExtractConfig(**job["config"])
     out_dir = Path(job["out_dir"])
@@ -263,7 +263,7 @@ def plan_extract(
             f"bad crop settings size={cfg.size} margin={cfg.margin}",
             "use e.g. --size 224 --margin 1.3",
         )
-    from edgedistal.data.faces import get_detector
+    from edgedistal.extract.faces import get_detector
 
     get_detector(cfg.detector, **cfg.detector_options())  # fail fast (unknown name, no model file)
     out = Path(out_dir)

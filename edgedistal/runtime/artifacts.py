@@ -255,7 +255,7 @@ def describe_missing(precision: str, export_dir: Any, engine_dir: Any) -> str:
 # -- verification -----------------------------------------------------------------------------
 def verify(art: Artifact, checkpoint: str | os.PathLike[str] | None = None) -> Artifact:
     """Refuse an artifact that is empty, differs from its sidecar, or from ``checkpoint``."""
-    from edgedistal.export import sha256_file
+    from edgedistal.utils.io import sha256_file
 
     for path in (art.onnx, art.engine):
         if path is not None and path.stat().st_size == 0:
