@@ -19,22 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_run import exit_code as run
 
-from edgedistal.cli import main
 from edgedistal.data.manifest import Manifest
 
 SIZE = 32
 STRATEGIES = ("kcenter", "balanced+random", "uncertainty", "hybrid", "badge")
 #: k-means++ users: their start row is a tie among unit norms (see the module docstring).
 KMEANS_STRATEGIES = ("typiclust", "probcover", "cluster_margin", "coldstart+uncertainty")
-
-
-def run(*args: object) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli_run import exit_code as run
 
-from edgedistal.cli import main
 from edgedistal.data.manifest import Manifest
 from edgedistal.models.registry import Detector, DetectorConfig, save_checkpoint
 
 SIZE = 32
-
-
-def run(*args: str) -> int:
-    """Run the CLI as a user would; return its exit code."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -39,23 +39,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_run import run_captured as run
 
-from edgedistal.cli import main
 from edgedistal.data.manifest import Manifest
 
 RO = Path("/sys/edgedistal-faults")  # not writable even by root (sysfs)
 TINY_TRAIN = ["--backbone", "resnet10t", "--image-size", "32", "--steps", "2", "--batch-size", "8",
               "--threads", "1", "--device", "cpu"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_one_line_error(code: int, err: str, *needles: object) -> str:

@@ -6,21 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_run import run_captured as run
 
-from edgedistal.cli import main
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import check_no_group_leak
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Call ``edgedistal.cli.main``; return (exit code, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_ingest_csv_writes_manifest_csv_and_group_split(synth_dir, tmp_path, capsys):

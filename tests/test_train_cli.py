@@ -5,22 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_run import run_captured as run
 
-from edgedistal.cli import main
 from edgedistal.data.layouts import read_layout
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import check_no_group_leak
 from edgedistal.models.registry import load_checkpoint
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
