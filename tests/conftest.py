@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("EDGEDISTAL_NO_PROGRESS", "1")
+# tests sit beside the stage they test (tests/<stage>/); shared helpers (cli_run) live here
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -219,7 +219,7 @@ def test_label_aware_balance_and_pairs_hold_at_every_milestone(tmp_path, synth_p
 
 
 # -- the nested config: DistillConfig.train, old config.json files -----------------------------
-PROOF = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "proof_dfdc_cpu" / "distilled"
+PROOF = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "proof_dfdc_cpu" / "distilled"
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in PROOF.iterdir()) if PROOF.exists() else [])
