@@ -168,6 +168,18 @@ def test_readme_documents_the_python_api() -> None:
     assert used and used <= set(edgedistal.__all__), f"the example uses names edgedistal does not export: {used}"
 
 
+def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The API example, as written, on a generated my_faces/ folder (only the step count shrinks)."""
+    text = README.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    code = walkthrough.fenced_blocks(text)[0]
+    _real_fake_folder(tmp_path / "my_faces")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("max_steps=60", "max_steps=4"), "README Python API example", "exec"), {})
+    out = capsys.readouterr().out
+    assert "picked ->" in out and "missing.parquet" in out and "| fix:" in out
+    assert (tmp_path / "work" / "d_hybrid" / "distilled.parquet").exists()
+
+
 def test_demo_takes_threads() -> None:
     demo = cli.get_command(click.Context(cli), "demo")
     assert any("--threads" in p.opts for p in demo.params)
