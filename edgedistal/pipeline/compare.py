@@ -14,7 +14,6 @@ Rules (the ones this field's reviewers apply):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from edgedistal.utils.io import read_json
 
 #: Differences within this many seed standard deviations are ties.
 TIE_STD = 2.0
@@ -35,7 +36,7 @@ def selection_cost(distilled_dir: str | Path) -> dict[str, Any]:
     Why: distillation only pays if selecting costs less than the full training it replaces,
     so the comparison must carry the selection's own bill, not only the subset's training."""
     d = Path(distilled_dir)
-    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+    cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
     cost = cfg.get("cost") or {}
     if cost.get("wall_s") is not None:
         return {"mode": cfg.get("mode", "labelled"), "selection_s": float(cost["wall_s"]) + float(cost.get("select_s", 0.0)),
