@@ -46,6 +46,9 @@ _REGISTRY = {
     "ccs": _lazy("difficulty", "CCS"),
     "easy2hard": _lazy("difficulty", "EasyToHard"),
     "d2": _lazy("difficulty", "D2Pruning"),
+    # peers: Lightly's selection engine (optional lightly-mundig), balancing by itself
+    "mundig": _lazy("peers", "Mundig"),
+    "mundig_div": lambda **kw: _lazy("peers", "Mundig")(diversity=1.0, name="mundig_div", **kw),
 }
 STRATEGIES = tuple(_REGISTRY)
 WRAPPERS = ("balanced", "groupspread", "groupcap", "paired", "coldstart")

@@ -179,3 +179,35 @@ def test_unknown_wrapper_is_an_error():
 
     with pytest.raises(EdgedistalError, match="unknown strategy"):
         get_strategy("pairs+hybrid")
+
+
+@pytest.mark.parametrize("name", ["mundig", "mundig_div"])
+def test_mundig_peer_balances_labels_and_prefers_dense_points(name):
+    pytest.importorskip("lightly_mundig")
+    rng = np.random.default_rng(0)
+    # a dense blob (typical) and a sparse halo (atypical); 85 % fake as in DFDC
+    x = np.concatenate([rng.normal(2, 0.1, (300, 8)), rng.normal(0, 3.0, (300, 8))]).astype(np.float32)
+    y = (rng.random(600) < 0.85).astype(int)
+    s = SelectionState.build(x, np.full(600, 0.5), np.zeros(600, bool), pool_labels=y)
+    picks = get_strategy(name).select(s, 40)
+    assert len(set(picks.tolist())) == 40
+    assert abs((y[picks] == 0).sum() - 20) <= 1  # ~50/50 despite 15 % real (the engine balances softly)
+    if name == "mundig":  # typicality alone: the dense blob wins
+        assert (picks < 300).mean() > 0.8
+
+
+def test_mundig_without_the_package_is_one_line(monkeypatch):
+    import builtins
+
+    from edgedistal.errors import EdgedistalError
+
+    real_import = builtins.__import__
+
+    def no_mundig(name, *a, **kw):
+        if name == "lightly_mundig":
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_mundig)
+    with pytest.raises(EdgedistalError, match="lightly-mundig"):
+        get_strategy("mundig").select(_state(), 5)
