@@ -165,7 +165,7 @@ def run_labelled(
     with atomic_path(out / "rounds.csv") as tmp:
         table.to_csv(tmp, index=False)
     _write_scores(out, pool, dyn, picks_at, kept, budget)
-    sub = materialise(dist, out, cfg.materialise)
+    sub = materialise(dist, out, cfg.materialise, manifest.paths)
     dyn_cost = {k: v for k, v in dyn.cost.items() if k not in ("config", "key")}
     picked = np.zeros(n, bool)
     picked[final] = True

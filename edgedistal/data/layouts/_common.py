@@ -14,6 +14,7 @@ from typing import Any
 
 from edgedistal.data.manifest import Manifest, sample_id
 from edgedistal.errors import EdgedistalError
+from edgedistal.utils.safepath import normal
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -90,7 +91,7 @@ class Context:
     ) -> dict[str, Any]:
         """One manifest record with an absolute path and a location-independent sample_id."""
         src = self.source or source or self.default_source
-        path = Path(path).absolute()
+        path = normal(path)  # absolute and ..-free: manifests never hold climbing paths
         try:
             rel = path.relative_to(self.root).as_posix()
         except ValueError:
