@@ -231,9 +231,9 @@ def test_a_malicious_checkpoint_never_runs(tmp_path: Path) -> None:
 
     marker = tmp_path / "marker"
     bad = _malicious(tmp_path / "detector.pt", marker)
-    with pytest.raises(EdgedistalError, match="convert-checkpoint"):
+    with pytest.raises(EdgedistalError, match="not loaded") as err:
         load_checkpoint(bad)
-    assert not marker.exists()
+    assert "convert-checkpoint" in str(err.value.hint) and not marker.exists()
 
 
 def test_a_malicious_training_state_never_runs(tmp_path: Path) -> None:
@@ -274,12 +274,73 @@ def test_cli_refuses_a_malicious_checkpoint_in_one_line(crops, tmp_path: Path, c
     assert not marker.exists()
 
 
-def test_cli_weights_with_a_bad_file_is_one_line(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("kind", ["pickle", "numpy", "junk"])
+def test_cli_weights_with_a_bad_file_is_one_line(crops, tmp_path: Path, capsys, kind: str) -> None:
+    import torch
+
     m = tmp_path / "m.parquet"
-    _manifest(_images(tmp_path / "ds")).save(m)
+    _manifest(sorted(crops["in"].glob("*.png"))).df.assign(split="train").pipe(Manifest).save(m)
     bad = tmp_path / "w.pth"
-    bad.write_bytes(pickle.dumps({"x": object.__new__(EdgedistalError)}))
+    if kind == "pickle":
+        bad.write_bytes(pickle.dumps({"x": 1}))
+    elif kind == "numpy":
+        torch.save({"x": np.float64(1)}, bad)
+    else:
+        bad.write_bytes(b"\x00junk" * 10)
     code, _, err = run(["train", "-m", m, "--out", tmp_path / "t", "--weights", bad, "--backbone", "resnet10t",
                         "--device", "cpu"], capsys)
     assert_one_line_error(code, err, bad)
     assert "weights_only" not in err
+
+
+def test_convert_checkpoint_needs_trust_and_then_loads_safely(tmp_path: Path, capsys) -> None:
+    """An old-style checkpoint (numpy scalars in its extras) is refused, naming the conversion;
+    converted with --trust it loads with weights_only=True."""
+    import torch
+
+    from edgedistal.models.registry import DetectorConfig, build_detector, load_checkpoint
+
+    det = build_detector(DetectorConfig(backbone="resnet10t", image_size=32))
+    from dataclasses import asdict
+
+    old = tmp_path / "old.pt"
+    torch.save({"config": asdict(det.config), "state_dict": det.state_dict(), "best": np.float64(0.9)}, old)
+    with pytest.raises(EdgedistalError) as refused:
+        load_checkpoint(old)
+    assert "convert-checkpoint" in str(refused.value.hint)
+    new = tmp_path / "new.pt"
+    code, _, err = run(["convert-checkpoint", old, "-o", new], capsys)
+    assert_one_line_error(code, err, old)
+    assert not new.exists()
+    code, out, err = run(["convert-checkpoint", old, "-o", new, "--trust"], capsys)
+    assert code == 0, err
+    _, payload = load_checkpoint(new)
+    assert payload["best"] == 0.9 and type(payload["best"]) is float
+
+
+@pytest.mark.parametrize("damage", ["truncate", "text", "list", "no_state"])
+def test_damaged_checkpoints_and_states_are_one_line(tmp_path: Path, damage: str) -> None:
+    import torch
+
+    from edgedistal.models.registry import (
+        DetectorConfig,
+        build_detector,
+        load_checkpoint,
+        save_checkpoint,
+    )
+    from edgedistal.models.train import _load_training_state
+
+    p = tmp_path / "x.pt"
+    save_checkpoint(p, build_detector(DetectorConfig(backbone="resnet10t", image_size=32)))
+    if damage == "truncate":
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    elif damage == "text":
+        p.write_text("hello")
+    elif damage == "list":
+        torch.save([1, 2], p)
+    else:
+        torch.save({"config": {"backbone": "resnet10t"}}, p)
+    with pytest.raises(EdgedistalError):
+        load_checkpoint(p)
+    with pytest.raises(EdgedistalError):
+        _load_training_state(p, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
