@@ -33,7 +33,7 @@ import torch
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.models.registry import DeployModel, Detector
-from edgedistal.utils.io import atomic_path, read_json, sha256_file, write_json_atomic
+from edgedistal.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
@@ -358,7 +358,9 @@ def read_sidecar(export_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: export sidecar not found",
             "export a checkpoint first: `edgedistal export --checkpoint C --out export/`",
         )
-    return read_json(path)
+    from edgedistal.runtime.artifacts import read_export_sidecar
+
+    return read_export_sidecar(path)
 
 
 def model_path(export_dir: str | os.PathLike[str], precision: str) -> Path:

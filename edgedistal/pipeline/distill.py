@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -46,6 +47,7 @@ MODES = ("proxy", "full", "labelled")
 #: (batch norm needs two samples per batch).
 MIN_POOL = 8
 MIN_SEED = 2
+log = logging.getLogger(__name__)
 MATERIALISE = ("none", "symlink", "hardlink", "copy")
 
 
@@ -379,6 +381,17 @@ def _reasons(state: LoopState, n: int) -> list[str]:
     return out
 
 
+def milestone_counts(milestones: tuple[float, ...] | list[float], n: int, budget: int) -> dict[float, int]:
+    """``{fraction: count}`` of each milestone; one above the budget is refused, not dropped
+    silently (its snapshot would never be written)."""
+    ms = {float(f): resolve_count(f, n, "milestone") for f in milestones}
+    above = sorted(f for f, c in ms.items() if c > budget)
+    if above:
+        raise EdgedistalError(f"milestone(s) {', '.join(f'{f:g}' for f in above)} exceed the budget ({budget} samples)",
+                              "pass milestones at or below --budget, or raise --budget")
+    return ms
+
+
 def materialise(dist: Manifest, out_dir: Path, how: str, inputs: list[str] | None = None) -> Path | None:
     """Recreate the picked files under ``out_dir/subset`` in the source layout (relative to the
     pool's common folder) and write ``subset/manifest.parquet`` pointing at them.
@@ -479,9 +492,11 @@ def run_distill(
                               f"pass --budget {MIN_SEED} or more (or a larger fraction)")
     seed_size = min(max(resolve_count(cfg.seed_size, n, "seed size"), MIN_SEED), budget)
     batch = resolve_count(cfg.batch, n, "batch") if cfg.batch is not None else None
-    ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
-    kept = {f: c for f, c in ms.items() if c <= budget}
-    dropped = sorted(f for f in ms if f not in kept)
+    kept = milestone_counts(cfg.milestones, n, budget)
+    dropped: list[float] = []  # kept in config.json's keys for readers of older runs
+    if resolve_count(cfg.seed_size, n, "seed size") >= budget:  # no round would follow the seed set
+        log.warning("the seed set (%s) fills the whole budget (%d): no active-learning round runs; the "
+                    "subset is a %s sample, labelled so in config.json", cfg.seed_size, budget, cfg.seed_strategy)
     rounds = cfg.rounds
     if isinstance(learner, FixedLearner) and rounds is None and batch is None:
         rounds = 1  # the scores do not change between rounds: one selection after the seed set
@@ -568,6 +583,9 @@ def run_distill(
         "targets": targets,
         "milestones": {f"{f:.3f}": c for f, c in kept.items()},
         "milestones_ignored_above_budget": dropped,
+        "active_learning_rounds": max(0, len(state.rounds) - 1),
+        "selected_by": (f"seed set only ({cfg.seed_strategy}): it filled the budget" if seed_size >= budget
+                        else cfg.strategy),
         "selected": len(state.order),
         "stop_reason": state.stop_reason,
         "final_val_auc": None if math.isnan(final_auc) else final_auc,
