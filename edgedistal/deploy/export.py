@@ -260,6 +260,8 @@ def export_all(
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad:
         raise EdgedistalError(f"unknown precision(s) {bad}", "choose from fp32, fp16, int8")
+    if opset < OPSET:  # before any work (and before the int8 calibration warning)
+        raise EdgedistalError(f"opset {opset} is too old", f"use --opset {OPSET} or newer")
     plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
     detector, payload = load_checkpoint(checkpoint)
     side = export_detector(

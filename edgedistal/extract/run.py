@@ -113,9 +113,11 @@ def load_frames(path: str, media: str, cfg: ExtractConfig) -> list[tuple[int, np
     from edgedistal.extract.video import VideoError, sample_frames
 
     if media == "image":
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        from edgedistal.data.images import image_problem
+
+        img, why = image_problem(path)
         if img is None:
-            raise VideoError(path, "cannot read image (missing, truncated or not an image)")
+            raise VideoError(path, why)
         return [(-1, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))]
     return sample_frames(path, cfg.frames, cfg.stride)[1]
 
