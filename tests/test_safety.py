@@ -344,3 +344,204 @@ def test_damaged_checkpoints_and_states_are_one_line(tmp_path: Path, damage: str
         load_checkpoint(p)
     with pytest.raises(EdgedistalError):
         _load_training_state(p, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
+
+
+# -- silent wrong results -----------------------------------------------------------------------
+def test_train_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    from edgedistal.models.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8)
+    y = np.r_[np.zeros(16), np.ones(16)].astype(np.int64)
+    tiny = dict(backbone="resnet10t", image_size=32, batch_size=8, max_steps=2, eval_every=1, num_threads=1,
+                device="cpu", patience=0)
+    state = tmp_path / "train_state.pt"
+    v = [0, 1, 30, 31]
+    data = (x[4:28], y[4:28], x[v], y[v])
+
+    class Stop(Exception):
+        pass
+
+    import edgedistal.models.train as T
+
+    real = T._save_training_state
+
+    def save_then_crash(*a, **k):
+        real(*a, **k)
+        raise Stop
+
+    T._save_training_state = save_then_crash
+    try:
+        with pytest.raises(Stop):
+            fit(*data, TrainConfig(**tiny), progress=False, resume=state)
+    finally:
+        T._save_training_state = real
+    assert state.exists()
+    with pytest.raises(EdgedistalError, match="other settings.*lr"):
+        fit(*data, TrainConfig(**tiny, lr=0.1), progress=False, resume=state)
+    res = fit(*data, TrainConfig(**tiny), progress=False, resume=state)
+    assert res.steps == 2  # the same settings resume
+
+
+def test_evaluate_digest_sees_an_image_replaced_in_place(tmp_path: Path) -> None:
+    import os
+
+    from edgedistal.pipeline.evaluate import manifest_digest
+
+    paths = _images(tmp_path / "ds")
+    df = _manifest(paths).df
+    rows = np.arange(len(df))
+    before = manifest_digest(df, rows)
+    assert manifest_digest(df, rows) == before
+    paths[0].write_bytes(b"other content, other size")
+    os.utime(paths[0], ns=(1, 1))
+    assert manifest_digest(df, rows) != before
+
+
+def test_bench_rows_refuse_unknown_or_missing_splits_and_negative_limits(tmp_path: Path) -> None:
+    from edgedistal.bench.run import select_rows
+
+    m = _manifest(_images(tmp_path / "ds")).df.assign(split=["train", "train", "test", "test"]).pipe(Manifest)
+    with pytest.raises(EdgedistalError, match="unknown split"):
+        select_rows(m, "nosuch", None)
+    with pytest.raises(EdgedistalError, match="no 'val' rows"):
+        select_rows(m, "val", None)
+    with pytest.raises(EdgedistalError, match="--limit"):
+        select_rows(m, "test", -3)
+    assert len(select_rows(m, "test", None)) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--manifest", "m.parquet", "--iters", "0"],
+    ["bench", "--manifest", "m.parquet", "--limit", "-3"],
+    ["engines", "--export-dir", "x", "--calib-size", "0"],
+    ["export", "--checkpoint", "c.pt", "--opset", "5"],
+])
+def test_nonsense_numbers_are_refused_before_work(tmp_path: Path, capsys, argv: list) -> None:
+    code, _, err = run([*argv, "-o", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, argv[-2])
+
+
+def test_milestones_above_budget_and_unknown_params_are_refused() -> None:
+    from edgedistal.acquire.registry import get_strategy
+    from edgedistal.pipeline.distill import milestone_counts
+
+    with pytest.raises(EdgedistalError, match="0.5 exceed the budget"):
+        milestone_counts((0.1, 0.5), 100, 30)
+    assert milestone_counts((0.1, 0.3), 100, 30) == {0.1: 10, 0.3: 30}
+    with pytest.raises(EdgedistalError) as err:
+        get_strategy("hybrid", notakey=5)
+    assert "notakey" in str(err.value) and "beta" in str(err.value.hint)
+
+
+@pytest.mark.parametrize("bad", [2.0, float("nan"), -0.5, float("inf")])
+def test_backends_refuse_outputs_that_are_not_probabilities(bad: float) -> None:
+    from edgedistal.runtime.base import check_probs
+
+    check_probs(np.array([0.0, 0.5, 1.0], np.float32), "ok")
+    with pytest.raises(EdgedistalError, match="not a probability"):
+        check_probs(np.array([0.2, bad], np.float32), "model.onnx")
+
+
+def test_a_foreign_onnx_with_float_input_is_one_line(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgedistal.runtime.ort_backend import OrtBackend
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    out = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["prob"])], "g", [inp], [out])
+    path = tmp_path / "model_fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(EdgedistalError, match="not an edgedistal model"):
+        OrtBackend(path, device="cpu")
+
+
+@pytest.mark.parametrize("doc", ["{not json", "[1, 2]", '{"models": [1]}', '{"models": {"fp32": 3}}',
+                                 '{"config": {"image_size": "big"}}', '{"identity": "x"}', "[" * 5000 + "]" * 5000,
+                                 '{"a":' * 100 + "1" + "}" * 100])
+def test_damaged_export_sidecars_are_one_line(tmp_path: Path, doc: str) -> None:
+    from edgedistal.runtime.artifacts import resolve
+
+    (tmp_path / "model_fp32.onnx").write_bytes(b"x")
+    (tmp_path / "export.json").write_text(doc)
+    with pytest.raises(EdgedistalError, match="export sidecar"):
+        resolve("fp32", tmp_path)
+    (tmp_path / "eng").mkdir()
+    (tmp_path / "eng" / "model_fp32.onnx").write_bytes(b"x")
+    (tmp_path / "eng" / "model_fp32.json").write_text(doc)
+    if not doc.startswith("{") or doc.startswith('{"a"') or doc == "{not json":
+        with pytest.raises(EdgedistalError, match="engine sidecar"):
+            resolve("fp32", None, tmp_path / "eng")
+
+
+# -- tracebacks → one line ----------------------------------------------------------------------
+def _png_header(path: Path, w: int, h: int) -> Path:
+    import struct
+    import zlib
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_absurd_and_tiny_images_are_problem_rows(tmp_path: Path) -> None:
+    import cv2
+
+    from edgedistal.data.images import image_problem, read_rgb
+    from edgedistal.data.layouts import read_layout
+
+    ds = tmp_path / "ds"
+    _images(ds, 2)
+    for cls in ("real", "fake"):
+        cv2.imwrite(str(ds / cls / "ok.png"), np.full((16, 16, 3), 100, np.uint8))
+    huge = _png_header(ds / "real" / "huge.png", 50000, 50000)
+    one = ds / "fake" / "one.png"
+    cv2.imwrite(str(one), np.zeros((1, 1, 3), np.uint8))
+    (ds / "real" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (ds / "fake" / "loop.png").symlink_to(ds / "fake" / "loop.png")
+    assert "too large" in image_problem(str(huge))[1] and "too small" in image_problem(str(one))[1]
+    with pytest.raises(EdgedistalError, match="huge.png"):
+        read_rgb(str(huge), 32)
+    res = read_layout(ds, verify=True)
+    bad = {Path(p.path).name for p in res.problems}
+    assert {"huge.png", "one.png", "dangling.png", "loop.png"} <= bad
+    assert sorted(Path(p).name for p in res.manifest.paths) == ["ok.png", "ok.png"]
+
+
+def test_predict_reports_absurd_images_per_file(crops, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(crops["in"], folder)
+    _png_header(folder / "huge.png", 50000, 50000)
+    code, out, err = run(["predict", folder, "--checkpoint", crops["ckpt"], "--detector", "none", "--device", "cpu",
+                          "-o", tmp_path / "r.csv"], capsys)
+    assert code == 0, err
+    rows = pd.read_csv(tmp_path / "r.csv")
+    assert rows.loc[rows["file"].str.endswith("huge.png"), "verdict"].tolist() == ["error"]
+    assert (rows["verdict"] != "error").sum() == 4
+
+
+def test_train_with_an_unknown_backbone_writes_nothing(crops, tmp_path: Path, capsys) -> None:
+    m = tmp_path / "m.parquet"
+    _manifest(sorted(crops["in"].glob("*.png"))).df.assign(split="train").pipe(Manifest).save(m)
+    code, _, err = run(["train", "-m", m, "--out", tmp_path / "t", "--backbone", "notanet", "--device", "cpu"], capsys)
+    assert_one_line_error(code, err, "notanet")
+    assert not (tmp_path / "t" / "split.parquet").exists()
+
+
+def test_extract_honours_layout_csv(tmp_path: Path) -> None:
+    from edgedistal.extract.run import load_input
+
+    ds = tmp_path / "ds"
+    paths = _images(ds, 2)
+    (ds / "list.csv").write_text("path,label\n" + "".join(f"{p.relative_to(ds)},{'REAL' if i % 2 == 0 else 'FAKE'}\n"
+                                                          for i, p in enumerate(paths)))
+    m, problems = load_input(ds / "list.csv", "csv")
+    assert sorted(m.paths) == sorted(map(str, paths)) and problems == []

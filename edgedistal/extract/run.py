@@ -218,9 +218,12 @@ def die_with_parent(parent_pid: int) -> None:
 def load_input(
     src: str | os.PathLike[str], layout: str = "auto"
 ) -> tuple[Manifest, list[tuple[str, str]]]:
-    """A manifest of videos (or images) from a dataset folder or a manifest file, plus problems."""
+    """A manifest of videos (or images) from a dataset folder or a manifest file, plus problems.
+
+    A ``.csv`` is read as a manifest unless ``layout="csv"`` asks for the csv dataset layout
+    (paths relative to the csv, REAL/FAKE labels, problem rows)."""
     src = Path(src)
-    if src.is_file() and src.suffix in {".parquet", ".csv"}:
+    if src.is_file() and (src.suffix == ".parquet" or (src.suffix == ".csv" and layout != "csv")):
         return Manifest.load(src), []
     from edgedistal.data.layouts import read_layout
 

@@ -114,6 +114,15 @@ def normalise_uint8(images: torch.Tensor, config: DetectorConfig) -> torch.Tenso
     return (x - mean) / std
 
 
+def check_backbone(name: str) -> None:
+    """Refuse a backbone timm does not have, before anything is written (no model is built)."""
+    import timm
+
+    if not timm.is_model(name):
+        raise EdgedistalError(f"unknown backbone {name!r}",
+                              f"use a timm model name, e.g. one of {', '.join(KNOWN_BACKBONES)}")
+
+
 def build_detector(
     config: DetectorConfig, weights: str | os.PathLike[str] | None = None, pretrained: bool = False
 ) -> Detector:

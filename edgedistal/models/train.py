@@ -595,6 +595,9 @@ def train_on_manifest(
     if len(parts["train"]) == 0:
         raise EdgedistalError("the manifest has no train rows", "re-split it (ingest --split 0.8,0.1,0.1)")
     require_both_classes(parts["train"], "the train split")
+    from edgedistal.models.registry import check_backbone
+
+    check_backbone(cfg.backbone)  # before split.parquet: a typo leaves nothing behind
     manifest.save(out / "split.parquet")
 
     def images(name: str) -> np.ndarray | None:
