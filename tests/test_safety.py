@@ -545,3 +545,18 @@ def test_extract_honours_layout_csv(tmp_path: Path) -> None:
                                                           for i, p in enumerate(paths)))
     m, problems = load_input(ds / "list.csv", "csv")
     assert sorted(m.paths) == sorted(map(str, paths)) and problems == []
+
+
+def test_saved_checkpoints_and_states_load_with_weights_only(tmp_path: Path) -> None:
+    """Whatever extras a writer passes (numpy scalars, arrays, paths) are stored as plain types."""
+    from edgedistal.models.registry import (
+        DetectorConfig,
+        build_detector,
+        load_checkpoint,
+        save_checkpoint,
+    )
+
+    p = save_checkpoint(tmp_path / "d.pt", build_detector(DetectorConfig(backbone="resnet10t", image_size=32)),
+                        auc=np.float64(0.9), n=np.int64(3), where=tmp_path, arr=np.zeros(2, np.float32))
+    _, payload = load_checkpoint(p)
+    assert payload["auc"] == 0.9 and payload["n"] == 3 and payload["where"] == str(tmp_path)

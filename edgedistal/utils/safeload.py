@@ -30,17 +30,15 @@ def plain(obj: Any) -> Any:
     import numpy as np
     import torch
 
-    if obj is None or isinstance(obj, bool | int | str | torch.Tensor):
-        return obj
-    if isinstance(obj, float):
+    if isinstance(obj, np.generic):  # first: np.float64 is a float, np.str_ a str (not plain to torch)
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | str | float | torch.Tensor):
         return obj
     if isinstance(obj, dict):
         return {plain(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         seq = [plain(v) for v in obj]
         return tuple(seq) if isinstance(obj, tuple) else seq
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, os.PathLike):
