@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench:bench", "Latency and accuracy per backend × precision × batch."),
     "predict": ("predict:predict", "Is it fake? Probabilities for images, folders or videos."),
     "demo": ("demo:demo", "Run every stage end to end on a generated dataset."),
+    "convert-checkpoint": ("convert:convert_checkpoint",
+                           "Rewrite an old .pt you trust as tensors + plain types (loadable safely)."),
 }
 
 

@@ -109,7 +109,7 @@ class LoopState:
         try:
             d = read_json(path)
             return cls(**d)
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
             raise EdgedistalError(
                 f"{path}: cannot read the distillation state ({exc.__class__.__name__})",
                 "delete the output folder's state.json to start over, or run without --resume",

@@ -77,7 +77,18 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
             f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
         )
     wkw = {key: kw.pop(key) for key in WRAPPER_KW if key in kw and kw[key] is not None}
-    strat: Strategy = _REGISTRY[base](**kw)
+    try:
+        strat: Strategy = _REGISTRY[base](**kw)
+    except TypeError as exc:  # --param notakey=5, or a value of the wrong kind
+        import inspect
+
+        from edgedistal.errors import EdgedistalError
+
+        accepted = [p for p in inspect.signature(_REGISTRY[base]).parameters if p not in ("self", "args", "kwargs")]
+        raise EdgedistalError(
+            f"strategy {base!r} does not take {', '.join(f'{k}={v!r}' for k, v in kw.items())} ({exc})",
+            f"its --param keys are: {', '.join(accepted) or 'none'}",
+        ) from exc
     if "coldstart" in parts[:-1]:
         from edgedistal.acquire.coldstart import ColdStart
 

@@ -496,10 +496,22 @@ def config_dict(config: BenchConfig) -> dict[str, Any]:
 
 # -- from files ----------------------------------------------------------------------------------
 def select_rows(manifest: Any, split: str | None, limit: int | None, seed: int = 0) -> Any:
-    """The labelled rows to score: ``split`` if the manifest has it (else all), at most ``limit``."""
+    """The labelled rows to score: ``split`` (all rows only when the manifest has no splits at
+    all), at most ``limit``. An unknown or empty split is refused: timing the train rows as
+    "test" would report accuracy on data the model learned."""
+    from edgedistal.data.manifest import SPLITS
+
     m = manifest
+    if limit is not None and limit < 0:
+        raise EdgedistalError(f"--limit must be >= 0 (got {limit})", "pass a count of images, or 0 for all")
     if split:
+        if split not in SPLITS:
+            raise EdgedistalError(f"unknown split {split!r}", "pass --split test, val or train")
         part = m.split(split)
+        present = sorted(set(m.df["split"]) - {""})
+        if not len(part) and present:
+            raise EdgedistalError(f"the manifest has no {split!r} rows (it has {', '.join(present)})",
+                                  f"pass --split {present[0]}, or re-split the manifest")
         m = part if len(part) else m
     if limit and len(m) > limit:
         rng = np.random.default_rng(seed)

@@ -47,17 +47,18 @@ def _seconds(value: str | None) -> float | None:
 @click.option("--backends", default="auto", show_default=True, help="auto, all, or a comma list (torch,onnxruntime,...).")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma list of batch sizes.")
-@click.option("--warmup", default=10, show_default=True, type=int)
-@click.option("--iters", default=100, show_default=True, type=int, help="Timed calls per row.")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls per row.")
 @click.option("--min-time", default=None, help="Time each row for at least this long instead (e.g. 2s).")
-@click.option("--repeat", default=1, show_default=True, type=int,
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1),
               help="Time everything this many times; ≥2 adds a p50/p99 stability comparison.")
 @click.option("--profile", type=click.Choice(["default", "jetson"]), default="default", show_default=True,
               help="jetson: batch 1, fp16+int8, workspace cap, Orin Nano/NX ESTIMATE from FLOPs.")
 @click.option("--workspace-mb", type=int, default=None, help="TensorRT workspace cap (MiB) where an engine is built at load time (ONNX Runtime's "
                    "TensorRT EP); prebuilt engines keep `engines --workspace-mb`.")
 @click.option("--split", default="test", show_default=True, help="Manifest split to score (all rows if absent).")
-@click.option("--limit", default=512, show_default=True, type=int, help="At most this many images (0: all).")
+@click.option("--limit", default=512, show_default=True, type=click.IntRange(min=0),
+              help="At most this many images (0: all).")
 @device_option()
 @threads_option("bench also pins the process to N cores, so timings do not move between cores.")
 @click.option("--cuda-graphs", is_flag=True, help="Ask torch-cuda to capture CUDA graphs.")

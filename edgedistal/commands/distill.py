@@ -213,8 +213,11 @@ def refuse_finished(out_dir: Path, resume: bool, overwrite: bool) -> None:
     if not overwrite:
         raise EdgedistalError(f"{out_dir}: holds a finished distillation ({done.name})",
                               "pass --resume to reuse it, --overwrite to replace it, or another --out")
+    from edgedistal.pipeline.distill import clear_subset
+
     done.unlink()
     shutil.rmtree(out_dir / "milestones", ignore_errors=True)  # the old run's snapshots
+    clear_subset(out_dir)  # and its materialised files (only those it listed)
 
 
 def _run(manifest, cfg, out_dir: Path, resume: bool, strategy: str, mode: str):

@@ -35,7 +35,8 @@ edgedistal engines --export-dir export -o engines_cpu --device cpu --threads 2
               help="A `distill` output folder: its subset calibrates int8 (default: found next to the export).")
 @click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
               help="Any manifest to calibrate int8 on instead.")
-@click.option("--calib-size", default=256, show_default=True, help="Calibration images (int8 re-quantisation).")
+@click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Calibration images (int8 re-quantisation).")
 @click.option("--demo-if-missing", is_flag=True,
               help="If export/ is empty, export the demo checkpoint (from `make demo`) first.")
 @click.option("--demo-checkpoint", default="demo_out/detector.pt", show_default=True,

@@ -38,7 +38,8 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 @click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Calibration / parity images.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
-@click.option("--opset", default=17, show_default=True)
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(min=17),
+              help="ONNX opset (17 or newer: TensorRT's parser and ORT's quantiser need it).")
 @threads_option("Export, parity and calibration run on the CPU: the ONNX graph does not depend on a device.")
 def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_distilled: Path | None,
            int8_target: str, calib_size: int, precisions: str, opset: int, threads: int | None) -> None:

@@ -33,9 +33,10 @@ edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --de
 @click.option("--detector-model", default=None, help="YuNet ONNX model (with --detector yunet).")
 @click.option("--threshold", default=0.5, show_default=True, help="Mean probability at or above → FAKE.")
 @out_option(help="results.csv (+ results.frames.csv) or results.json (files + frames).")
+@click.option("--overwrite", is_flag=True, help="Replace existing -o files that are not earlier predict outputs.")
 def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
             precision: str, backend: str, device: str, threads: int | None, frames: int, detector: str,
-            detector_model: str | None, threshold: float, out: Path | None) -> None:
+            detector_model: str | None, threshold: float, out: Path | None, overwrite: bool) -> None:
     """Is it fake? Per-frame and per-file probabilities for images, folders or videos."""
     from rich.console import Console
     from rich.table import Table
@@ -43,16 +44,24 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     from edgedistal.errors import EdgedistalError
     from edgedistal.extract.run import ExtractConfig
     from edgedistal.runtime.artifacts import check_artifacts
-    from edgedistal.runtime.predict import PredictConfig, predict_paths, write_outputs
+    from edgedistal.runtime.predict import (
+        PredictConfig,
+        check_outputs,
+        predict_paths,
+        require_verdicts,
+        write_outputs,
+    )
     from edgedistal.runtime.select import get_backend
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:
         raise EdgedistalError("no model given", "pass --checkpoint, --onnx-dir or --engine-dir")
+    cfg = PredictConfig(ExtractConfig(frames=frames, detector=detector, detector_model=detector_model),
+                        threshold=threshold).validate()
+    if out is not None:
+        check_outputs(out, overwrite)
     check_artifacts([precision], onnx_dir, engine_dir, checkpoint)
     be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
                      device=device, batch_size=64)
-    cfg = PredictConfig(ExtractConfig(frames=frames, detector=detector, detector_model=detector_model),
-                        threshold=threshold)
     try:
         res = predict_paths(paths, be, cfg)
     finally:
@@ -72,3 +81,4 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     if out is not None:
         written = write_outputs(res, out)
         click.echo(f"wrote {', '.join(map(str, written))}")
+    require_verdicts(res)

@@ -24,13 +24,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEDISTAL_CACHE", Path.home() / ".cache" / "edgedistal"))
 
 
+#: Images with a side below this are refused (a 1×1 "face" is a broken file, not data).
+MIN_SIDE = 8
+
+
+def image_problem(path: str, reduced: bool = False) -> tuple[np.ndarray | None, str]:
+    """``(BGR image, "")`` or ``(None, why it cannot be used)``, never an exception: OpenCV
+    raises on absurd headers (a 50000×50000 PNG is over its pixel limit) and returns None on
+    junk. The one decoder every reader uses, so each bad file is one problem row, not a crash."""
+    try:
+        img = cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_4 if reduced else cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        what = "too large to decode" if "pixel" in str(exc).lower() or "size" in str(exc).lower() else "undecodable"
+        return None, f"image {what} (OpenCV refused its header)"
+    if img is None:
+        return None, "cannot read image (missing, truncated or not an image)"
+    if min(img.shape[:2]) * (4 if reduced else 1) < MIN_SIDE:
+        return None, f"image too small ({img.shape[1]}×{img.shape[0]} px; at least {MIN_SIDE} px a side)"
+    return img, ""
+
+
 def read_rgb(path: str, size: int) -> np.ndarray:
     """Read one image as RGB uint8 ``size``×``size``; raise EdgedistalError naming the file."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    img, why = image_problem(path)
     if img is None:
         raise EdgedistalError(
-            f"{path}: cannot read image (missing, truncated or not an image)",
-            "remove it from the manifest or re-run `edgedistal ingest` to refresh the file list",
+            f"{path}: {why}",
+            "remove it from the manifest or re-run `edgedistal ingest --verify` to refresh the file list",
         )
     if img.shape[0] != size or img.shape[1] != size:
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR

@@ -17,6 +17,7 @@ import pandas as pd
 
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path
+from edgedistal.utils.safepath import normal
 
 #: Required columns and their dtypes. ``label``: 0 real, 1 fake. ``frame`` is -1 for still images.
 COLUMNS: dict[str, str] = {
@@ -86,9 +87,11 @@ class Manifest:
                 "pass a .parquet or .csv written by edgedistal, or re-run `edgedistal ingest`",
             ) from exc
         try:
-            return cls(df)
+            m = cls(df)
         except EdgedistalError as exc:
             raise EdgedistalError(f"{path}: {exc}", exc.hint) from exc
+        m.df["path"] = normal_paths(m.df["path"]).astype(COLUMNS["path"])
+        return m
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically; ``.csv`` writes CSV, anything else Parquet."""
@@ -135,6 +138,18 @@ class Manifest:
             .reset_index()
         )
         return out
+
+
+def normal_paths(paths: pd.Series) -> pd.Series:
+    """Absolute, ``..``-free paths (relative ones against the working folder): a manifest row
+    like ``../../x.jpg`` can never steer a writer out of its folder. Already-normal absolute
+    paths (every path ingest writes) skip the work."""
+    text = paths.astype(str)
+    odd = ~text.str.startswith("/") | text.str.contains("/.", regex=False) | text.str.contains("//", regex=False)
+    if odd.any():
+        text = text.copy()
+        text[odd] = [str(normal(p)) for p in text[odd]]
+    return text
 
 
 def looks_like_manifest(path: str | os.PathLike[str]) -> bool:

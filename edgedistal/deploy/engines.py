@@ -289,7 +289,9 @@ def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identi
     if calib_manifest is None and calib_distilled is None and recorded and Path(recorded).is_file():
         calib_manifest = recorded  # what the export was calibrated on, if it still exists
     plan = plan_calibration(calib_manifest, calib_distilled, anchors=(fp32.parent,))
-    size = int(side["config"]["image_size"])
+    size = side.get("config", {}).get("image_size")
+    if size is None:
+        raise EdgedistalError(f"{fp32.parent}/export.json: no config.image_size", "re-export with `edgedistal export`")
     n = calib_size + (calib_size // 4 if target == "cpu" else 0)
     images, source = calibration_images(plan.manifest, size, n)
     calibration = {"source": source, "kind": plan.kind, "n_images": len(images),

@@ -33,7 +33,7 @@ import torch
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.models.registry import DeployModel, Detector
-from edgedistal.utils.io import atomic_path, read_json, sha256_file, write_json_atomic
+from edgedistal.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,8 @@ def export_all(
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad:
         raise EdgedistalError(f"unknown precision(s) {bad}", "choose from fp32, fp16, int8")
+    if opset < OPSET:  # before any work (and before the int8 calibration warning)
+        raise EdgedistalError(f"opset {opset} is too old", f"use --opset {OPSET} or newer")
     plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
     detector, payload = load_checkpoint(checkpoint)
     side = export_detector(
@@ -358,7 +360,9 @@ def read_sidecar(export_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: export sidecar not found",
             "export a checkpoint first: `edgedistal export --checkpoint C --out export/`",
         )
-    return read_json(path)
+    from edgedistal.runtime.artifacts import read_export_sidecar
+
+    return read_export_sidecar(path)
 
 
 def model_path(export_dir: str | os.PathLike[str], precision: str) -> Path:

@@ -113,9 +113,11 @@ def load_frames(path: str, media: str, cfg: ExtractConfig) -> list[tuple[int, np
     from edgedistal.extract.video import VideoError, sample_frames
 
     if media == "image":
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        from edgedistal.data.images import image_problem
+
+        img, why = image_problem(path)
         if img is None:
-            raise VideoError(path, "cannot read image (missing, truncated or not an image)")
+            raise VideoError(path, why)
         return [(-1, cv2.cvtColor(img, cv2.COLOR_BGR2RGB))]
     return sample_frames(path, cfg.frames, cfg.stride)[1]
 
@@ -216,9 +218,12 @@ def die_with_parent(parent_pid: int) -> None:
 def load_input(
     src: str | os.PathLike[str], layout: str = "auto"
 ) -> tuple[Manifest, list[tuple[str, str]]]:
-    """A manifest of videos (or images) from a dataset folder or a manifest file, plus problems."""
+    """A manifest of videos (or images) from a dataset folder or a manifest file, plus problems.
+
+    A ``.csv`` is read as a manifest unless ``layout="csv"`` asks for the csv dataset layout
+    (paths relative to the csv, REAL/FAKE labels, problem rows)."""
     src = Path(src)
-    if src.is_file() and src.suffix in {".parquet", ".csv"}:
+    if src.is_file() and (src.suffix == ".parquet" or (src.suffix == ".csv" and layout != "csv")):
         return Manifest.load(src), []
     from edgedistal.data.layouts import read_layout
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import atomic_path
+from edgedistal.utils.safeload import load_pt, plain
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,6 +114,15 @@ def normalise_uint8(images: torch.Tensor, config: DetectorConfig) -> torch.Tenso
     return (x - mean) / std
 
 
+def check_backbone(name: str) -> None:
+    """Refuse a backbone timm does not have, before anything is written (no model is built)."""
+    import timm
+
+    if not timm.is_model(name):
+        raise EdgedistalError(f"unknown backbone {name!r}",
+                              f"use a timm model name, e.g. one of {', '.join(KNOWN_BACKBONES)}")
+
+
 def build_detector(
     config: DetectorConfig, weights: str | os.PathLike[str] | None = None, pretrained: bool = False
 ) -> Detector:
@@ -133,12 +143,15 @@ def load_backbone_weights(model: Detector, path: str | os.PathLike[str]) -> None
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_pt(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     classifier = {"fc.weight", "fc.bias", "classifier.weight", "classifier.bias", "head.weight", "head.bias", "head.fc.weight", "head.fc.bias"}
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise EdgedistalError(f"{path}: not a state dict (name → tensor)",
+                              "pass a local .pth/.pt/.safetensors file of backbone weights")
     state = {k.removeprefix("module."): v for k, v in state.items() if k.removeprefix("module.") not in classifier}
     try:
         missing, unexpected = model.backbone.load_state_dict(state, strict=False)
@@ -157,7 +170,7 @@ def load_backbone_weights(model: Detector, path: str | os.PathLike[str]) -> None
 
 def save_checkpoint(path: str | os.PathLike[str], model: Detector, **extra: Any) -> Path:
     """Atomically write weights + config (+ anything in ``extra``, e.g. metrics, history)."""
-    payload = {"config": asdict(model.config), "state_dict": model.state_dict(), **extra}
+    payload = plain({"config": asdict(model.config), "state_dict": model.state_dict(), **extra})
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -165,14 +178,19 @@ def save_checkpoint(path: str | os.PathLike[str], model: Detector, **extra: Any)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:
-    """Return ``(detector in eval mode, full payload)``; the config comes from the checkpoint."""
+    """Return ``(detector in eval mode, full payload)``; the config comes from the checkpoint.
+
+    Read with ``weights_only=True`` (:func:`~edgedistal.utils.safeload.load_pt`): a crafted file
+    cannot run code here."""
     path = Path(path)
     if not path.exists():
         raise EdgedistalError(f"{path}: checkpoint not found", "train one with `edgedistal train`")
+    payload = load_pt(path, "checkpoint", map_location)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
         config = DetectorConfig.from_dict(payload["config"])
         state = payload["state_dict"]
+        if not isinstance(state, dict):
+            raise TypeError(f"its state_dict is a {type(state).__name__}, not a dict")
     except Exception as exc:
         detail = f"no {exc} entry" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
         raise EdgedistalError(
@@ -181,6 +199,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ) from exc
     try:
         model = Detector(config)
+    except (TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a config edited by hand
+        raise EdgedistalError(f"{path}: its config cannot build a detector ({exc.__class__.__name__}: "
+                              f"{str(exc)[:160]})", "re-train it, or restore the original checkpoint") from exc
     except EdgedistalError as exc:
         raise EdgedistalError(f"{path}: {exc}", "the checkpoint's config names a backbone timm does not have; "
                               "re-train it, or install the timm version it was trained with") from exc

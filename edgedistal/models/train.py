@@ -10,6 +10,8 @@ weights; the checkpoint carries the config, the history and the metrics.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import random
 import time
@@ -259,15 +261,62 @@ class _LoopState:
     seen: int = 0
 
 
+#: what a training-state file must hold (read with weights_only=True: tensors and plain types)
+_STATE_KEYS = ("total", "n", "model", "optimizer", "gen", "torch_rng", "perm", "step", "cursor")
+#: TrainConfig fields that do not change what is learned (where and how fast it runs)
+_NOT_SETTINGS = ("device", "num_threads", "compile", "time_budget_s", "device_data_max_frac", "channels_last")
+
+
+def resume_fingerprint(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray,
+                       val_y: np.ndarray | None) -> tuple[str, dict[str, Any]]:
+    """A digest of the settings and data a training state belongs to (``train --resume`` with
+    other settings is refused, as ``distill --resume`` is). The images are sampled (at most 256,
+    evenly), the labels hashed whole: cheap once per run."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_SETTINGS}
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(train_y).astype(np.int8).tobytes())
+    if val_y is not None:
+        h.update(np.ascontiguousarray(val_y).astype(np.int8).tobytes())
+    for i in np.unique(np.linspace(0, len(train_x) - 1, min(256, len(train_x))).astype(np.int64)):
+        h.update(np.ascontiguousarray(train_x[i]).tobytes())
+    return h.hexdigest(), settings
+
+
+def _settings_diff(old: Any, new: dict[str, Any] | None) -> str:
+    if not isinstance(old, dict) or new is None:
+        return "settings or data differ"
+    diff = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(diff[:3]) or "same options, other data"
+
+
 def _load_training_state(path: str | Path, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator,
-                         device: torch.device, total: int, n: int, on_device: bool) -> _LoopState:
-    """Weights, optimiser, sampler and RNG state of an interrupted run; refused if it was another run."""
-    st = torch.load(path, map_location="cpu", weights_only=False)
+                         device: torch.device, total: int, n: int, on_device: bool, fingerprint: str | None = None,
+                         settings: dict[str, Any] | None = None) -> _LoopState:
+    """Weights, optimiser, sampler and RNG state of an interrupted run; refused if it was another
+    run (other step count, data or settings). Read with ``weights_only=True``: a crafted file
+    cannot run code, also not before the refusal."""
+    from edgedistal.utils.safeload import load_pt, require_dict
+
+    st = require_dict(load_pt(path, "training state"), path, _STATE_KEYS, "training state")
     if st.get("total") != total or st.get("n") != n:
         raise EdgedistalError(
             f"{path}: training state is for another run ({st.get('total')} steps on {st.get('n')} images)",
             "delete it to start over, or resume with the same data and step count",
         )
+    if st.get("fingerprint") is not None and fingerprint is not None and st["fingerprint"] != fingerprint:
+        raise EdgedistalError(
+            f"{path}: training state was written with other settings ({_settings_diff(st.get('settings'), settings)})",
+            "resume with the same options, or drop --resume (or delete it) to start over",
+        )
+    try:
+        return _restore(st, model, opt, gen, device, on_device)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise EdgedistalError(f"{path}: damaged training state ({exc.__class__.__name__}: {str(exc)[:160]})",
+                              "delete it to start over") from exc
+
+
+def _restore(st: dict, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator, device: torch.device,
+             on_device: bool) -> _LoopState:
     model.load_state_dict(st["model"])
     opt.load_state_dict(st["optimizer"])
     gen.set_state(st["gen"])
@@ -280,11 +329,14 @@ def _load_training_state(path: str | Path, model: Detector, opt: torch.optim.Opt
 
 
 def _save_training_state(path: str | Path, run: _LoopState, model: Detector, opt: torch.optim.Optimizer,
-                         gen: torch.Generator, device: torch.device, total: int, n: int) -> None:
+                         gen: torch.Generator, device: torch.device, total: int, n: int,
+                         fingerprint: str | None = None, settings: dict[str, Any] | None = None) -> None:
     """Everything :func:`_load_training_state` needs to continue exactly (written atomically)."""
     from edgedistal.utils.io import atomic_path
+    from edgedistal.utils.safeload import plain
 
     payload = {
+        "fingerprint": fingerprint, "settings": settings,
         "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
         "step": run.step, "cursor": run.cursor, "perm": run.perm.cpu(), "gen": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
@@ -293,7 +345,7 @@ def _save_training_state(path: str | Path, run: _LoopState, model: Detector, opt
         "best_val": run.best_val, "bad_evals": run.bad_evals, "seen": run.seen,
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save(plain(payload), tmp)
 
 
 def _validate(model: Detector, val_data: Any, val_y: np.ndarray, batch_size: int, device: torch.device, amp: str,
@@ -398,8 +450,9 @@ def fit(
     run = _LoopState(perm=perm)
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
+    fingerprint, settings = resume_fingerprint(cfg, train_x, train_y, val_y) if resume is not None else (None, None)
     if resume is not None and Path(resume).exists():
-        run = _load_training_state(resume, model, opt, gen, device, total, n, on_device)
+        run = _load_training_state(resume, model, opt, gen, device, total, n, on_device, fingerprint, settings)
 
     bar = Bar("training", total, progress, eta=True)
     bar.update(run.step, "resumed" if run.step else "")
@@ -459,7 +512,7 @@ def fit(
                     info += f" val AUC {rec['val_auc']:.4f}"
                 bar.update(run.step, info)
                 if resume is not None:
-                    _save_training_state(resume, run, model, opt, gen, device, total, n)
+                    _save_training_state(resume, run, model, opt, gen, device, total, n, fingerprint, settings)
                 if has_val and cfg.patience and run.bad_evals >= cfg.patience:
                     stopped = "early_stop"
                     break
@@ -542,6 +595,9 @@ def train_on_manifest(
     if len(parts["train"]) == 0:
         raise EdgedistalError("the manifest has no train rows", "re-split it (ingest --split 0.8,0.1,0.1)")
     require_both_classes(parts["train"], "the train split")
+    from edgedistal.models.registry import check_backbone
+
+    check_backbone(cfg.backbone)  # before split.parquet: a typo leaves nothing behind
     manifest.save(out / "split.parquet")
 
     def images(name: str) -> np.ndarray | None:

@@ -8,8 +8,10 @@ the same ``distilled.parquet`` as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -36,6 +38,7 @@ from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import ensure_split
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.train import TrainConfig
+from edgedistal.utils import safepath
 from edgedistal.utils.io import atomic_path, write_json_atomic
 from edgedistal.utils.progress import Bar
 
@@ -44,6 +47,7 @@ MODES = ("proxy", "full", "labelled")
 #: (batch norm needs two samples per batch).
 MIN_POOL = 8
 MIN_SEED = 2
+log = logging.getLogger(__name__)
 MATERIALISE = ("none", "symlink", "hardlink", "copy")
 
 
@@ -377,18 +381,36 @@ def _reasons(state: LoopState, n: int) -> list[str]:
     return out
 
 
-def materialise(dist: Manifest, out_dir: Path, how: str) -> Path | None:
+def milestone_counts(milestones: tuple[float, ...] | list[float], n: int, budget: int) -> dict[float, int]:
+    """``{fraction: count}`` of each milestone; one above the budget is refused, not dropped
+    silently (its snapshot would never be written)."""
+    ms = {float(f): resolve_count(f, n, "milestone") for f in milestones}
+    above = sorted(f for f, c in ms.items() if c > budget)
+    if above:
+        raise EdgedistalError(f"milestone(s) {', '.join(f'{f:g}' for f in above)} exceed the budget ({budget} samples)",
+                              "pass milestones at or below --budget, or raise --budget")
+    return ms
+
+
+def materialise(dist: Manifest, out_dir: Path, how: str, inputs: list[str] | None = None) -> Path | None:
     """Recreate the picked files under ``out_dir/subset`` in the source layout (relative to the
-    pool's common folder) and write ``subset/manifest.parquet`` pointing at them."""
+    pool's common folder) and write ``subset/manifest.parquet`` pointing at them.
+
+    Every destination is checked before the first write (:func:`~edgedistal.utils.safepath.plan_writes`):
+    it must lie under ``out_dir`` and must not be one of the picked files or of ``inputs`` (the
+    whole pool), so an ``--out`` that holds the dataset can never replace an original.
+    """
     if how == "none" or len(dist) == 0:
         return None
-    paths = [Path(p) for p in dist.paths]
+    paths = [safepath.normal(p) for p in dist.paths]
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
     dst_root = out_dir / "subset"
+    dsts = safepath.plan_writes([dst_root / src.relative_to(root) for src in paths], out_dir,
+                                [*paths, *(inputs or [])])
     new_paths = []
-    for src in paths:
-        dst = dst_root / src.relative_to(root)
+    for src, dst in zip(paths, dsts, strict=True):
         dst.parent.mkdir(parents=True, exist_ok=True)
+        safepath.require_under(dst, out_dir)  # the folder just made may not be a symlink out
         if dst.exists() or dst.is_symlink():
             dst.unlink()
         try:
@@ -399,13 +421,35 @@ def materialise(dist: Manifest, out_dir: Path, how: str) -> Path | None:
             else:
                 shutil.copy2(src, dst)
         except OSError as exc:
-            raise EdgedistalError(
-                f"{dst}: cannot {how} from {src} ({exc.strerror or exc})",
-                "hard links need the same filesystem; try --materialise symlink or copy",
-            ) from exc
-        new_paths.append(str(dst.absolute()))
+            hint = ("hard links need the same filesystem; try --materialise symlink or copy" if how == "hardlink"
+                    else f"check {src} is readable and {dst.parent} writable")
+            raise EdgedistalError(f"{dst}: cannot {how} from {src} ({exc.strerror or exc})", hint) from exc
+        new_paths.append(str(dst))
     Manifest(dist.df.assign(path=new_paths)).save(dst_root / "manifest.parquet")
     return dst_root
+
+
+def clear_subset(out_dir: Path) -> None:
+    """Remove an earlier run's ``subset/`` (``--overwrite``): only the files its own
+    ``subset/manifest.parquet`` lists under ``out_dir/subset``, then the folders left empty.
+    Anything else there (e.g. a dataset the user keeps in that folder) stays."""
+    sub = out_dir / "subset"
+    listing = sub / "manifest.parquet"
+    if not listing.is_file():
+        return
+    try:
+        ours = Manifest.load(listing).paths
+    except EdgedistalError:
+        ours = []
+    for p in ours:
+        if safepath.is_under(p, sub) and (os.path.islink(p) or os.path.isfile(p)):
+            os.unlink(p)
+    listing.unlink()
+    for folder in sorted((d for d in sub.rglob("*") if d.is_dir() and not d.is_symlink()), key=lambda d: -len(d.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only empty ones go
+    with contextlib.suppress(OSError):
+        sub.rmdir()
 
 
 def run_distill(
@@ -448,9 +492,11 @@ def run_distill(
                               f"pass --budget {MIN_SEED} or more (or a larger fraction)")
     seed_size = min(max(resolve_count(cfg.seed_size, n, "seed size"), MIN_SEED), budget)
     batch = resolve_count(cfg.batch, n, "batch") if cfg.batch is not None else None
-    ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
-    kept = {f: c for f, c in ms.items() if c <= budget}
-    dropped = sorted(f for f in ms if f not in kept)
+    kept = milestone_counts(cfg.milestones, n, budget)
+    dropped: list[float] = []  # kept in config.json's keys for readers of older runs
+    if resolve_count(cfg.seed_size, n, "seed size") >= budget:  # no round would follow the seed set
+        log.warning("the seed set (%s) fills the whole budget (%d): no active-learning round runs; the "
+                    "subset is a %s sample, labelled so in config.json", cfg.seed_size, budget, cfg.seed_strategy)
     rounds = cfg.rounds
     if isinstance(learner, FixedLearner) and rounds is None and batch is None:
         rounds = 1  # the scores do not change between rounds: one selection after the seed set
@@ -525,7 +571,7 @@ def run_distill(
     with atomic_path(out / "rounds.csv") as tmp:
         rounds.to_csv(tmp, index=False)
     _write_pool_scores(out, pool, state, final)
-    sub = materialise(dist, out, cfg.materialise)
+    sub = materialise(dist, out, cfg.materialise, manifest.paths)
     summary = {
         "mode": mode,
         "config": cfg.to_dict(),
@@ -537,6 +583,9 @@ def run_distill(
         "targets": targets,
         "milestones": {f"{f:.3f}": c for f, c in kept.items()},
         "milestones_ignored_above_budget": dropped,
+        "active_learning_rounds": max(0, len(state.rounds) - 1),
+        "selected_by": (f"seed set only ({cfg.seed_strategy}): it filled the budget" if seed_size >= budget
+                        else cfg.strategy),
         "selected": len(state.order),
         "stop_reason": state.stop_reason,
         "final_val_auc": None if math.isnan(final_auc) else final_auc,
@@ -570,4 +619,4 @@ class _PauseBar:
         return self.learner.describe()
 
 
-__all__ = ["DistillConfig", "DistillResult", "run_distill", "materialise", "HeadLearner"]
+__all__ = ["DistillConfig", "DistillResult", "run_distill", "materialise", "clear_subset", "HeadLearner"]

@@ -98,13 +98,13 @@ def run_labelled(
         _pool_hash,
         _selection_device,
         materialise,
+        milestone_counts,
     )
 
     pool, val = manifest.split("train"), manifest.split("val")
     n = len(pool)
     budget = resolve_count(cfg.budget, n, "budget")
-    ms = {float(f): resolve_count(f, n, "milestone") for f in cfg.milestones}
-    kept = {f: c for f, c in ms.items() if c <= budget}
+    kept = milestone_counts(cfg.milestones, n, budget)
     targets = sorted(set(kept.values()) | {budget})
     pool_hash = _pool_hash(pool)
     fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": pool_hash, "mode": "labelled"}, sort_keys=True)
@@ -165,7 +165,7 @@ def run_labelled(
     with atomic_path(out / "rounds.csv") as tmp:
         table.to_csv(tmp, index=False)
     _write_scores(out, pool, dyn, picks_at, kept, budget)
-    sub = materialise(dist, out, cfg.materialise)
+    sub = materialise(dist, out, cfg.materialise, manifest.paths)
     dyn_cost = {k: v for k, v in dyn.cost.items() if k not in ("config", "key")}
     picked = np.zeros(n, bool)
     picked[final] = True
@@ -179,7 +179,7 @@ def run_labelled(
         "seed_size": 0,
         "targets": targets,
         "milestones": {f"{f:.3f}": c for f, c in kept.items()},
-        "milestones_ignored_above_budget": sorted(f for f in ms if f not in kept),
+        "milestones_ignored_above_budget": [],  # refused instead (milestone_counts)
         "nested_milestones": False,
         "selected": len(final),
         "stop_reason": "budget",

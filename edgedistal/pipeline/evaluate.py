@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -134,11 +135,21 @@ def _digest(obj: Any) -> str:
 
 
 def manifest_digest(df: pd.DataFrame, rows: np.ndarray) -> str:
-    """What identifies the pool/test data: sample ids, labels and groups of ``rows``, in order."""
+    """What identifies the pool/test data: sample ids, labels, groups and splits of ``rows`` in
+    order, and each file's size and mtime (as the image cache keys it): an image replaced in
+    place makes the cells that trained or tested on it stale. One stat per file, once per run."""
     part = df.iloc[rows]
     h = hashlib.sha256()
     for col in ("sample_id", "label", "group", "split"):
         h.update(pd.util.hash_pandas_object(part[col].astype(str), index=False).to_numpy().tobytes())
+    stats = []
+    for p in part["path"].astype(str):
+        try:
+            st = os.stat(p)
+            stats.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stats.append("missing")
+    h.update("|".join(stats).encode())
     return h.hexdigest()[:16]
 
 

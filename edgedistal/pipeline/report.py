@@ -414,7 +414,10 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
               "(mean over seeds); a subset is worth using when it keeps the accuracy at a fraction of both.")
         workers = (bench.get("recipe") or {}).get("workers", 1)
         if workers and workers > 1:
-            rep.p(f"Wall times were measured with {workers} models training side by side on one GPU, "
+            device = str((bench.get("machine") or {}).get("device") or "")
+            where = ("one GPU" if device.startswith("cuda") else "the CPU" if device == "cpu"
+                     else "one device")  # said as measured: a CPU run is not called a GPU run
+            rep.p(f"Wall times were measured with {workers} models training side by side on {where}, "
                   "so they are shares of a busy device, not standalone timings.")
         rep.fig("compute", fig_compute(summary), "Training wall time and samples seen per model.")
 

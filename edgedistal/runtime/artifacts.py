@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.utils.io import read_json
+from edgedistal.utils.io import read_json_dict
 
+log = logging.getLogger(__name__)
 EXPORT_SIDECAR = "export.json"
 META_PREFIX = "edgedistal."
 #: Identity fields compared between artifacts, sidecars and checkpoints.
@@ -86,13 +88,42 @@ def checkpoint_identity(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     return _CKPT_CACHE[key]
 
 
+REEXPORT = "re-export with `edgedistal export` (and rebuild engines with `edgedistal engines`)"
+#: export.json entries and the JSON type each must have when present
+_SIDECAR_TYPES: dict[str, type | tuple[type, ...]] = {
+    "identity": dict, "config": dict, "normalisation": dict, "outputs": dict, "models": dict,
+    "calibration": (dict, type(None)),
+}
+
+
+def check_export_sidecar(side: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``side`` if its entries have the types edgedistal writes; else a one-line refusal (a
+    damaged or hand-edited ``export.json`` must not crash deep inside score/bench/engines)."""
+    for key, kind in _SIDECAR_TYPES.items():
+        if key in side and not isinstance(side[key], kind):
+            raise EdgedistalError(f"{path}: damaged export sidecar ({key!r} is a {type(side[key]).__name__})", REEXPORT)
+    if any(not isinstance(m, dict) for m in side.get("models", {}).values()):
+        raise EdgedistalError(f"{path}: damaged export sidecar (an entry of 'models' is not an object)", REEXPORT)
+    size = side.get("config", {}).get("image_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 4096):
+        raise EdgedistalError(f"{path}: damaged export sidecar (image_size {size!r})", REEXPORT)
+    return side
+
+
+def read_export_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``export.json`` read and type-checked (:func:`check_export_sidecar`)."""
+    return check_export_sidecar(read_json_dict(path, "export sidecar", REEXPORT), path)
+
+
 def identity_from_export_sidecar(side: dict[str, Any]) -> dict[str, Any]:
     """The identity recorded in ``export.json`` (rebuilt from its config for older exports)."""
-    if "identity" in side:
+    if isinstance(side.get("identity"), dict):
         return dict(side["identity"])
-    cfg = side.get("config", {})
-    norm = side.get("normalisation", {})
-    emb = side.get("outputs", {}).get("embedding", [None, None])
+    cfg = side.get("config") if isinstance(side.get("config"), dict) else {}
+    norm = side.get("normalisation") if isinstance(side.get("normalisation"), dict) else {}
+    outputs = side.get("outputs") if isinstance(side.get("outputs"), dict) else {}
+    emb = outputs.get("embedding")
+    emb = emb if isinstance(emb, list) and len(emb) > 1 else [None, None]
     return {k: v for k, v in {
         "backbone": cfg.get("backbone"), "image_size": cfg.get("image_size"),
         "normalisation": {"mean": norm.get("mean"), "std": norm.get("std"), "scale": norm.get("scale", 255.0)}
@@ -192,7 +223,8 @@ class Artifact:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return dict(self.meta.get("identity") or {})
+        ident = self.meta.get("identity")
+        return dict(ident) if isinstance(ident, dict) else {}
 
     def summary(self) -> dict[str, Any]:
         """What a report says about this artifact (file, runtime, int8 target, calibration)."""
@@ -213,8 +245,8 @@ def _from_export(export_dir: Path, precision: str) -> Artifact | None:
     side_path = export_dir / EXPORT_SIDECAR
     meta: dict[str, Any] = {}
     if side_path.exists():
-        side = read_json(side_path)
-        model = (side.get("models") or {}).get(precision, {})
+        side = read_export_sidecar(side_path)
+        model = side.get("models", {}).get(precision, {})
         meta = {"identity": identity_from_export_sidecar(side), "onnx_sha256": model.get("sha256"),
                 "int8_target": model.get("int8_target") or ("tensorrt" if precision == "int8" else None),
                 "calibration": model.get("calibration") or (side.get("calibration") if precision == "int8" else None)}
@@ -226,7 +258,7 @@ def _from_engines(engine_dir: Path, precision: str) -> Artifact | None:
     if not engine.exists() and not onnx_model.exists():
         return None
     side = artifact_sidecar(engine if engine.exists() else onnx_model)
-    meta = read_json(side) if side.exists() else {}
+    meta = read_json_dict(side, "engine sidecar", REEXPORT) if side.exists() else {}
     return Artifact(precision, onnx=onnx_model if onnx_model.exists() else None,
                     engine=engine if engine.exists() else None, sidecar=side if side.exists() else None,
                     meta=meta)
@@ -272,6 +304,9 @@ def verify(art: Artifact, checkpoint: str | os.PathLike[str] | None = None) -> A
         if embedded and ident:
             require_same(str(art.onnx), embedded, f"its sidecar {art.sidecar}", ident)
         ident = ident or embedded
+    if not ident:
+        log.warning("%s: carries no model identity (not written by `edgedistal export`?); its origin "
+                    "cannot be checked, only its outputs", art.onnx or art.engine)
     if checkpoint is not None and ident:
         require_same(str(checkpoint), checkpoint_identity(checkpoint), str(art.onnx or art.engine), ident)
     return art

@@ -39,6 +39,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def check_probs(probs: np.ndarray, where: str) -> None:
+    """Refuse outputs that are not probabilities (NaN, inf, outside [0, 1]): a foreign or broken
+    model must not be served as verdicts. A few vector ops per batch: nothing next to inference."""
+    p = np.asarray(probs)
+    if p.size and not (np.isfinite(p).all() and p.min() >= 0.0 and p.max() <= 1.0):
+        bad = p[~(np.isfinite(p) & (p >= 0) & (p <= 1))].ravel()[0]
+        raise EdgedistalError(f"{where}: the model returned {float(bad)!r}, not a probability in [0, 1]",
+                              "use a model written by `edgedistal export` / `edgedistal engines` (or re-export it)")
+
+
 class BaseBackend:
     """The template the shipped backends share (as Polygraphy's runners do): :meth:`infer` checks
     the input once, then calls the backend's own :meth:`_infer`; :meth:`_each_batch` is the
@@ -60,7 +70,9 @@ class BaseBackend:
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 ``[N,H,W,3]`` → (probabilities ``[N]``, embeddings ``[N,D]``)."""
         self.check_input(images)
-        return self._infer(images)
+        probs, embs = self._infer(images)
+        check_probs(probs, self.info.detail if hasattr(self, "info") else type(self).__name__)
+        return probs, embs
 
     def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

@@ -94,8 +94,15 @@ class OrtBackend(BaseBackend):
                                   "re-export with `edgedistal export`") from exc
         self.onnx_path = path  # the bench counts the kernels ORT runs for this file
         inp = self.session.get_inputs()[0]
+        outs = {o.name for o in self.session.get_outputs()}
+        side = inp.shape[1] if len(inp.shape) == 4 else None
+        if inp.type != "tensor(uint8)" or not {"prob", "embedding"} <= outs or not (image_size or isinstance(side, int)):
+            raise EdgedistalError(
+                f"{path}: not an edgedistal model (input {inp.name} {inp.type} {inp.shape}, outputs {sorted(outs)}; "
+                "expected uint8 [N,S,S,3] → prob, embedding)",
+                "export the detector with `edgedistal export` (its graph takes uint8 NHWC images)")
         self.input_name = inp.name
-        self.image_size = int(image_size or inp.shape[1])
+        self.image_size = int(image_size or side)
         self.batch_size = int(batch_size)
         used = self.session.get_providers()
         dev = "cuda" if used and used[0] != "CPUExecutionProvider" else "cpu"
@@ -104,7 +111,12 @@ class OrtBackend(BaseBackend):
 
     def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            p, e = self.session.run(["prob", "embedding"], {self.input_name: np.ascontiguousarray(x, dtype=np.uint8)})
+            try:
+                p, e = self.session.run(["prob", "embedding"], {self.input_name: np.ascontiguousarray(x, dtype=np.uint8)})
+            except Exception as exc:  # ORT's own types: a graph that does not fit its declared input
+                raise EdgedistalError(f"{self.onnx_path}: ONNX Runtime failed to run the model "
+                                      f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})",
+                                      "re-export it with `edgedistal export`") from exc
             return p, e
 
         return self._each_batch(images, run)

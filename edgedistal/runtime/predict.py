@@ -36,6 +36,20 @@ class PredictConfig:
     threshold: float = 0.5
     batch_size: int = 64
 
+    def validate(self) -> PredictConfig:
+        """Refuse settings that would give every file the same verdict, before any model loads."""
+        t = self.threshold
+        if not (isinstance(t, int | float) and 0.0 <= t <= 1.0):  # also catches nan
+            raise EdgedistalError(f"--threshold must be a probability in [0, 1] (got {t})",
+                                  "e.g. --threshold 0.5 (mean p(fake) at or above it is FAKE)")
+        ex = self.extract
+        if ex.stride is None and (ex.frames is None or ex.frames < 1):
+            raise EdgedistalError(f"--frames must be >= 1 (got {ex.frames})",
+                                  "e.g. --frames 16 (frames sampled evenly per video)")
+        if self.batch_size < 1:
+            raise EdgedistalError(f"batch size must be >= 1 (got {self.batch_size})", "e.g. 64")
+        return self
+
 
 def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
     """``(path, media)`` for every image/video given, folders searched recursively (sorted)."""
@@ -117,9 +131,57 @@ def predict_paths(paths: Iterable[str | os.PathLike[str]], backend: Backend, cfg
                          {k: str(v) for k, v in vars(backend.info).items()})
 
 
+def require_verdicts(result: PredictResult) -> None:
+    """Exit 2 when no file got a FAKE/real verdict: a run that decided nothing is not a success."""
+    decided = result.files["verdict"].isin(["FAKE", "real"])
+    if not decided.any():
+        counts = result.files["verdict"].value_counts().to_dict()
+        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        raise EdgedistalError(f"no file got a verdict ({detail})",
+                              "check the inputs show faces (or pass --detector none for face crops)")
+
+
 def _infer(backend: Backend, crops: np.ndarray, batch: int) -> np.ndarray:
     out = [backend.infer(np.ascontiguousarray(crops[s : s + batch]))[0] for s in range(0, len(crops), batch)]
     return np.concatenate(out).astype(np.float32)
+
+
+def output_paths(out: str | os.PathLike[str]) -> list[Path]:
+    """The files ``--out`` writes: ``results.json``, or ``results.csv`` + ``results.frames.csv``."""
+    out = Path(out)
+    if out.suffix.lower() == ".json":
+        return [out]
+    if out.suffix.lower() != ".csv":
+        raise EdgedistalError(f"{out}: unknown output format", "use --out results.csv or results.json")
+    return [out, out.with_name(out.stem + ".frames.csv")]
+
+
+def _ours(path: Path) -> bool:
+    """An earlier predict output: our csv header, or a JSON document with our keys."""
+    from edgedistal.utils.io import looks_like_json, read_json
+    from edgedistal.utils.safepath import csv_header_is
+
+    if path.suffix.lower() == ".json":
+        try:
+            doc = read_json(path) if looks_like_json(path) else None
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and {"backend", "files", "frames"} <= set(doc)
+    return csv_header_is(path, FRAME_COLUMNS if path.name.endswith(".frames.csv") else FILE_COLUMNS)
+
+
+def check_outputs(out: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:
+    """Before any work: every file ``--out`` would write is writable, and none that exists is
+    replaced unless it is an earlier predict output (or ``overwrite``) — also the
+    ``.frames.csv`` sibling the user never named."""
+    from edgedistal.utils.io import check_output_file
+    from edgedistal.utils.safepath import refuse_foreign
+
+    paths = output_paths(out)
+    for p in paths:
+        refuse_foreign(p, _ours, overwrite, "-o/--out")
+        check_output_file(p, "-o/--out")
+    return paths
 
 
 def write_outputs(result: PredictResult, out: str | os.PathLike[str]) -> list[Path]:
@@ -131,9 +193,7 @@ def write_outputs(result: PredictResult, out: str | os.PathLike[str]) -> list[Pa
         doc = {"backend": result.backend,
                "files": _records(result.files), "frames": _records(result.frames)}
         return [write_json_atomic(out, doc)]
-    if out.suffix.lower() != ".csv":
-        raise EdgedistalError(f"{out}: unknown output format", "use --out results.csv or results.json")
-    frames = out.with_name(out.stem + ".frames.csv")
+    _, frames = output_paths(out)
     for df, path in ((result.files, out), (result.frames, frames)):
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)

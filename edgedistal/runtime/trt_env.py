@@ -13,7 +13,7 @@ from typing import Any
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.artifacts import artifact_sidecar
-from edgedistal.utils.io import read_json
+from edgedistal.utils.io import read_json_dict
 
 
 def import_tensorrt() -> Any:
@@ -67,7 +67,7 @@ def check_engine_compatible(engine_path: str | os.PathLike[str], current: dict[s
             f"{side}: engine sidecar missing, cannot tell which GPU/TensorRT built {Path(engine_path).name}",
             "rebuild the engines on this machine: `edgedistal engines --export-dir export --out engines`",
         )
-    meta = read_json(side)
+    meta = read_json_dict(side, "engine sidecar", "rebuild the engines: `edgedistal engines --export-dir export --out engines`")
     problems = compat_problems(meta, current)
     if problems:
         raise EdgedistalError(

@@ -226,3 +226,31 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _depth(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests no deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(doc, 0)]
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            return False
+        if isinstance(node, dict):
+            stack += [(v, d + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, d + 1) for v in node]
+    return True
+
+
+def read_json_dict(path: str | os.PathLike[str], what: str, hint: str, max_depth: int = 32) -> dict[str, Any]:
+    """A JSON object from ``path`` (a sidecar, a config): damaged text, another JSON type or
+    absurd nesting is a one-line :class:`EdgedistalError` naming ``what``, with ``hint``."""
+    try:
+        doc = read_json(path)
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise EdgedistalError(f"{path}: damaged {what} ({exc.__class__.__name__})", hint) from exc
+    if not isinstance(doc, dict):
+        raise EdgedistalError(f"{path}: damaged {what} (a JSON {type(doc).__name__}, not an object)", hint)
+    if not _depth(doc, max_depth):
+        raise EdgedistalError(f"{path}: damaged {what} (nested deeper than {max_depth} levels)", hint)
+    return doc

@@ -37,7 +37,7 @@ def _learner(m: Manifest, feats: np.ndarray, mc: int = 0) -> HeadLearner:
 
 
 def _cfg(**kw) -> DistillConfig:
-    base = dict(budget=0.3, seed_size=0.05, rounds=4, milestones=(0.1, 0.2, 0.3, 0.5), device="cpu")
+    base = dict(budget=0.3, seed_size=0.05, rounds=4, milestones=(0.1, 0.2, 0.3), device="cpu")
     base.update(kw)
     return DistillConfig(**base)
 

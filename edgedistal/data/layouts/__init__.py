@@ -199,7 +199,9 @@ def _readable(path: str) -> bool:
             cap.release()
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
         return False  # OpenCV decodes a truncated JPEG "fine", with a grey lower part
-    return cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_4) is not None
+    from edgedistal.data.images import image_problem
+
+    return image_problem(path, reduced=True)[0] is not None
 
 
 def _jpeg_complete(path: str, tail: int = 64) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgedistal.data.manifest import Manifest, sample_id
 from edgedistal.errors import EdgedistalError
+from edgedistal.utils.safepath import normal
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -67,8 +68,10 @@ class Context:
         if size is None:
             try:
                 size = path.stat().st_size
-            except OSError:
-                self.problem(path, "file not found")
+            except OSError as exc:  # missing, a dangling link, a symlink loop, no permission
+                why = "file not found" if not os.path.lexists(path) else (
+                    f"unreadable link ({exc.strerror or exc})" if os.path.islink(path) else f"unreadable ({exc.strerror})")
+                self.problem(path, why)
                 return False
         if size <= 0:
             self.problem(path, "empty file (0 bytes)")
@@ -90,7 +93,7 @@ class Context:
     ) -> dict[str, Any]:
         """One manifest record with an absolute path and a location-independent sample_id."""
         src = self.source or source or self.default_source
-        path = Path(path).absolute()
+        path = normal(path)  # absolute and ..-free: manifests never hold climbing paths
         try:
             rel = path.relative_to(self.root).as_posix()
         except ValueError:
@@ -110,25 +113,41 @@ class Context:
         }
 
 
-def list_files(folder: Path, exts: set[str]) -> dict[str, int]:
-    """``{file name: size}`` of the files in ``folder`` with one of ``exts`` (one scandir)."""
-    out: dict[str, int] = {}
+def _size(entry: os.DirEntry | Path) -> int | None:
+    """Its size, or None where it cannot be stat'ed (dangling link, loop): the reader then
+    reports it as a problem row (:meth:`Context.usable`) instead of crashing."""
+    try:
+        return entry.stat().st_size
+    except OSError:
+        return None
+
+
+def list_files(folder: Path, exts: set[str]) -> dict[str, int | None]:
+    """``{file name: size}`` of the files in ``folder`` with one of ``exts`` (one scandir);
+    links that lead nowhere are listed with size None."""
+    out: dict[str, int | None] = {}
     with os.scandir(folder) as it:
         for entry in it:
-            if entry.is_file() and os.path.splitext(entry.name)[1].lower() in exts:
-                out[entry.name] = entry.stat().st_size
+            if os.path.splitext(entry.name)[1].lower() not in exts:
+                continue
+            try:
+                usable = entry.is_file() or entry.is_symlink()
+            except OSError:  # a symlink loop
+                usable = True
+            if usable:
+                out[entry.name] = _size(entry)
     return out
 
 
-def walk_files(folder: Path, exts: set[str]) -> list[tuple[Path, int]]:
+def walk_files(folder: Path, exts: set[str]) -> list[tuple[Path, int | None]]:
     """All files below ``folder`` (any depth, sorted) with one of ``exts`` and their sizes."""
-    found: list[tuple[Path, int]] = []
+    found: list[tuple[Path, int | None]] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
                 p = Path(dirpath) / name
-                found.append((p, p.stat().st_size))
+                found.append((p, _size(p)))
     return found
 
 

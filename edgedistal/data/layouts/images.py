@@ -17,6 +17,7 @@ from edgedistal.data.layouts._common import (
 )
 from edgedistal.data.manifest import label_from_text
 from edgedistal.errors import EdgedistalError
+from edgedistal.utils.safepath import normal
 
 REAL_DIRS = {"real", "reals", "original", "originals", "pristine", "training_real", "0_real"}
 FAKE_DIRS = {"fake", "fakes", "manipulated", "deepfake", "deepfakes", "training_fake", "1_fake"}
@@ -153,8 +154,10 @@ def read_csv(root: Path, ctx: Context) -> list[dict]:
                 rec["path"], f"unknown split {rec['split']!r} (line {i}; use train/val/test)"
             )
             continue
-        path = Path(rec["path"])
-        path = path if path.is_absolute() else base / path
+        if not str(rec["path"]).strip():  # would otherwise name the csv's own folder
+            ctx.problem(where, f"empty path (line {i})")
+            continue
+        path = normal(rec["path"], base)  # `../../x.jpg` is stored as the file it names
         try:
             frame = int(float(rec.get("frame") or -1))
         except ValueError:
