@@ -565,17 +565,23 @@ def run_evaluation(
         ref = ref_of(a)
         return None if ref is None else rs2_fingerprint(prints[a.key], ref)
 
+    def escalates(rec: Mapping[str, Any]) -> bool:
+        return (cfg.protocol == "converged" and rec.get("kind") != "rs2" and capped(rec)
+                and int(rec.get("step_cap") or 0) < ceiling_steps(int(rec["n_train"]), train_cfg.batch_size, cfg))
+
     def state(a: Arm) -> tuple[dict | None, str]:
         """A finished cell is reused unless it is capped_improving below today's ceiling: then
         it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``)."""
+        if a.kind == "rs2":
+            ref = ref_of(a)
+            if ref is not None and escalates(ref):  # its reference will train longer: so must it
+                return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
         fp = fingerprint(a)
         if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
             return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
         rec, st = read_cell(cell_dir / f"{a.key}.json", fp)
-        if st == "ok" and cfg.protocol == "converged" and a.kind != "rs2" and capped(rec):
-            ceil_ = ceiling_steps(int(rec["n_train"]), train_cfg.batch_size, cfg)
-            if int(rec.get("step_cap") or 0) < ceil_:
-                return rec, "escalate"
+        if st == "ok" and a.kind != "rs2" and escalates(rec):
+            return rec, "escalate"
         return rec, st
 
     todo: list[tuple[Arm, dict | None]] = []

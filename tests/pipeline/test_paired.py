@@ -105,7 +105,7 @@ def _fake_fit(calls: list, plateau_at: int | None):
         cap = cfg.max_steps
         calls.append(cap)
         stop = cap if plateau_at is None or plateau_at >= cap else plateau_at + 3
-        hist = [{"step": k, "val_auc": 0.5 + 0.002 * min(k, plateau_at or k)} for k in range(1, stop + 1, 2)]
+        hist = [{"step": k, "val_auc": 0.5 + 0.01 * min(k, plateau_at or k)} for k in range(1, stop + 1, 2)]
         bs = min(cfg.batch_size, epoch_rows or len(x))
         return SimpleNamespace(model=None, history=hist, steps=stop, epochs=stop * bs / len(x),
                                samples_seen=stop * bs, wall_s=0.01, images_per_s=1.0, best_step=stop,
