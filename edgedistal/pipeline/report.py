@@ -177,7 +177,7 @@ def fig_budget_curve(summary: dict) -> bytes | None:
     if ys:  # not zoomed to noise: at least 0.15 AUC of range, down to chance when close
         top = max(ys) + 0.02
         bottom = min(min(ys) - 0.03, top - 0.15)
-        ax.set_ylim(max(0.45, bottom), min(1.0, top))
+        ax.set_ylim(max(0.0, bottom), min(1.0, top))
     ax.set_xscale("log")
     xt = sorted({100 * b for b in summary.get("budgets", [])})
     ax.set_xticks(xt, [f"{v:g}%" for v in xt])
@@ -465,7 +465,8 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
             f"test {summary.get('test_size')} samples ({eval_cfg.get('test_groups', '?')} held-out groups). "
             f"Methods: {methods}. Baselines: uniform random ({summary.get('random_mode')}), balanced (50/50 "
             "random), stratified (random with a method's label mix, spread over groups). Seeds: "
-            f"{ev.get('seeds')} (distilled subsets fixed; baseline subsets and training seeds vary). "
+            f"{'auto (5 at ≤ 5 %, 3 above)' if ev.get('seeds') == 'auto' else ev.get('seeds')}, paired (distilled "
+            "subsets fixed; baseline subsets and training seeds vary). "
             f"Models finished: {summary.get('finished_cells')}/{summary.get('planned_cells')}."
         )
         comp = comparison_table(summary)
