@@ -162,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     deadline = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
     if args.workers > 1:
-        run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, deadline)
+        # two passes: an RS2 cell waits for its reference arm, which another worker may train
+        for _ in range(2):
+            left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
+            run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, left)
         deadline = 0.0
     res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", eval_cfg=ecfg,
                          images=images, split_seed=args.split_seed, time_budget_s=deadline, progress=False,
