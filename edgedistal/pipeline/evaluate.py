@@ -130,7 +130,7 @@ class EvalConfig:
         if self.random_mode not in ("samples", "groups"):
             raise EdgedistalError(f"unknown random mode {self.random_mode!r}", "use samples or groups")
         if not self.budgets or any(not (0 < b <= 1) for b in self.budgets):
-            raise EdgedistalError(f"budgets {self.budgets} must lie in (0, 1]", "e.g. --budgets 0.05,0.1,0.2,0.3")
+            raise EdgedistalError(f"budgets {self.budgets} must lie in (0, 1]", "e.g. --budgets 0.01,0.02,0.05,0.1,0.2")
         self.seeds = parse_seeds(self.seeds)
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
