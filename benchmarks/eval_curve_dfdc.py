@@ -227,13 +227,15 @@ def prefix_caveats(methods: dict, budgets: tuple[float, ...]) -> list[str]:
     for name, d in methods.items():
         d = Path(d)
         cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
-        seed = (cfg.get("config") or {}).get("seed_size") or cfg.get("seed_size")
+        seed = cfg.get("seed_size")  # the run's count (0: labelled mode, no seed set) ...
+        if not isinstance(seed, int):
+            seed = (cfg.get("config") or {}).get("seed_size")  # ... else the configured fraction
         pool = cfg.get("pool_size", cfg.get("pool"))
         for b in budgets:
             if (d / "milestones" / f"budget_{b:.3f}.parquet").exists():
                 continue
             seed_n = seed if isinstance(seed, int) or seed is None or seed > 1 else seed * (pool or 0)
-            if seed_n and pool and b * pool <= seed_n:
+            if seed_n and pool and int(round(b * pool)) <= seed_n:
                 out.append(f"{name} at {b:.0%}: no milestone, and the budget lies inside its seed set "
                            f"({seed_n:.0f} picks): these cells measure the seed strategy, not {name}; "
                            "re-distil with --budgets including it and a smaller --seed-size")

@@ -367,8 +367,9 @@ def warnings(summary: dict, metric: str) -> list[str]:
     out = []
     full = summary["full"]
     if full.get("n_seeds") and full.get("all_converged") is None:
-        out.append("Under a fixed-compute protocol nothing checks that the full arm converged: 'gain kept' "
-                   "measures the recipe as much as the data (the converged protocol answers that).")
+        out.append("Under a fixed-compute protocol nothing checks that the full arm converged, so 'gain kept' "
+                   "is not printed: it would measure the recipe as much as the data (the converged protocol "
+                   "answers that).")
     elif full.get("n_seeds") and not full.get("all_converged"):
         out.append(f"The full arm did not converge in every seed ({full.get('converged', 0)}/"
                    f"{full['n_seeds']}; it hit its step ceiling with val AUC still rising): 'gain kept' "

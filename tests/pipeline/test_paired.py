@@ -273,3 +273,15 @@ def _fake_distill_dir(manifest, out: Path, budgets, seed: int = 5) -> Path:
         (out / "milestones").mkdir(parents=True, exist_ok=True)
         df.to_parquet(out / "milestones" / f"budget_{b:.3f}.parquet")
     return out
+
+
+def test_ceiling_and_seeds_do_not_change_the_cell_fingerprint() -> None:
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import train_fingerprint
+
+    tc = TrainConfig()
+    a = train_fingerprint(tc, EvalConfig(max_epochs=12.0, patience=4))
+    b = train_fingerprint(tc, EvalConfig(max_epochs=12.0, patience=4, ceiling_epochs=200, grow=3.0, seeds=7,
+                                         budgets=(0.3,)))
+    assert a == b  # old cells stay reusable; the first cap's recipe is what they were trained with
+    assert a != train_fingerprint(tc, EvalConfig(max_epochs=24.0, patience=4))
