@@ -78,7 +78,13 @@ def contact_sheet(
 def _name_tile(text: str, tile: int, width: int) -> np.ndarray:
     img = np.full((tile, width, 3), 40, np.uint8)
     scale = max(0.35, tile / 160)
-    for i, part in enumerate([text[k:k + 14] for k in range(0, min(len(text), 42), 14)]):
+    lines: list[str] = []
+    for word in text.split():  # wrap on spaces, at most 3 lines of ~14 characters
+        if lines and len(lines[-1]) + 1 + len(word) <= 14:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    for i, part in enumerate(lines[:3]):
         cv2.putText(img, part, (4, int(tile * 0.3) + i * int(tile * 0.28)), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (255, 255, 255), 1, cv2.LINE_AA)
     return img

@@ -662,8 +662,9 @@ def write_pick_sheets(df: pd.DataFrame, arms: Sequence[Arm], folder: Path) -> li
     written = []
     for b in sorted({a.budget for a in arms if a.kind == "distilled"}):
         at = {a.arm: a.rows for a in arms if a.budget == b and a.seed == 0 and a.kind == "distilled"}
-        at.update({f"{a.arm} (random)": a.rows for a in arms
-                   if a.budget == b and a.seed == 0 and a.arm == "balanced"})
+        bal = [a.rows for a in arms if a.budget == b and a.seed == 0 and a.arm == "balanced"]
+        if bal:
+            at["balanced random"] = bal[0]
         try:
             written.append(picks_sheet(df, at, folder / f"picks_b{b:.3f}.png"))
         except (OSError, ValueError) as exc:  # a sheet is a courtesy: never fail the evaluation
