@@ -171,6 +171,10 @@ def test_a_capped_cell_escalates_on_rerun_and_others_are_reused(synth_manifest, 
     full = again.cells.set_index("cell").loc["full_s0"]
     assert len(full["attempts"]) == 3 and full["step_cap"] == full["ceiling_steps"]
     assert len(calls) == 2 * len(capped) + 2  # two more caps per capped arm; RS2 follows its new reference
+    # paired: at a seed every arm shares the training seed (init, batch order) and the val-carve seed
+    for _, at in again.cells.groupby("seed"):
+        assert at["train_seed"].nunique() == 1 and at["val_seed"].nunique() == 1
+    assert again.cells["train_seed"].nunique() == 2
     rs2 = again.cells[again.cells["arm"] == "rs2"].set_index("seed")
     ref = again.cells[again.cells["arm"] == "random"].set_index("seed")
     assert (rs2["samples_seen"] == ref["samples_seen"]).all()
