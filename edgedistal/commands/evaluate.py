@@ -36,13 +36,13 @@ def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split
 
 
 def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ...], out: Path | None,
-                            budgets: str, seeds: int, protocol: str, steps: int | None, epochs: float | None,
+                            budgets: str, seeds: str, protocol: str, steps: int | None, epochs: float | None,
                             max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
-                            split_seed: int) -> dict:
+                            split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5) -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.models.train import TrainConfig
-    from edgedistal.pipeline.evaluate import EvalConfig, run_evaluation
+    from edgedistal.pipeline.evaluate import EvalConfig, parse_seeds, run_evaluation
     from edgedistal.pipeline.report import write_report
 
     if manifest_path is None:
@@ -51,13 +51,14 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
         bs = tuple(float(b) for b in budgets.split(","))
     except ValueError as exc:
         raise EdgedistalError(f"--budgets {budgets!r} is not a comma list of fractions",
-                              "e.g. --budgets 0.05,0.1,0.2,0.3") from exc
+                              "e.g. --budgets 0.01,0.02,0.05,0.1,0.2") from exc
     if protocol == "steps" and steps is None:
         steps = 1000
     cfg = TrainConfig(max_steps=steps if protocol == "steps" else None,
                       epochs=epochs if epochs is not None else 10.0, **train)
-    ecfg = EvalConfig(budgets=bs, seeds=seeds, protocol=protocol, random_mode=random_mode,
-                      max_epochs=max_epochs, min_steps=min_steps,
+    ecfg = EvalConfig(budgets=bs, seeds=parse_seeds(seeds), protocol=protocol, random_mode=random_mode,
+                      max_epochs=max_epochs, min_steps=min_steps, patience=patience,
+                      ceiling_epochs=max(ceiling_epochs, max_epochs),
                       max_steps=steps if protocol == "converged" else None)
     out = out or Path("runs/eval")
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
@@ -68,6 +69,28 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     return res.summary
 
 
+def screen_mode(manifest_path: Path | None, distilled: tuple[str, ...], features: Path | None, out: Path,
+                budgets: str, seeds: str, split_seed: int) -> dict:
+    """Screening: a logistic head per arm and seed on frozen features; writes screen.json/.md."""
+    from edgedistal.data.manifest import Manifest
+    from edgedistal.pipeline.evaluate import parse_seeds
+    from edgedistal.pipeline.screen import run_screen
+
+    if manifest_path is None or features is None:
+        raise EdgedistalError("--protocol screen needs --manifest and --features",
+                              "pass the manifest and the --out folder of `edgedistal score`")
+    try:
+        bs = tuple(float(b) for b in budgets.split(","))
+    except ValueError as exc:
+        raise EdgedistalError(f"--budgets {budgets!r} is not a comma list of fractions",
+                              "e.g. --budgets 0.01,0.02,0.05,0.1,0.2") from exc
+    n = parse_seeds(seeds)
+    res = run_screen(Manifest.load(manifest_path), features, distilled=list(distilled), budgets=bs,
+                     seeds=20 if n == "auto" else int(n), out_dir=out, split_seed=split_seed)
+    click.echo(f"{res['conclusion']}\nscreen: {out / 'screen.md'}")
+    return res
+
+
 EXAMPLES = """
 \b
 Examples:
@@ -76,6 +99,9 @@ Examples:
   # two strategies against the baselines (random, balanced, stratified) and the full pool
   edgedistal evaluate -m manifest.parquet --distilled hybrid=runs/d_hybrid \\
       --distilled typiclust=runs/d_typ --budgets 0.1,0.2 --seeds 3 -o runs/eval
+  # screening on frozen features (`edgedistal score` output): 20 paired seeds in seconds
+  edgedistal evaluate --protocol screen --features scores/ -m manifest.parquet \
+      --distilled hybrid=runs/d_hybrid --seeds 20 -o runs/screen
 """
 
 
@@ -94,17 +120,26 @@ Examples:
 @click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
               help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
                    "methods (NAME defaults to the strategy it ran).")
-@click.option("--budgets", default="0.05,0.1,0.2,0.3", show_default=True, help="[--distilled] pool fractions.")
-@click.option("--seeds", default=3, show_default=True, type=int, help="[--distilled] seeds per budget.")
-@click.option("--protocol", type=click.Choice(["converged", "steps", "epochs"]), default="converged",
+@click.option("--budgets", default="0.01,0.02,0.05,0.1,0.2", show_default=True,
+              help="[--distilled] pool fractions (the budget curve).")
+@click.option("--seeds", default="auto", show_default=True,
+              help="[--distilled] paired seeds per budget: a number, or auto (5 at ≤ 5 %, 3 above; screen: 20).")
+@click.option("--protocol", type=click.Choice(["converged", "steps", "epochs", "screen"]), default="converged",
               show_default=True,
-              help="[--distilled] converged: early stop on a by-group val carve of each arm, step cap "
-                   "growing with its size; steps: same compute for every arm; epochs: same passes.")
+              help="[--distilled] converged: early stop on a by-group val carve of each arm, cap following its "
+                   "val curve; steps: same compute for every arm; epochs: same passes; screen: a logistic "
+                   "head on frozen --features (screening only; claims come from the fine-tune protocols).")
+@click.option("--features", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="[--protocol screen] folder of `edgedistal score` (scores.parquet + embeddings.npy).")
+@click.option("--ceiling-epochs", default=96.0, show_default=True, type=float,
+              help="[--distilled] converged: a still-improving arm is retrained with its cap ×2 up to this many passes.")
+@click.option("--patience", default=5, show_default=True, type=int,
+              help="[--distilled] converged: evaluations without a val-AUC gain before stopping.")
 @click.option("--steps", default=None, type=int,
               help="[--distilled] steps per model (steps protocol, default 1000) or hard cap (converged).")
 @click.option("--epochs", default=None, type=float, help="[--distilled] passes per model (epochs protocol).")
 @click.option("--max-epochs", default=30.0, show_default=True, type=float,
-              help="[--distilled] converged: step cap = this many passes over the arm's rows.")
+              help="[--distilled] converged: first step cap = this many passes over the arm's rows.")
 @click.option("--min-steps", default=200, show_default=True, type=int,
               help="[--distilled] converged: least steps for any arm.")
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
@@ -120,7 +155,8 @@ Examples:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
-             seeds: int, protocol: str, steps: int | None, epochs: float | None, max_epochs: float,
+             seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
+             steps: int | None, epochs: float | None, max_epochs: float,
              min_steps: int, early_stop: bool, backbone: str, image_size: int, train_batch_size: int,
              lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
@@ -133,6 +169,11 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             check_output_file(out, replaceable=looks_like_json)
         evaluate_checkpoint_mode(checkpoint, manifest_path, split, out, device, batch_size, split_seed)
         return
+    if protocol == "screen":
+        folder = check_output_dir(out or Path("runs/screen"))
+        with output_lock(folder, "evaluate"):
+            screen_mode(manifest_path, distilled, features, folder, budgets, seeds, split_seed)
+        return
     if distilled:
         train = dict(backbone=backbone, image_size=image_size, batch_size=train_batch_size, lr=lr,
                      augment=augment, amp=amp, device=device, num_threads=threads)
@@ -143,7 +184,8 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
         folder = check_output_dir(out or Path("runs/eval"))
         with output_lock(folder, "evaluate"):
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
-                                    max_epochs, min_steps, train, random_mode, resume, split_seed)
+                                    max_epochs, min_steps, train, random_mode, resume, split_seed,
+                                    ceiling_epochs=ceiling_epochs, patience=patience)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

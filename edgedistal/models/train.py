@@ -400,6 +400,7 @@ def fit(
     progress: bool = True,
     model: Detector | None = None,
     resume: str | Path | None = None,
+    epoch_rows: int | None = None,
 ) -> FitResult:
     """Train a detector on uint8 NHWC RGB ``train_x`` (labels 0 real / 1 fake).
 
@@ -409,6 +410,8 @@ def fit(
     ``checkpoint`` writes the final (best) model with config, history and metrics.
     ``resume``: a training-state file written at every evaluation (weights, optimizer, step,
     sampler and RNG state, best weights so far); if it exists, training continues from it.
+    ``epoch_rows`` (RS2, Okanovic et al. 2024): every epoch trains on a fresh uniform subset of
+    this many of the rows instead of all of them; ``None`` keeps the plain full pass.
     Returns the model on the CPU in eval mode.
     """
     t_start = time.perf_counter()
@@ -418,8 +421,9 @@ def fit(
     model, train_model, use_cl = _prepare_model(model, cfg, device)
 
     n = len(train_x)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
+    n_epoch = min(int(epoch_rows), n) if epoch_rows else n  # rows one epoch visits (RS2: a fresh subset)
+    bs = min(cfg.batch_size, n_epoch)
+    steps_per_epoch = max(1, n_epoch // bs)
     total = int(cfg.max_steps) if cfg.max_steps else max(1, int(round(cfg.epochs * steps_per_epoch)))
     # default: once per epoch, but at most ~20 evaluations a run (tiny subsets have 1-step epochs)
     eval_every = cfg.eval_every or max(steps_per_epoch, math.ceil(total / 20))
@@ -442,7 +446,7 @@ def fit(
     on_device = isinstance(data, torch.Tensor)
 
     def new_perm() -> torch.Tensor:  # one host→device copy per epoch, not per step
-        p = torch.randperm(n, generator=gen)
+        p = torch.randperm(n, generator=gen)[:n_epoch]
         return p.to(device) if on_device else p
 
     perm = new_perm()
@@ -461,7 +465,7 @@ def fit(
         model.train()
         t_train = time.perf_counter()
         while run.step < total:
-            if run.cursor + bs > n:
+            if run.cursor + bs > n_epoch:
                 run.perm, run.cursor = new_perm(), 0
             idx = run.perm[run.cursor : run.cursor + bs]
             run.cursor += bs
@@ -496,7 +500,7 @@ def fit(
                 train_time += time.perf_counter() - t_train
                 rec: dict[str, Any] = {
                     "step": run.step,
-                    "epoch": round(run.step * bs / n, 4),
+                    "epoch": round(run.step * bs / n_epoch, 4),
                     "train_loss": float(loss_sum.item() / max(loss_count, 1)),
                     "lr": lr_now,
                     "elapsed_s": round(time.perf_counter() - t_start, 3),
@@ -525,7 +529,7 @@ def fit(
     finally:
         bar.close()
 
-    result = _finish(model, run, bs, n, time.perf_counter() - t_start, train_time, stopped, device, dtype)
+    result = _finish(model, run, bs, n_epoch, time.perf_counter() - t_start, train_time, stopped, device, dtype)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, **checkpoint_extra(result, cfg))
     return result

@@ -5,17 +5,25 @@ Rules (the ones this field's reviewers apply):
 * each distilled method is compared at every budget with the **strongest** baseline there
   (highest mean of ``random``, ``balanced`` and the ``stratified`` arm with the method's label
   mix), and the verdict names it;
-* a difference within two seed standard deviations (the larger of the two arms') is a **tie**;
-  with fewer than two seeds there is no spread, and the verdict says so instead of guessing;
-* "gain kept" is measured against the full arm and is only a headline when that arm converged;
-  a subset above 1.0 is a warning about the protocol, never a win;
+* the verdict is **paired**: at a budget, a method and its baselines share the training seed,
+  the val-carve seed and the init, so the per-seed *difference* is tested — its mean and a 95 %
+  t-interval over seeds; ``win`` / ``loss`` only when the interval excludes 0, else ``tie``. The
+  seeds a difference of the observed size would need (paired t, 80 % power) are stated;
+* the old rule (a difference within two seed standard deviations of the larger arm is a tie)
+  stays as a conservative secondary column, ``outcome_2std``; with fewer than two seeds there
+  is no spread, and the verdict says so instead of guessing;
+* RS2 (a fresh random subset every epoch from the whole pool, same samples seen) is compared
+  beside, not inside, the strongest baseline: it labels the whole pool, so it answers "faster
+  training", not "fewer labels";
+* "gain kept" is measured against the full arm and is printed only when that arm converged in
+  every seed (no ``capped_improving`` seed); a subset above 1.0 is a warning, never a win;
 * compute is stated per arm (samples seen, wall time) as a share of the full arm.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +32,14 @@ import pandas as pd
 
 from edgedistal.utils.io import read_json
 
-#: Differences within this many seed standard deviations are ties.
+#: Secondary rule: differences within this many seed standard deviations are ties.
 TIE_STD = 2.0
+#: Paired verdict: two-sided confidence level of the per-seed difference's interval.
+CONFIDENCE = 0.95
+#: Power for "seeds needed" (paired t-test at ``CONFIDENCE``).
+POWER = 0.8
+#: Baselines that label only the budget (the strongest of them is *the* baseline).
+LABEL_BASELINES = ("random", "balanced", "stratified")
 COMPUTE_KEYS = ("n_train", "n_real", "n_fake", "n_groups", "steps", "samples_seen", "wall_s", "epochs")
 
 
@@ -84,6 +98,71 @@ def outcome(diff: float, std_a: float, std_b: float, n_a: int, n_b: int) -> str:
     return "tie"
 
 
+def seeds_needed(effect: float, sd: float, power: float = POWER, confidence: float = CONFIDENCE,
+                 cap: int = 10_000) -> int | None:
+    """Seeds a paired t-test needs to detect a mean difference ``effect`` with per-seed spread
+    ``sd`` at ``power`` (two-sided, non-central t). ``None`` when there is nothing to detect
+    (zero or unknown effect or spread); ``cap`` + 1 means "more than ``cap``"."""
+    from scipy import stats
+
+    if not (math.isfinite(effect) and math.isfinite(sd)) or effect == 0:
+        return None
+    if sd == 0:
+        return 2
+    z = stats.norm.ppf(1 - (1 - confidence) / 2) + stats.norm.ppf(power)
+    n = max(2, int((z * sd / abs(effect)) ** 2))  # the normal approximation, then t corrects upward
+    while n <= cap:
+        df = n - 1
+        tc = stats.t.ppf(1 - (1 - confidence) / 2, df)
+        nc = abs(effect) / sd * math.sqrt(n)
+        if 1 - stats.nct.cdf(tc, df, nc) + stats.nct.cdf(-tc, df, nc) >= power:
+            return n
+        n += 1
+    return cap + 1
+
+
+def paired_diff(a: dict[int, float], b: dict[int, float], confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """The per-seed difference ``a[s] − b[s]`` over the seeds both arms finished: mean, sd, a
+    ``confidence`` t-interval, the verdict (``win``/``loss`` only when the interval excludes 0)
+    and the seeds a difference this size needs at 80 % power.
+
+    Why a t-interval over seeds: at a seed both arms share training seed, val-carve seed and
+    init, so seed-to-seed noise (a 0.03 AUC std on DFDC) cancels in the difference."""
+    from scipy import stats
+
+    seeds = sorted(s for s in set(a) & set(b) if math.isfinite(a[s]) and math.isfinite(b[s]))
+    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    n = len(d)
+    out: dict[str, Any] = {"n": n, "seeds": seeds, "mean": float(d.mean()) if n else math.nan,
+                           "sd": float(d.std(ddof=1)) if n > 1 else math.nan, "lo": math.nan, "hi": math.nan}
+    if n < 2:
+        out.update(verdict="1 seed" if n else "n/a", seeds_needed=None)
+        return out
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * out["sd"] / math.sqrt(n))
+    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    out["verdict"] = "win" if out["lo"] > 0 else "loss" if out["hi"] < 0 else "tie"
+    out["seeds_needed"] = seeds_needed(out["mean"], out["sd"], confidence=confidence)
+    return out
+
+
+def by_seed(cells: pd.DataFrame, arm: str, budget: float | None, metric: str) -> dict[int, float]:
+    """{seed: metric} of one arm at one budget (``None``: every budget, e.g. the full arm)."""
+    at = cells[cells["arm"] == arm]
+    if budget is not None:
+        at = at[np.isclose(at["budget"].astype(float), budget)]
+    return {int(s): float(v) for s, v in zip(at["seed"], at[metric], strict=True)
+            if v is not None and math.isfinite(float(v))}
+
+
+def seed_aubc(cells: pd.DataFrame, arm_at: dict[float, str], budgets: Sequence[float], metric: str) -> dict[int, float]:
+    """{seed: AUBC} over seeds that finished every budget; ``arm_at`` names the arm per budget."""
+    per = {b: by_seed(cells, arm_at[b], b, metric) for b in budgets if b in arm_at}
+    if len(per) != len(budgets):
+        return {}
+    seeds = set.intersection(*(set(v) for v in per.values())) if per else set()
+    return {s: aubc(budgets, [per[b][s] for b in budgets]) for s in sorted(seeds)}
+
+
 def flag(v: Any) -> bool | None:
     """A cell's ``converged`` as True / False / None (pandas may hold numpy bools or NaN)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -107,7 +186,17 @@ def _point(at: pd.DataFrame, budget: float, metrics: Sequence[str]) -> dict[str,
         row[k] = float(at[k].astype(float).mean()) if len(at) and k in at else math.nan
     if "converged" in at and len(at):
         row["converged"] = int(sum(flag(v) is True for v in at["converged"]))
+    row["capped_improving"] = int(sum(capped(r) for r in at.to_dict("records"))) if len(at) else 0
     return row
+
+
+def capped(cell: Mapping[str, Any]) -> bool:
+    """Did this model hit its step ceiling while val AUC was still rising? Cells written before
+    the flag existed say so through ``converged is False`` (the same test)."""
+    v = cell.get("capped_improving")
+    if v is not None and not (isinstance(v, float) and math.isnan(v)):
+        return bool(v)
+    return flag(cell.get("converged")) is False
 
 
 def _per_seed_aubc(cells: pd.DataFrame, budgets: Sequence[float], metric: str) -> tuple[float, float]:
@@ -152,17 +241,20 @@ def summarise(cells: pd.DataFrame, budgets: Sequence[float], metric: str = "fram
     fs["all_converged"] = (None if not conv or any(v is None for v in conv) else all(v is True for v in conv))
     summary["full"] = fs
     f_auc = fs.get(f"{metric}_mean", math.nan)
+    # "gain kept" against a full arm that stopped while still improving is inflated: not printed
+    f_ok = fs["all_converged"] is True
     for c in summary["curves"].values():
         for p in c["points"]:
-            p["gain_kept"] = gain_over_chance(p[f"{metric}_mean"], f_auc)
+            p["gain_kept"] = gain_over_chance(p[f"{metric}_mean"], f_auc) if f_ok else math.nan
             for k in ("samples_seen", "wall_s"):
                 p[f"{k}_vs_full"] = p[k] / fs[k] if fs.get(k) and math.isfinite(fs[k]) and fs[k] > 0 else math.nan
 
     for arm, kind in kinds.items():
         if kind == "distilled":
             summary["comparisons"][arm] = compare_method(arm, cells, summary, budgets, metric)
-    summary["not_converged"] = (sorted(cells.loc[[flag(v) is False for v in cells["converged"]], "cell"].tolist())
-                                if {"cell", "converged"} <= set(cells.columns) else [])
+    summary["not_converged"] = (sorted(cells.loc[[capped(r) for r in cells.to_dict("records")], "cell"].tolist())
+                                if "cell" in cells else [])
+    summary["capped_improving"] = summary["not_converged"]
     summary["warnings"] = warnings(summary, metric)
     summary["conclusion"] = conclusion(summary)
     return summary
@@ -190,44 +282,77 @@ def _baseline_curve(name: str, cells: pd.DataFrame, method: str, summary: dict, 
     return c
 
 
+def _label(name: str, cells: pd.DataFrame, method: str, b: float) -> str:
+    return name if name != "stratified" else f"stratified ({_strat_label(cells, method, b)})"
+
+
+def _arm_at(name: str, cells: pd.DataFrame, method: str, b: float) -> str | None:
+    """The cell arm that plays baseline ``name`` for ``method`` at budget ``b``."""
+    if name != "stratified":
+        return name
+    at = cells[(cells["arm"] == method) & np.isclose(cells["budget"].astype(float), b)]
+    arms = at["stratified_arm"].dropna().unique() if "stratified_arm" in at else []
+    return str(arms[0]) if len(arms) else None
+
+
 def compare_method(method: str, cells: pd.DataFrame, summary: dict, budgets: Sequence[float],
                    metric: str) -> dict:
-    """Per budget: the strongest baseline, the difference and its outcome; the same for AUBC."""
+    """Per budget: the strongest baseline, the paired difference, its interval and verdict (the
+    2-std rule beside it), paired results against every baseline and RS2; the same for AUBC."""
     mine = summary["curves"][method]
-    bases = {name: _baseline_curve(name, cells, method, summary, budgets, metric)
-             for name in ("random", "balanced", "stratified")}
+    bases = {name: _baseline_curve(name, cells, method, summary, budgets, metric) for name in LABEL_BASELINES}
     bases = {k: v for k, v in bases.items() if v is not None}
     points = []
     for i, b in enumerate(budgets):
         p = mine["points"][i]
-        cands = []
-        for name, c in bases.items():
+        own = by_seed(cells, method, b, metric)
+        cands, vs = [], {}
+        for name, c in list(bases.items()) + [("rs2", summary["curves"].get("rs2"))]:
+            arm = _arm_at(name, cells, method, b) if c is not None else None
+            if arm is None:
+                continue
             q = c["points"][i]
-            if q["n_seeds"] and math.isfinite(q[f"{metric}_mean"]):
-                label = name if name != "stratified" else f"stratified ({_strat_label(cells, method, b)})"
-                cands.append((q[f"{metric}_mean"], label, q))
+            if not q["n_seeds"] or not math.isfinite(q[f"{metric}_mean"]):
+                continue
+            pair = paired_diff(own, by_seed(cells, arm, b, metric))
+            label = _label(name, cells, method, b)
+            vs[label] = {"mean": q[f"{metric}_mean"], "std": q[f"{metric}_std"], "n_seeds": q["n_seeds"],
+                         **{f"paired_{k}": v for k, v in pair.items() if k != "seeds"}}
+            if name != "rs2":
+                cands.append((q[f"{metric}_mean"], label, q, pair))
         row: dict[str, Any] = {"budget": b, "mean": p[f"{metric}_mean"], "std": p[f"{metric}_std"],
-                               "n_seeds": p["n_seeds"]}
+                               "n_seeds": p["n_seeds"], "capped_improving": p.get("capped_improving", 0),
+                               "vs": vs}
         if cands and p["n_seeds"]:
-            best_mean, label, q = max(cands, key=lambda t: t[0])
-            diff = p[f"{metric}_mean"] - best_mean
+            best_mean, label, q, pair = max(cands, key=lambda t: t[0])
+            diff_means = p[f"{metric}_mean"] - best_mean
             row.update({"baseline": label, "baseline_mean": best_mean, "baseline_std": q[f"{metric}_std"],
-                        "baseline_n_seeds": q["n_seeds"], "diff": diff,
-                        "outcome": outcome(diff, p[f"{metric}_std"], q[f"{metric}_std"], p["n_seeds"],
-                                           q["n_seeds"])})
+                        "baseline_n_seeds": q["n_seeds"],
+                        "baseline_capped_improving": q.get("capped_improving", 0),
+                        "diff": pair["mean"] if pair["n"] else diff_means, "diff_means": diff_means,
+                        "ci_lo": pair["lo"], "ci_hi": pair["hi"], "paired_n": pair["n"],
+                        "seeds_needed": pair["seeds_needed"], "outcome": pair["verdict"],
+                        "outcome_2std": outcome(diff_means, p[f"{metric}_std"], q[f"{metric}_std"],
+                                                p["n_seeds"], q["n_seeds"])})
         points.append(row)
-    area = [(c["aubc"], name, c) for name, c in bases.items() if math.isfinite(c["aubc"])]
     res: dict[str, Any] = {"points": points, "aubc": mine["aubc"], "aubc_std": mine["aubc_std"],
                            "wins": sum(r.get("outcome") == "win" for r in points),
                            "ties": sum(r.get("outcome") == "tie" for r in points),
                            "losses": sum(r.get("outcome") == "loss" for r in points),
                            "compared": sum("outcome" in r for r in points),
                            "baseline_aubc": {name: c["aubc"] for name, c in bases.items()}}
+    area = [(c["aubc"], name, c) for name, c in bases.items() if math.isfinite(c["aubc"])]
     if area and math.isfinite(mine["aubc"]):
         best, name, c = max(area, key=lambda t: t[0])
+        own = seed_aubc(cells, {b: method for b in budgets}, budgets, metric)
+        arm_at = {b: a for b in budgets if (a := _arm_at(name, cells, method, b)) is not None}
+        pair = paired_diff(own, seed_aubc(cells, arm_at, budgets, metric))
         res.update({"aubc_baseline": name, "aubc_baseline_value": best, "aubc_baseline_std": c["aubc_std"],
-                    "aubc_outcome": outcome(mine["aubc"] - best, mine["aubc_std"], c["aubc_std"],
-                                            mine["n_seeds"], c["n_seeds"])})
+                    "aubc_diff": pair["mean"] if pair["n"] else mine["aubc"] - best,
+                    "aubc_ci_lo": pair["lo"], "aubc_ci_hi": pair["hi"], "aubc_paired_n": pair["n"],
+                    "aubc_seeds_needed": pair["seeds_needed"], "aubc_outcome": pair["verdict"],
+                    "aubc_outcome_2std": outcome(mine["aubc"] - best, mine["aubc_std"], c["aubc_std"],
+                                                 mine["n_seeds"], c["n_seeds"])})
     return res
 
 
@@ -242,12 +367,13 @@ def warnings(summary: dict, metric: str) -> list[str]:
     out = []
     full = summary["full"]
     if full.get("n_seeds") and full.get("all_converged") is None:
-        out.append("Under a fixed-compute protocol nothing checks that the full arm converged: 'gain kept' "
-                   "measures the recipe as much as the data (the converged protocol answers that).")
+        out.append("Under a fixed-compute protocol nothing checks that the full arm converged, so 'gain kept' "
+                   "is not printed: it would measure the recipe as much as the data (the converged protocol "
+                   "answers that).")
     elif full.get("n_seeds") and not full.get("all_converged"):
         out.append(f"The full arm did not converge in every seed ({full.get('converged', 0)}/"
-                   f"{full['n_seeds']}; val AUC still rising over its last third): 'gain kept' is then "
-                   "inflated, and raising the step cap is the fix.")
+                   f"{full['n_seeds']}; it hit its step ceiling with val AUC still rising): 'gain kept' "
+                   "would be inflated and is not printed; raise the ceiling (--ceiling-epochs).")
     over = [(arm, p["budget"], p["gain_kept"]) for arm, c in summary["curves"].items() for p in c["points"]
             if math.isfinite(p.get("gain_kept", math.nan)) and p["gain_kept"] > 1.0]
     if over:
@@ -260,7 +386,7 @@ def warnings(summary: dict, metric: str) -> list[str]:
         out.append("Some arms have 1 seed, no spread: their differences cannot be called wins or ties.")
     if summary.get("not_converged"):
         n = len(summary["not_converged"])
-        out.append(f"{n} model(s) were still improving on val when their step cap ended: "
+        out.append(f"{n} model(s) are capped_improving (still improving on val when their step ceiling ended): "
                    + ", ".join(summary["not_converged"][:6]) + (" …" if n > 6 else ""))
     return out
 
@@ -284,30 +410,52 @@ def headline_budget(budgets: Sequence[float], at: float = 0.2) -> float:
     return at if any(math.isclose(at, x) for x in budgets) else sorted(budgets)[len(budgets) // 2]
 
 
+def headline(summary: dict, method: str) -> str:
+    """Where ``method`` is best and the strongest baseline it beat there, or plainly that it beat none."""
+    c = summary["comparisons"][method]
+    rows = [r for r in c["points"] if "outcome" in r and math.isfinite(r.get("diff", math.nan))]
+    if not rows:
+        return f"{method}: no budget with both the method and a baseline finished"
+    if all(r["outcome"] == "1 seed" for r in rows):
+        return "1 seed per arm: no method can be called better or worse than the baselines"
+    wins = [r for r in rows if r["outcome"] == "win"]
+    best = max(wins or rows, key=lambda r: r["diff"])
+    ci = (f"paired diff {best['diff']:+.3f}, 95 % CI [{best['ci_lo']:+.3f}, {best['ci_hi']:+.3f}], "
+          f"{best['paired_n']} seeds")
+    if wins:
+        where = ", ".join(f"{100 * r['budget']:g} %" for r in wins)
+        return (f"{method} beats the strongest baseline at {len(wins)}/{len(rows)} budgets ({where}); best at "
+                f"{100 * best['budget']:g} % of the data: AUC {_fmt_pm(best['mean'], best['std'])} vs "
+                f"{best['baseline']} {_fmt_pm(best['baseline_mean'], best['baseline_std'])} ({ci})")
+    weaker = sorted({name for r in rows for name, v in r.get("vs", {}).items()
+                     if v.get("paired_verdict") == "win" and name != "rs2"})
+    need = best.get("seeds_needed")
+    more = (f"; a difference this size would need ~{need} paired seeds" if need and need > best["paired_n"]
+            else "")
+    lead = (f"{method} beat no baseline at any budget" if not weaker else
+            f"{method} beat only weaker baselines ({', '.join(weaker)}), never the strongest")
+    return (f"{lead}: closest at {100 * best['budget']:g} % of the data, AUC {_fmt_pm(best['mean'], best['std'])} "
+            f"vs {best['baseline']} {_fmt_pm(best['baseline_mean'], best['baseline_std'])} "
+            f"({ci}: {best['outcome']}{more})")
+
+
 def conclusion(summary: dict) -> str:
-    """One plain line: did any method beat the strongest baseline, and what did it cost?"""
+    """One plain line: the recommended method, the budget where it is best and the strongest
+    baseline it beat (or that it beat none), then what it cost against the full arm."""
     comps = summary.get("comparisons") or {}
     metric = summary.get("metric", "frame_auc")
     if not comps:
         return "no distilled method evaluated"
     m = best_method(summary)
+    parts = [headline(summary, m)]
+    losers = [k for k, v in comps.items() if k != m and v["wins"]]
+    if losers:
+        parts.append(f"also winning somewhere: {', '.join(losers)}")
     c = comps[m]
-    b = headline_budget(summary["budgets"])
+    rows = [r for r in c["points"] if "outcome" in r and math.isfinite(r.get("diff", math.nan))]
+    b = max(rows, key=lambda r: r["diff"])["budget"] if rows else headline_budget(summary["budgets"])
     i = summary["budgets"].index(b)
-    p, row = summary["curves"][m]["points"][i], c["points"][i]
-    winners = [k for k, v in comps.items() if v["wins"] and not v["losses"]]
-    if winners:
-        lead = (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} the strongest baseline "
-                f"beyond {TIE_STD:g} seed std at {comps[winners[0]]['wins']}/{comps[winners[0]]['compared']} budgets")
-    elif any(v["compared"] for v in comps.values()) and all(
-            r.get("outcome") == "1 seed" for v in comps.values() for r in v["points"] if "outcome" in r):
-        lead = "1 seed per arm: no method can be called better or worse than the baselines"
-    else:
-        lead = "No distilled method beats the strongest baseline beyond 2 seed std at any budget"
-    parts = [lead]
-    if "outcome" in row:
-        parts.append(f"best, {m} at {b:.0%} of the data: AUC {_fmt_pm(row['mean'], row['std'])} vs "
-                     f"{row['baseline']} {_fmt_pm(row['baseline_mean'], row['baseline_std'])} ({row['outcome']})")
+    p = summary["curves"][m]["points"][i]
     full = summary.get("full", {})
     f_auc = full.get(f"{metric}_mean", math.nan)
     if math.isfinite(f_auc):
@@ -318,8 +466,10 @@ def conclusion(summary: dict) -> str:
             cost.append(f"{p['samples_seen_vs_full']:.0%} of its samples seen")
         g = p.get("gain_kept", math.nan)
         if math.isfinite(g):
-            note = "" if full.get("all_converged") and g <= 1 else (
-                " — over 100 %: the full arm is under-trained" if g > 1 else " — full arm not converged")
-            cost.append(f"{g:.0%} of its gain over chance{note}")
-        parts.append(", ".join(cost) + f" (full pool AUC {_fmt_pm(f_auc, full.get(f'{metric}_std', math.nan))})")
+            cost.append(f"{g:.0%} of its gain over chance" + (" — over 100 %: the full arm is under-trained"
+                                                                if g > 1 else ""))
+        elif full.get("all_converged") is False:
+            cost.append("no 'gain kept': the full arm is capped_improving")
+        parts.append(f"at {100 * b:g} %: " + ", ".join(cost)
+                     + f" (full pool AUC {_fmt_pm(f_auc, full.get(f'{metric}_std', math.nan))})")
     return "; ".join(x for x in parts if x)

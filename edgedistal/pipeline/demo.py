@@ -103,7 +103,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     done = stage("evaluate distilled vs random vs full")
     ecfg = EvalConfig(budgets=cfg.milestones, seeds=cfg.seeds, protocol="converged",
                       max_epochs=cfg.eval_epochs, min_steps=cfg.eval_min_steps, max_steps=cfg.eval_max_steps,
-                      patience=3)
+                      patience=3, baselines=("random", "balanced", "stratified"))  # no RS2: keeps the demo's minutes
     ev = run_evaluation(manifest, distilled={"hybrid": out / "distilled"}, train_cfg=train_cfg,
                         eval_cfg=ecfg, out_dir=out / "eval", resume=True, progress=progress, log=log)
     done()

@@ -8,11 +8,22 @@ strategies costs one set of baselines. Protocols (recorded in ``eval_config.json
 every cell):
 
 * ``converged`` (default) – early stopping on a val set carved *by group* from the arm's own
-  rows, best val-AUC weights restored, and a step cap that grows with the arm (``max_epochs``
-  passes over its rows, at least ``min_steps``), so the full pool gets as many epochs as a
-  subset. Each cell records whether val AUC was still rising over the last third of training.
+  rows, best val-AUC weights restored, and a step cap that follows the arm's val curve: a
+  first run of ``max_epochs`` passes over its rows (at least ``min_steps``); while a run hits its
+  cap with val AUC still rising, it is retrained from the same seed with the cap ×``grow``, up to
+  ``ceiling_epochs`` passes. An arm still rising at the ceiling is flagged ``capped_improving``.
+  (Retrained, not extended: the one-cycle schedule anneals to the cap, so a model stopped by
+  patience under a far-away cap would stop at a high learning rate.)
 * ``steps``  – the same number of optimiser steps for every arm ("same compute, which data?").
 * ``epochs`` – the same number of passes for every arm.
+
+Pairing: at a budget and seed, every arm (method, baselines, RS2) trains with the same training
+seed (``seed_offset + seed``: same init weights and batch-order generator) and carves its val
+rows with the same seed and rule, so the comparison tests per-seed differences
+(:func:`edgedistal.pipeline.compare.paired_diff`). Each cell records ``train_seed`` and
+``val_seed`` so the pairing can be checked. ``rs2`` (Okanovic et al., ICLR 2024) trains on a
+fresh uniform subset of the budget's size every epoch, drawn from the whole pool, for exactly
+the samples its budget's ``random`` arm saw.
 
 The test split is never used for a decision. Each cell is written atomically to ``cells/`` with a
 fingerprint of everything that decides its result (training config, protocol, manifest, the
@@ -51,7 +62,7 @@ from edgedistal.pipeline.baselines import (  # noqa: F401  (re-exported: the eva
     stratified_subset,
     subset_seed,
 )
-from edgedistal.pipeline.compare import aubc, gain_over_chance, summarise  # noqa: F401
+from edgedistal.pipeline.compare import aubc, capped, gain_over_chance, summarise  # noqa: F401
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # distill imports evaluate's baselines; the type only
@@ -60,7 +71,28 @@ if TYPE_CHECKING:  # distill imports evaluate's baselines; the type only
 log_ = logging.getLogger(__name__)
 
 PROTOCOLS = ("converged", "steps", "epochs")
-RESERVED = ("random", "balanced", "full")
+RESERVED = ("random", "balanced", "full", "rs2")
+#: The default budget curve: selection matters most at 1-5 % (METHODS.md, "enough power").
+DEFAULT_BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2)
+BASELINES = ("random", "balanced", "stratified", "rs2")
+
+
+def auto_seeds(budget: float) -> int:
+    """``--seeds auto``: small arms are cheap and noisy, so 5 seeds at ≤ 5 %, 3 above."""
+    return 5 if budget <= 0.05 + 1e-9 else 3
+
+
+def parse_seeds(value: int | str) -> int | str:
+    """``auto`` or a positive int (CLI text accepted)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise EdgedistalError(f"--seeds {value!r} is neither a number nor auto", "e.g. --seeds 5 or --seeds auto") from None
+    if n < 1:
+        raise EdgedistalError("--seeds must be at least 1", "e.g. --seeds 5 or --seeds auto")
+    return n
 #: Test metrics kept per cell (frame and video level), as ``<level>_<name>``.
 METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
 #: Training options that change where a model runs, not what it learns: not fingerprinted.
@@ -71,8 +103,8 @@ _NOT_FINGERPRINTED = ("device", "num_threads", "time_budget_s", "compile", "devi
 class EvalConfig:
     """How the comparison is run; saved next to the results so a report can state it."""
 
-    budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
-    seeds: int = 3
+    budgets: tuple[float, ...] = DEFAULT_BUDGETS
+    seeds: int | str = "auto"  # an int for every budget, or "auto" (see auto_seeds)
     protocol: str = "converged"
     #: ``samples``: uniform over pool samples (the usual active-learning baseline);
     #: ``groups``: whole identity groups in random order (at most one group cut to hit the size).
@@ -83,8 +115,11 @@ class EvalConfig:
     max_steps: int | None = None  # converged: hard cap for every arm (None: none)
     patience: int = 5  # converged: evaluations without a val-AUC gain before stopping
     converge_tol: float = 0.01  # val AUC rising more than this over the last third = not converged
+    ceiling_epochs: float = 96.0  # converged: a still-improving arm is retrained with a larger cap up to this
+    grow: float = 2.0  # converged: cap × this per retraining
     include_full: bool = True
-    baselines: tuple[str, ...] = ("random", "balanced", "stratified")
+    full_seeds: int | None = None  # seeds of the full arm (None: the seeds of the largest budget)
+    baselines: tuple[str, ...] = BASELINES
     seed_offset: int = 0  # training seed = seed_offset + seed index
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -96,14 +131,23 @@ class EvalConfig:
         if self.random_mode not in ("samples", "groups"):
             raise EdgedistalError(f"unknown random mode {self.random_mode!r}", "use samples or groups")
         if not self.budgets or any(not (0 < b <= 1) for b in self.budgets):
-            raise EdgedistalError(f"budgets {self.budgets} must lie in (0, 1]", "e.g. --budgets 0.05,0.1,0.2,0.3")
-        if self.seeds < 1:
-            raise EdgedistalError("--seeds must be at least 1")
-        unknown = set(self.baselines) - {"random", "balanced", "stratified"}
+            raise EdgedistalError(f"budgets {self.budgets} must lie in (0, 1]", "e.g. --budgets 0.01,0.02,0.05,0.1,0.2")
+        self.seeds = parse_seeds(self.seeds)
+        unknown = set(self.baselines) - set(BASELINES)
         if unknown:
-            raise EdgedistalError(f"unknown baseline(s) {sorted(unknown)}", "use random, balanced, stratified")
+            raise EdgedistalError(f"unknown baseline(s) {sorted(unknown)}", f"use {', '.join(BASELINES)}")
         if not (0 < self.val_fraction < 1) or not (self.max_epochs > 0) or self.min_steps < 1:
             raise EdgedistalError("converged protocol needs 0 < val_fraction < 1, max_epochs > 0, min_steps ≥ 1")
+        if not (self.ceiling_epochs >= self.max_epochs) or not (self.grow > 1):
+            raise EdgedistalError(f"ceiling_epochs {self.ceiling_epochs} must be ≥ max_epochs {self.max_epochs} "
+                                  f"and grow {self.grow} > 1", "e.g. --max-epochs 12 --ceiling-epochs 96")
+
+    def seeds_at(self, budget: float) -> int:
+        """Seeds at ``budget`` (``auto``: more where arms are small)."""
+        return auto_seeds(budget) if self.seeds == "auto" else int(self.seeds)
+
+    def n_full_seeds(self) -> int:
+        return self.full_seeds or self.seeds_at(max(self.budgets))
 
 
 @dataclass
@@ -187,9 +231,21 @@ def _default_loader(manifest: Manifest, size: int, progress: bool) -> np.ndarray
 
 
 def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig) -> int:
-    """The converged protocol's step cap: ``max_epochs`` passes, within [min_steps, max_steps]."""
+    """The converged protocol's first step cap: ``max_epochs`` passes, within [min_steps, max_steps]."""
     steps = max(cfg.min_steps, math.ceil(cfg.max_epochs * n_train / max(1, min(batch_size, n_train))))
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def ceiling_steps(n_train: int, batch_size: int, cfg: EvalConfig) -> int:
+    """The converged protocol's ceiling: ``ceiling_epochs`` passes (≥ the first cap, ≤ max_steps)."""
+    steps = max(cfg.min_steps, math.ceil(cfg.ceiling_epochs * n_train / max(1, min(batch_size, n_train))))
+    steps = max(steps, converged_steps(n_train, batch_size, cfg))
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def next_cap(cap: int, ceiling: int, cfg: EvalConfig) -> int | None:
+    """The cap of the next retraining of a still-improving arm, or None at the ceiling."""
+    return None if cap >= ceiling else min(ceiling, math.ceil(cap * cfg.grow))
 
 
 def val_rise_last_third(history: Sequence[dict]) -> float:
@@ -209,46 +265,82 @@ def val_rise_last_third(history: Sequence[dict]) -> float:
 
 
 def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
-               videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig) -> dict:
-    """Train one arm with the protocol, score the test split, return the cell record."""
+               videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *, start_cap: int | None = None,
+               attempts: Sequence[dict] = (), ref: Mapping[str, Any] | None = None) -> dict:
+    """Train one arm with the protocol, score the test split, return the cell record.
+
+    Converged protocol: train with a first cap (``start_cap``, else ``max_epochs`` passes); while
+    the run hits its cap with val AUC still rising, retrain from the same seed with the cap
+    ×``grow`` up to the ceiling. ``attempts`` carries earlier runs of this cell (a resumed
+    escalation). ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches."""
     from edgedistal.models.metrics import compute_metrics
     from edgedistal.models.predict import predict
     from edgedistal.models.train import fit
 
     idx = arm.rows
-    tcfg = dataclasses.replace(train_cfg, seed=cfg.seed_offset + arm.seed)
+    seed = cfg.seed_offset + arm.seed
+    tcfg = dataclasses.replace(train_cfg, seed=seed)
+    epoch_rows = None
+    if arm.kind == "rs2":
+        if ref is None:
+            raise EdgedistalError(f"{arm.key}: RS2 needs its budget arm's finished cell")
+        epoch_rows = int(ref["n_train"])
     if cfg.protocol == "converged":
-        tr, va = carve_val(groups[idx], cfg.val_fraction, seed=cfg.seed_offset + arm.seed)
+        frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
+        tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
         tr_idx, va_idx = idx[tr], idx[va]
-        tcfg = dataclasses.replace(tcfg, max_steps=converged_steps(len(tr_idx), tcfg.batch_size, cfg),
-                                   patience=cfg.patience, eval_every=0)
+        tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
     else:  # fixed compute: no validation, no early stop, final weights
         tr_idx, va_idx = idx, idx[:0]
         tcfg = dataclasses.replace(tcfg, patience=0)
-        if cfg.protocol == "epochs":
+        if cfg.protocol == "epochs" and ref is None:
             tcfg = dataclasses.replace(tcfg, max_steps=None)
     sort_tr = np.sort(tr_idx)  # sorted reads are much faster on a memory-mapped cache
     x_tr, y_tr = np.asarray(images[sort_tr]), labels[sort_tr]
     x_va = np.asarray(images[np.sort(va_idx)]) if len(va_idx) else None
     y_va = labels[np.sort(va_idx)] if len(va_idx) else None
-    res = fit(x_tr, y_tr, x_va, y_va, tcfg, progress=False)
+
+    if ref is not None:  # RS2: exactly the steps (hence samples) of its budget arm, best val weights
+        cap, ceiling = int(ref["steps"]), int(ref["steps"])
+        tcfg = dataclasses.replace(tcfg, patience=0)
+    elif cfg.protocol == "converged":
+        cap = start_cap or converged_steps(len(tr_idx), tcfg.batch_size, cfg)
+        ceiling = max(cap, ceiling_steps(len(tr_idx), tcfg.batch_size, cfg))
+    else:
+        cap = ceiling = tcfg.max_steps or 0  # 0: the epochs protocol's passes decide
+    history = list(attempts)
+    while True:
+        run_cfg = dataclasses.replace(tcfg, max_steps=cap) if cap else tcfg
+        res = fit(x_tr, y_tr, x_va, y_va, run_cfg, progress=False, epoch_rows=epoch_rows)
+        rise = val_rise_last_third(res.history)
+        improving = cfg.protocol == "converged" and res.stopped == "steps" and (
+            math.isfinite(rise) and rise > cfg.converge_tol)
+        history.append({"step_cap": int(cap or res.steps), "steps": int(res.steps), "stopped": res.stopped,
+                        "best_val_auc": res.best_val_auc, "val_rise_last_third": rise,
+                        "wall_s": float(res.wall_s)})
+        nxt = next_cap(cap, ceiling, cfg) if improving and ref is None else None
+        if nxt is None:
+            break
+        cap = nxt
     t0 = time.perf_counter()
     probs, _ = predict(res.model, images[test_idx], device=tcfg.device)
     test_s = time.perf_counter() - t0
     metrics = compute_metrics(labels[test_idx], probs, videos[test_idx])
-    rise = val_rise_last_third(res.history)
     # None under a fixed-compute protocol: without val there is nothing to judge convergence by
-    converged = None if cfg.protocol != "converged" else bool(
-        res.stopped == "early_stop" or not (math.isfinite(rise) and rise > cfg.converge_tol))
+    converged = None if cfg.protocol != "converged" or ref is not None else not improving
     return {
         "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)),
         "n_real": int((labels[idx] == 0).sum()), "n_fake": int((labels[idx] == 1).sum()),
         "n_groups": int(len(np.unique(groups[idx]))),
-        "steps": int(res.steps), "step_cap": int(tcfg.max_steps or res.steps), "epochs": float(res.epochs),
+        "steps": int(res.steps), "step_cap": int(cap or res.steps), "epochs": float(res.epochs),
         "samples_seen": int(res.samples_seen), "wall_s": float(res.wall_s),
+        "wall_s_all_attempts": float(sum(a["wall_s"] for a in history)),
+        "ceiling_steps": int(ceiling or res.steps), "attempts": history,
         "images_per_s": float(res.images_per_s), "best_step": int(res.best_step),
         "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
-        "val_rise_last_third": rise, "converged": converged, "stopped": res.stopped,
+        "val_rise_last_third": rise, "converged": converged,
+        "capped_improving": bool(improving and ref is None), "stopped": res.stopped,
+        "train_seed": seed, "val_seed": seed if len(va_idx) else None, "epoch_rows": epoch_rows,
         "device": res.device, "precision": res.precision, "test_s": test_s,
         "metrics": metrics, **_flatten_metrics(metrics),
     }
@@ -316,10 +408,14 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
     subsets = {(m, b): _method_rows(m, d, b, row_of, pool_set) for m, d in methods.items() for b in cfg.budgets}
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
     arms: list[Arm] = []
-    for s in range(cfg.seeds):
-        if cfg.include_full:
+    rs2: list[Arm] = []  # after every other arm: each needs its budget arm's finished cell
+    ref_arm = next((a for a in ("random", "balanced") if a in cfg.baselines), None)
+    for s in range(max([cfg.n_full_seeds()] + [cfg.seeds_at(b) for b in cfg.budgets])):
+        if cfg.include_full and s < cfg.n_full_seeds():
             arms.append(Arm("full", "full", 1.0, s, pool_rows))
         for b in cfg.budgets:
+            if s >= cfg.seeds_at(b):
+                continue
             n = int(round(b * len(pool_rows)))
             if n < 2:
                 raise EdgedistalError(f"budget {b} is {n} sample(s) of a {len(pool_rows)}-sample pool",
@@ -341,7 +437,20 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
                 for strat, share in sorted(mixes.items()):
                     pos = stratified_subset(pool_labels, pool_groups, n, share, seed=subset_seed(strat, b, s))
                     arms.append(Arm(strat, "baseline", b, s, pool_rows[pos], {"real_share": share}))
-    return arms
+            if "rs2" in cfg.baselines and ref_arm is not None:
+                rs2.append(Arm("rs2", "rs2", b, s, pool_rows, {"ref_arm": ref_arm, "epoch_size": n}))
+    return arms + rs2
+
+
+def rs2_ref_key(arm: Arm) -> str:
+    """The cell whose samples count an RS2 arm matches: its budget's reference arm, same seed."""
+    return f"{arm.extra['ref_arm']}_b{arm.budget:.3f}_s{arm.seed}"
+
+
+def rs2_fingerprint(base: str, ref: Mapping[str, Any]) -> str:
+    """An RS2 cell depends on its reference cell's outcome (steps, train/val sizes) as well."""
+    return _digest({"base": base, "ref": ref.get("fingerprint"), "steps": ref.get("steps"),
+                    "n_train": ref.get("n_train"), "n_val": ref.get("n_val")})
 
 
 # -- cells on disk ----------------------------------------------------------------------------
@@ -451,40 +560,91 @@ def run_evaluation(
         "data_digest": data_digest,
     })
 
-    status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0}
-    todo: list[Arm] = []
+    if shard is None or shard[0] == 0:
+        write_pick_sheets(df, arms, out / "figures")
+    status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0}
+    cell_dir = out / "cells"
+
+    def ref_of(a: Arm) -> dict | None:
+        """An RS2 arm's reference cell, when finished with a matching fingerprint."""
+        key = rs2_ref_key(a)
+        return read_cell(cell_dir / f"{key}.json", prints[key])[0] if key in prints else None
+
+    def fingerprint(a: Arm) -> str | None:
+        if a.kind != "rs2":
+            return prints[a.key]
+        ref = ref_of(a)
+        return None if ref is None else rs2_fingerprint(prints[a.key], ref)
+
+    def escalates(rec: Mapping[str, Any]) -> bool:
+        return (cfg.protocol == "converged" and rec.get("kind") != "rs2" and capped(rec)
+                and int(rec.get("step_cap") or 0) < ceiling_steps(int(rec["n_train"]), train_cfg.batch_size, cfg))
+
+    def state(a: Arm) -> tuple[dict | None, str]:
+        """A finished cell is reused unless it is capped_improving below today's ceiling: then
+        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``)."""
+        if a.kind == "rs2":
+            ref = ref_of(a)
+            if ref is not None and escalates(ref):  # its reference will train longer: so must it
+                return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
+        fp = fingerprint(a)
+        if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
+            return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
+        rec, st = read_cell(cell_dir / f"{a.key}.json", fp)
+        if st == "ok" and a.kind != "rs2" and escalates(rec):
+            return rec, "escalate"
+        return rec, st
+
+    todo: list[tuple[Arm, dict | None]] = []
     for i, a in enumerate(arms):
-        path = out / "cells" / f"{a.key}.json"
-        _, st = read_cell(path, prints[a.key]) if resume else (None, "missing")
+        rec, st = state(a) if resume else (None, "missing")
         status[st] += 1
         if st == "corrupt":
-            say(f"{path}: unreadable cell, retraining it")
+            say(f"{cell_dir / a.key}.json: unreadable cell, retraining it")
         if st != "ok" and (shard is None or i % shard[1] == shard[0]):
-            todo.append(a)
+            todo.append((a, rec if st == "escalate" else None))
     if status["stale"]:
-        say(f"{status['stale']} cell(s) in {out / 'cells'} were trained with other settings or data: retraining them")
+        say(f"{status['stale']} cell(s) in {cell_dir} were trained with other settings or data: retraining them")
     if status["ok"]:
         say(f"reusing {status['ok']} finished cell(s) with matching fingerprints")
+    if status["escalate"]:
+        say(f"{status['escalate']} finished cell(s) hit their step cap still improving: retraining them "
+            f"with a larger cap (ceiling {cfg.ceiling_epochs:g} passes)")
     if todo and images is None:
         images = (image_loader or _default_loader)(manifest, train_cfg.image_size, progress)
 
     t_start = time.perf_counter()
     skipped: list[str] = []
-    for a in track(todo, total=len(todo), description="evaluating") if progress else todo:
+    for a, prev in track(todo, total=len(todo), description="evaluating") if progress else todo:
         if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
             skipped.append(a.key)
             continue
-        rec = train_cell(a, images, labels, groups, test_rows, videos, train_cfg, cfg)
+        ref = ref_of(a) if a.kind == "rs2" else None
+        if a.kind == "rs2" and ref is None:  # its budget arm is in another shard or was skipped
+            skipped.append(a.key)
+            say(f"  {a.key}: waiting for {rs2_ref_key(a)} (a re-run trains it)")
+            continue
+        if a.kind == "rs2" and read_cell(cell_dir / f"{a.key}.json", fingerprint(a))[1] == "ok":
+            continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
+        start_cap = None
+        if prev is not None:
+            start_cap = next_cap(int(prev["step_cap"]),
+                                 ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
+        rec = train_cell(a, images, labels, groups, test_rows, videos, train_cfg, cfg, start_cap=start_cap,
+                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref)
         rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
                     "protocol": cfg.protocol, "budget_actual": len(a.rows) / len(pool_rows),
-                    "fingerprint": prints[a.key], **a.extra})
-        write_json_atomic(out / "cells" / f"{a.key}.json", rec)
+                    "fingerprint": fingerprint(a), **a.extra})
+        if a.kind == "rs2":
+            rec["budget_actual"] = a.budget
+        write_json_atomic(cell_dir / f"{a.key}.json", rec)
         say(f"  {a.key}: n={rec['n_train']} steps={rec['steps']}/{rec['step_cap']} {rec['wall_s']:.1f}s "
-            f"test AUC={rec['frame_auc']:.4f}{' (not converged)' if rec['converged'] is False else ''}")
+            f"test AUC={rec['frame_auc']:.4f}{' (capped_improving)' if rec['capped_improving'] else ''}")
 
     done = []
     for a in arms:
-        rec, st = read_cell(out / "cells" / f"{a.key}.json", prints[a.key])
+        fp = fingerprint(a)
+        rec = read_cell(cell_dir / f"{a.key}.json", fp)[0] if fp is not None else None
         if rec is not None:
             done.append(rec)
     cells = pd.DataFrame(done)
@@ -493,7 +653,8 @@ def run_evaluation(
         "protocol": cfg.protocol, "random_mode": cfg.random_mode, "methods": {m: str(d) for m, d in methods.items()},
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "skipped_cells": skipped,
         "planned_cells": len(arms), "finished_cells": len(done),
-        "resume": {"reused": status["ok"], "stale_retrained": status["stale"], "corrupt_retrained": status["corrupt"]},
+        "resume": {"reused": status["ok"], "stale_retrained": status["stale"], "corrupt_retrained": status["corrupt"],
+                   "escalated": status["escalate"]},
     })
     if len(done) < len(arms):
         summary["conclusion"] += f" (incomplete: {len(done)}/{len(arms)} models finished)"
@@ -501,6 +662,30 @@ def run_evaluation(
         write_parquet_atomic(cells.drop(columns=["metrics"], errors="ignore"), out / "cells.parquet")
     write_json_atomic(out / "summary.json", summary)
     return EvalResult(cells, summary, out)
+
+
+def write_pick_sheets(df: pd.DataFrame, arms: Sequence[Arm], folder: Path) -> list[Path]:
+    """Per budget, a contact sheet of what each method picked next to balanced random (seed 0)."""
+    from edgedistal.pipeline.contact_sheet import picks_sheet
+
+    if "path" not in df:
+        return []
+    written = []
+    for b in sorted({a.budget for a in arms if a.kind == "distilled"}):
+        at = {a.arm: a.rows for a in arms if a.budget == b and a.seed == 0 and a.kind == "distilled"}
+        bal = [a.rows for a in arms if a.budget == b and a.seed == 0 and a.arm == "balanced"]
+        if bal:
+            at["balanced random"] = bal[0]
+        try:
+            written.append(picks_sheet(df, at, folder / f"picks_b{b:.3f}.png"))
+        except (OSError, ValueError) as exc:  # a sheet is a courtesy: never fail the evaluation
+            log_.warning("contact sheet at budget %s not written: %s", b, exc)
+    return written
+
+
+def _attempt_of(rec: Mapping[str, Any]) -> dict:
+    """A cell written before escalation existed, as the first entry of ``attempts``."""
+    return {k: rec.get(k) for k in ("step_cap", "steps", "stopped", "best_val_auc", "val_rise_last_third", "wall_s")}
 
 
 def _run_distill(manifest: Manifest, distill_cfg: DistillConfig | None, out: Path, budgets: Sequence[float],

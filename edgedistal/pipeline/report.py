@@ -107,43 +107,87 @@ def _plt():
     return plt
 
 
+def _paired_band(summary: dict, method: str, metric: str) -> tuple[list, list, list]:
+    """Budgets and the strongest baseline's mean + the paired 95 % interval of the method's
+    difference: a band wholly above that baseline's curve is a win, one that straddles it a tie."""
+    xs, lo, hi = [], [], []
+    for r in (summary.get("comparisons") or {}).get(method, {}).get("points", []):
+        if "baseline_mean" in r and math.isfinite(r.get("ci_lo", math.nan)):
+            xs.append(100 * r["budget"])
+            lo.append(r["baseline_mean"] + r["ci_lo"])  # the method's paired interval, anchored on
+            hi.append(r["baseline_mean"] + r["ci_hi"])  # the strongest baseline: above it = a win
+    return xs, lo, hi
+
+
 def fig_budget_curve(summary: dict) -> bytes | None:
-    """Every method and baseline (mean ± std over seeds), the full pool as a horizontal band."""
+    """Test AUC against budget, readable at a glance: the recommended method highlighted with
+    its paired 95 % band (where the strongest baseline would have to lie for a tie), other
+    methods thin, baselines dashed grey-ish, the full pool as a band; the legend sits outside the
+    data and the y-axis spans from chance-ish to the full pool, not zoomed to seed noise."""
+    from edgedistal.pipeline.compare import best_method
+
     metric = summary.get("metric", "frame_auc")
     curves = summary.get("curves") or {}
     if not curves:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
-    fixed = {"random": ("tab:orange", "s", "--"), "balanced": ("tab:red", "D", "--")}
-    others = iter(["tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown"])
+    fig, ax = plt.subplots(figsize=(8.2, 4.6))
+    best = best_method(summary) if summary.get("comparisons") else None
+    fixed = {"random": ("tab:orange", "s", "--"), "balanced": ("tab:red", "D", "--"),
+             "rs2": ("tab:brown", "^", ":")}
+    others = iter(["tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:gray"])
+    ys: list[float] = []
     for arm, c in curves.items():
-        pts = [p for p in c["points"] if p.get("n_seeds")]
+        pts = [p for p in c["points"] if p.get("n_seeds") and math.isfinite(p.get(f"{metric}_mean", math.nan))]
         if not pts:
             continue
-        if arm in fixed:
-            color, marker, ls = fixed[arm]
+        x = [100 * p["budget"] for p in pts]
+        y = [p[f"{metric}_mean"] for p in pts]
+        ys += y
+        if arm == best:
+            color, marker, ls, lw, z = "tab:blue", "o", "-", 3.0, 5
+        elif arm in fixed:
+            (color, marker, ls), lw, z = fixed[arm], 1.3, 3
         elif arm.startswith("stratified"):
-            color, marker, ls = "tab:gray", "v", "--"
+            color, marker, ls, lw, z = "tab:gray", "v", "--", 1.0, 2
         else:
-            color, marker, ls = next(others, "black"), "o", "-"
-        ax.errorbar([100 * p["budget"] for p in pts], [p[f"{metric}_mean"] for p in pts],
-                    yerr=[p[f"{metric}_std"] if math.isfinite(p[f"{metric}_std"]) else 0 for p in pts],
-                    color=color, marker=marker, ls=ls, capsize=4, lw=2 if ls == "-" else 1.3,
-                    label=f"{arm} (AUBC {c['aubc']:.3f})" if math.isfinite(c.get("aubc", math.nan)) else arm)
+            color, marker, ls, lw, z = next(others, "black"), "o", "-", 1.3, 4
+        capped = sum(p.get("capped_improving", 0) for p in pts)
+        label = arm + (" ★ recommended" if arm == best else "")
+        if math.isfinite(c.get("aubc", math.nan)):
+            label += f" (AUBC {c['aubc']:.3f})"
+        if capped:
+            label += f" [{capped} capped_improving]"
+        ax.plot(x, y, color=color, marker=marker, ls=ls, lw=lw, zorder=z, label=label)
+    if best:
+        bx, blo, bhi = _paired_band(summary, best, metric)
+        if bx:
+            ax.fill_between(bx, blo, bhi, color="tab:blue", alpha=0.15, zorder=1,
+                            label=f"{best}: paired 95 % interval (vs strongest baseline)")
     full = summary.get("full", {})
     fm, fs = full.get(f"{metric}_mean", math.nan), full.get(f"{metric}_std", 0.0)
     fs = fs if fs is not None and math.isfinite(fs) else 0.0
     if math.isfinite(fm):
-        ax.axhline(fm, color="tab:green", ls="-.", label=f"full pool {fm:.3f}")
-        ax.axhspan(fm - fs, fm + fs, color="tab:green", alpha=0.12)
-    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
-    ax.set_xlabel("budget (% of the train pool)")
+        conv = full.get("all_converged")
+        ax.axhline(fm, color="tab:green", ls="-.", label=f"full pool {fm:.3f}"
+                   + ("" if conv is not False else " (capped_improving)"))
+        ax.axhspan(fm - fs, fm + fs, color="tab:green", alpha=0.10)
+        ys.append(fm)
+    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance (0.5)")
+    if ys:  # not zoomed to noise: at least 0.15 AUC of range, down to chance when close
+        top = max(ys) + 0.02
+        bottom = min(min(ys) - 0.03, top - 0.15)
+        ax.set_ylim(max(0.0, bottom), min(1.0, top))
+    ax.set_xscale("log")
+    xt = sorted({100 * b for b in summary.get("budgets", [])})
+    ax.set_xticks(xt, [f"{v:g}%" for v in xt])
+    ax.minorticks_off()
+    ax.set_xlabel("budget (% of the train pool, log scale)")
     ax.set_ylabel("test AUC (frame)" if metric == "frame_auc" else metric)
-    ax.set_title("Test AUC vs budget: methods (solid) and baselines (dashed), mean ± std over seeds",
-                 fontsize=9)
+    screen = " — SCREENING (logistic head on frozen features)" if summary.get("protocol") == "screen" else ""
+    ax.set_title(f"Test AUC vs budget (mean over paired seeds){screen}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _png(fig)
 
 
@@ -307,6 +351,7 @@ def results_table(summary: dict) -> pd.DataFrame:
                 "train rows": _fmt(n, 0),
                 "samples seen / full": _fmt(p.get("samples_seen_vs_full"), 2),
                 "time / full": _fmt(p.get("wall_s_vs_full"), 2),
+                "capped_improving": f"{p.get('capped_improving', 0)}/{p['n_seeds']}",
                 "gain kept": _fmt(p.get("gain_kept"), 2),
                 "video AUC": _fmt(p.get("video_auc_mean")),
                 "EER": _fmt(p.get("frame_eer_mean")),
@@ -314,24 +359,45 @@ def results_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ci(lo: Any, hi: Any) -> str:
+    return f"[{lo:+.3f}, {hi:+.3f}]" if lo is not None and math.isfinite(lo) and math.isfinite(hi) else "–"
+
+
+def _need(n: Any, have: Any) -> str:
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "–"
+    return f">{n - 1}" if n > 10_000 else str(int(n))
+
+
 def comparison_table(summary: dict) -> pd.DataFrame:
-    """Per method and budget: the strongest baseline there, the difference, and its verdict."""
+    """Per method and budget: the strongest baseline, the paired difference with its 95 %
+    interval and verdict, the 2-std rule beside it, the seeds a difference this size needs, RS2."""
     rows = []
     for m, c in (summary.get("comparisons") or {}).items():
         for r in c["points"]:
             if "outcome" not in r:
                 continue
+            rs2 = (r.get("vs") or {}).get("rs2")
+            capped = r.get("capped_improving", 0) + r.get("baseline_capped_improving", 0)
             rows.append({
                 "method": m, "budget": f"{100 * r['budget']:.0f}%", "method AUC": _pm(r["mean"], r["std"]),
                 "strongest baseline": r["baseline"], "baseline AUC": _pm(r["baseline_mean"], r["baseline_std"]),
-                "difference": f"{r['diff']:+.3f}", "verdict": r["outcome"],
+                "paired diff": f"{r['diff']:+.3f}", "95 % CI": _ci(r.get("ci_lo"), r.get("ci_hi")),
+                "seeds": r.get("paired_n", r["n_seeds"]), "verdict": r["outcome"],
+                "2-std rule": r.get("outcome_2std", "–"), "seeds for 80 % power": _need(r.get("seeds_needed"), 0),
+                "vs RS2": (f"{rs2['paired_mean']:+.3f} {rs2['paired_verdict']}" if rs2 and
+                           math.isfinite(rs2.get("paired_mean", math.nan)) else "–"),
+                "capped_improving": str(capped) if capped else "",
             })
         if "aubc_outcome" in c:
             rows.append({
                 "method": m, "budget": "AUBC", "method AUC": _pm(c["aubc"], c["aubc_std"]),
                 "strongest baseline": c["aubc_baseline"],
                 "baseline AUC": _pm(c["aubc_baseline_value"], c.get("aubc_baseline_std")),
-                "difference": f"{c['aubc'] - c['aubc_baseline_value']:+.3f}", "verdict": c["aubc_outcome"],
+                "paired diff": f"{c.get('aubc_diff', c['aubc'] - c['aubc_baseline_value']):+.3f}",
+                "95 % CI": _ci(c.get("aubc_ci_lo"), c.get("aubc_ci_hi")), "seeds": c.get("aubc_paired_n", "–"),
+                "verdict": c["aubc_outcome"], "2-std rule": c.get("aubc_outcome_2std", "–"),
+                "seeds for 80 % power": _need(c.get("aubc_seeds_needed"), 0), "vs RS2": "–", "capped_improving": "",
             })
     return pd.DataFrame(rows)
 
@@ -341,16 +407,26 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
     from edgedistal.pipeline.compare import TIE_STD
 
     ev = eval_cfg.get("eval", {}) or {}
-    notes = [f"Verdicts: a method wins or loses only when it differs from the strongest baseline at that "
-             f"budget by more than {TIE_STD:g}× the larger seed standard deviation; anything closer is a "
-             "tie. With one seed there is no spread and no verdict."]
+    notes = ["Verdicts are paired: at a budget and seed a method and its baselines share the training seed, "
+             "the val-carve seed and the init, so the per-seed difference is tested. A method wins or loses "
+             "only when the 95 % t-interval of that difference (over seeds) excludes 0; otherwise it is a tie. "
+             "'seeds for 80 % power' is how many paired seeds a difference of the observed size would need. "
+             f"The '2-std rule' column is the older, conservative rule: a difference within {TIE_STD:g}× the "
+             "larger seed standard deviation is a tie. With one seed there is no spread and no verdict."]
+    if summary.get("protocol") == "screen":
+        notes.insert(0, "SCREENING: a standardised logistic head trained per arm and seed on frozen features. "
+                        "It ranks subsets cheaply; claims about detectors come from the fine-tune protocol.")
     if summary.get("protocol") == "converged":
         notes.append(f"Protocol converged: each arm early-stops on a {ev.get('val_fraction')} by-group val carve "
-                     f"of its own rows (patience {ev.get('patience')} evaluations, best val weights), with a step "
-                     f"cap of {ev.get('max_epochs')} passes over its rows (at least {ev.get('min_steps')} steps"
-                     + (f", at most {ev.get('max_steps')}" if ev.get("max_steps") else "") + "). A model whose "
-                     f"val AUC still rose by more than {ev.get('converge_tol')} over its last third is flagged "
-                     "as not converged. The test split only scores the final models.")
+                     f"of its own rows (patience {ev.get('patience')} evaluations, best val weights), with a first "
+                     f"step cap of {ev.get('max_epochs')} passes over its rows (at least {ev.get('min_steps')} steps"
+                     + (f", at most {ev.get('max_steps')}" if ev.get("max_steps") else "") + "); a model that hits "
+                     f"its cap with val AUC still rising by more than {ev.get('converge_tol')} over its last third "
+                     f"is retrained with the cap ×{ev.get('grow', 2)} up to {ev.get('ceiling_epochs', '?')} passes, "
+                     "and flagged capped_improving if it still rises there. No 'gain kept' is printed against a "
+                     "capped_improving full arm. RS2 trains on a fresh random subset of the budget's size every "
+                     "epoch, drawn from the whole pool, for the samples its budget's random arm saw. The test "
+                     "split only scores the final models.")
     elif summary.get("protocol") == "steps":
         notes.append("Protocol steps: the same optimiser steps for every arm, no validation, final weights: "
                      "it answers 'same compute, which data?', and it under-trains the full pool.")
@@ -389,7 +465,8 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
             f"test {summary.get('test_size')} samples ({eval_cfg.get('test_groups', '?')} held-out groups). "
             f"Methods: {methods}. Baselines: uniform random ({summary.get('random_mode')}), balanced (50/50 "
             "random), stratified (random with a method's label mix, spread over groups). Seeds: "
-            f"{ev.get('seeds')} (distilled subsets fixed; baseline subsets and training seeds vary). "
+            f"{'auto (5 at ≤ 5 %, 3 above)' if ev.get('seeds') == 'auto' else ev.get('seeds')}, paired (distilled "
+            "subsets fixed; baseline subsets and training seeds vary). "
             f"Models finished: {summary.get('finished_cells')}/{summary.get('planned_cells')}."
         )
         comp = comparison_table(summary)
@@ -398,7 +475,14 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
             rep.table(comp)
         for n in protocol_notes(summary, eval_cfg):
             rep.p(n)
-        rep.fig("budget_curve", fig_budget_curve(summary), "Test AUC vs budget (error bars: std over seeds).")
+        rep.fig("budget_curve", fig_budget_curve(summary),
+                "Test AUC vs budget (mean over paired seeds); the band is the recommended method's paired "
+                "95 % interval against the strongest baseline.")
+        for sheet in sorted((dirs.eval_dir / "figures").glob("picks_b*.png")):
+            b = sheet.stem.removeprefix("picks_b")
+            rep.fig(sheet.stem, sheet.read_bytes(),
+                    f"What each method picked at {100 * float(b):g} % next to balanced random (seed 0; "
+                    "R/F in the corner, subset size after the name).")
         rep.h("Every arm", 3)
         rep.table(results_table(summary))
         full = summary.get("full", {})

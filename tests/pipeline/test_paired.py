@@ -1,0 +1,291 @@
+"""Issue 22: paired verdicts, power, converging arms, RS2, screening (synthetic, fast)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgedistal.pipeline.compare import paired_diff, seeds_needed, summarise
+from edgedistal.pipeline.evaluate import Arm, EvalConfig, plan_arms, run_evaluation, train_cell
+from edgedistal.pipeline.screen import screen_cells
+
+BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.2]
+
+
+def _paired_cells(effect: float, seeds: int, rng: np.random.Generator, seed_sd: float = 0.03,
+                  arm_sd: float = 0.01, full_capped: bool = False) -> pd.DataFrame:
+    """Cells where every arm shares a per-seed effect (init, batch order: sd 0.03 AUC, the DFDC
+    figure) plus its own noise; the method is ``effect`` above balanced, random 0.01 below."""
+    rows = []
+    for s in range(seeds):
+        shared = {b: rng.normal(0, seed_sd) for b in BUDGETS}
+        for b in BUDGETS:
+            level = 0.6 + 0.5 * b
+            base = {"budget": b, "seed": s, "wall_s": 1.0, "n_train": 10, "steps": 5, "samples_seen": 50,
+                    "converged": True, "capped_improving": False}
+            for arm, kind, shift in (("m", "distilled", effect), ("balanced", "baseline", 0.0),
+                                     ("random", "baseline", -0.01), ("stratified-r50", "baseline", -0.02)):
+                rows.append({**base, "arm": arm, "kind": kind, "cell": f"{arm}_{b}_{s}",
+                             "frame_auc": level + shift + shared[b] + rng.normal(0, arm_sd),
+                             **({"stratified_arm": "stratified-r50"} if arm == "m" else {})})
+        rows.append({"arm": "full", "kind": "full", "budget": 1.0, "seed": s, "frame_auc": 0.84, "wall_s": 9.0,
+                     "n_train": 100, "steps": 50, "samples_seen": 500, "converged": not full_capped,
+                     "capped_improving": full_capped, "cell": f"full_{s}"})
+    return pd.DataFrame(rows)
+
+
+def test_paired_interval_detects_002_with_enough_seeds_where_the_2std_rule_cannot() -> None:
+    rng = np.random.default_rng(22)
+    s = summarise(_paired_cells(0.02, 12, rng), BUDGETS)
+    pts = s["comparisons"]["m"]["points"]
+    assert all(p["baseline"] == "balanced" for p in pts)  # the strongest baseline, named
+    assert all(p["outcome"] == "win" for p in pts)  # 0.02 ± 0.01/√12 per seed: the interval excludes 0
+    assert all(p["ci_lo"] > 0 and p["diff"] == pytest.approx(0.02, abs=0.01) for p in pts)
+    # the unpaired 2-std rule (seed sd 0.03) calls every one of these a tie
+    assert all(p["outcome_2std"] == "tie" for p in pts)
+    assert s["comparisons"]["m"]["aubc_outcome"] == "win"
+    head = s["conclusion"]
+    best = max(pts, key=lambda p: p["diff"])
+    assert head.startswith("m beats the strongest baseline at 5/5 budgets")
+    assert f"best at {100 * best['budget']:g} % of the data" in head and "vs balanced" in head
+
+
+def test_pure_noise_pair_is_a_tie_at_the_stated_rate() -> None:
+    rng = np.random.default_rng(7)
+    reps, calls = 2000, []
+    for _ in range(reps):
+        shared = rng.normal(0, 0.03, 5)
+        a = dict(enumerate(shared + rng.normal(0, 0.01, 5)))
+        b = dict(enumerate(shared + rng.normal(0, 0.01, 5)))
+        calls.append(paired_diff(a, b)["verdict"])
+    ties = calls.count("tie") / reps
+    assert 0.93 <= ties <= 0.97  # 95 % interval: 5 % false wins + losses
+    assert abs(calls.count("win") - calls.count("loss")) < 0.03 * reps
+
+
+def test_power_seeds_match_simulated_detection() -> None:
+    # per-seed difference sd 0.014 (0.01 √2): a 0.02 effect needs ~6 paired seeds at 80 % power
+    n = seeds_needed(0.02, 0.01 * math.sqrt(2))
+    assert 5 <= n <= 8
+    rng = np.random.default_rng(3)
+    hits = sum(paired_diff(dict(enumerate(rng.normal(0.02, 0.01 * math.sqrt(2), n))),
+                           dict(enumerate(np.zeros(n))))["verdict"] == "win" for _ in range(1000))
+    assert 0.72 <= hits / 1000 <= 0.9
+    assert seeds_needed(0.0, 0.01) is None and seeds_needed(0.01, 0.0) == 2
+    # unpaired, the 0.03 seed sd dominates: far more seeds
+    assert seeds_needed(0.02, 0.03 * math.sqrt(2)) > 30
+
+
+def test_capped_full_arm_is_flagged_and_no_gain_kept_is_printed() -> None:
+    from edgedistal.pipeline.report import results_table
+
+    s = summarise(_paired_cells(0.02, 3, np.random.default_rng(0), full_capped=True), BUDGETS)
+    assert s["full"]["all_converged"] is False
+    assert all(math.isnan(p["gain_kept"]) for c in s["curves"].values() for p in c["points"])
+    assert "no 'gain kept': the full arm is capped_improving" in s["conclusion"]
+    assert any("capped_improving" in w for w in s["warnings"])
+    assert set(s["capped_improving"]) == {"full_0", "full_1", "full_2"}
+    table = results_table(s)
+    assert (table["gain kept"] == "–").all() and "capped_improving" in table
+    ok = summarise(_paired_cells(0.02, 3, np.random.default_rng(0)), BUDGETS)
+    assert all(math.isfinite(p["gain_kept"]) for c in ok["curves"].values() for p in c["points"])
+
+
+# -- the converged protocol's step cap follows the val curve (fit faked: no training) -------------
+def _fake_fit(calls: list, plateau_at: int | None):
+    """A fit whose val AUC rises linearly until ``plateau_at`` steps (None: forever)."""
+
+    def fit(x, y, xv, yv, cfg, progress=False, epoch_rows=None):
+        cap = cfg.max_steps
+        calls.append(cap)
+        stop = cap if plateau_at is None or plateau_at >= cap else plateau_at + 3
+        hist = [{"step": k, "val_auc": 0.5 + 0.01 * min(k, plateau_at or k)} for k in range(1, stop + 1, 2)]
+        bs = min(cfg.batch_size, epoch_rows or len(x))
+        return SimpleNamespace(model=None, history=hist, steps=stop, epochs=stop * bs / len(x),
+                               samples_seen=stop * bs, wall_s=0.01, images_per_s=1.0, best_step=stop,
+                               best_val_auc=hist[-1]["val_auc"], stopped="steps" if stop == cap else "early_stop",
+                               device="cpu", precision="fp32")
+    return fit
+
+
+def _arm_data(n: int = 60):
+    rng = np.random.default_rng(0)
+    images = np.zeros((n + 20, 4, 4, 3), np.uint8)
+    labels = rng.integers(0, 2, n + 20)
+    groups = np.array([f"g{i // 2}" for i in range(n + 20)])
+    return images, labels, groups, np.arange(n, n + 20), groups.copy()
+
+
+@pytest.fixture()
+def fake_training(monkeypatch):
+    import edgedistal.models.predict as predict_mod
+    import edgedistal.models.train as train_mod
+
+    monkeypatch.setattr(predict_mod, "predict", lambda model, x, device=None: (np.linspace(0, 1, len(x)), None))
+
+    def use(plateau_at):
+        calls: list = []
+        monkeypatch.setattr(train_mod, "fit", _fake_fit(calls, plateau_at))
+        return calls
+    return use
+
+
+def test_still_improving_arm_is_retrained_up_to_the_ceiling_then_flagged(fake_training) -> None:
+    from edgedistal.models.train import TrainConfig
+
+    images, labels, groups, test, videos = _arm_data()
+    arm = Arm("random", "baseline", 0.5, 0, np.arange(60))
+    cfg = EvalConfig(max_epochs=2, ceiling_epochs=16, min_steps=10, grow=2.0)
+    calls = fake_training(None)  # never plateaus
+    rec = train_cell(arm, images, labels, groups, test, videos, TrainConfig(batch_size=4), cfg)
+    assert calls == sorted(calls) and len(calls) == 4 and calls[-1] == rec["ceiling_steps"]
+    assert calls[1] == 2 * calls[0]
+    assert rec["capped_improving"] is True and rec["converged"] is False
+    assert len(rec["attempts"]) == 4 and rec["wall_s_all_attempts"] == pytest.approx(0.04)
+    calls = fake_training(40)  # plateaus at 40 steps: the second cap (2 × ~26) reaches it
+    rec = train_cell(arm, images, labels, groups, test, videos, TrainConfig(batch_size=4), cfg)
+    assert len(calls) == 2 and rec["capped_improving"] is False and rec["stopped"] == "early_stop"
+
+
+def test_a_capped_cell_escalates_on_rerun_and_others_are_reused(synth_manifest, tmp_path, fake_training) -> None:
+    from edgedistal.models.train import TrainConfig
+
+    kw = dict(distilled={"m": _fake_distill_dir(synth_manifest, tmp_path / "d", (0.3,))}, out_dir=tmp_path / "e",
+              progress=False, train_cfg=TrainConfig(batch_size=4, image_size=32), images=np.zeros(
+                  (len(synth_manifest), 32, 32, 3), np.uint8))
+    base = dict(budgets=(0.3,), seeds=2, max_epochs=2, min_steps=5, baselines=("random", "rs2"))
+    fake_training(None)
+    first = run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base, ceiling_epochs=2), **kw)
+    capped = first.cells[first.cells["capped_improving"].astype(bool)]
+    assert len(capped) == len(first.cells) - 2  # every arm but RS2 (fixed compute) is capped
+    assert first.summary["full"]["all_converged"] is False
+    calls = fake_training(None)
+    again = run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base, ceiling_epochs=8), **kw)
+    assert again.summary["resume"]["escalated"] == len(capped)
+    full = again.cells.set_index("cell").loc["full_s0"]
+    assert len(full["attempts"]) == 3 and full["step_cap"] == full["ceiling_steps"]
+    assert len(calls) == 2 * len(capped) + 2  # two more caps per capped arm; RS2 follows its new reference
+    # paired: at a seed every arm shares the training seed (init, batch order) and the val-carve seed
+    for _, at in again.cells.groupby("seed"):
+        assert at["train_seed"].nunique() == 1 and at["val_seed"].nunique() == 1
+    assert again.cells["train_seed"].nunique() == 2
+    rs2 = again.cells[again.cells["arm"] == "rs2"].set_index("seed")
+    ref = again.cells[again.cells["arm"] == "random"].set_index("seed")
+    assert (rs2["samples_seen"] == ref["samples_seen"]).all()
+
+
+def test_auto_seeds_plan_more_seeds_at_small_budgets(synth_manifest) -> None:
+    df = synth_manifest.df
+    pool = np.flatnonzero((df["split"] == "train").to_numpy())
+    arms = plan_arms(df, pool, {}, EvalConfig(budgets=(0.05, 0.2), baselines=("random", "rs2")))
+    per = pd.Series([(a.arm, a.budget) for a in arms]).value_counts()
+    assert per[("random", 0.05)] == 5 and per[("random", 0.2)] == 3 and per[("rs2", 0.05)] == 5
+    assert per[("full", 1.0)] == 3
+    assert arms[-1].kind == "rs2"  # RS2 plans last: it needs its reference's samples count
+    assert EvalConfig().budgets == (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def test_rs2_draws_a_fresh_subset_every_epoch_for_the_same_samples() -> None:
+    from edgedistal.models.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 20)
+    cfg = TrainConfig(backbone="resnet10t", image_size=32, batch_size=4, max_steps=6, augment="none",
+                      schedule="cosine", device="cpu", num_threads=1, patience=0)
+    res = fit(x, y, None, None, cfg, progress=False, epoch_rows=8)
+    assert res.samples_seen == 24 and res.epochs == pytest.approx(3.0)  # 8-row epochs, batch 4
+
+
+# -- screening -----------------------------------------------------------------------------------
+def test_screening_runs_20_seeds_fast_and_finds_a_planted_signal() -> None:
+    rng = np.random.default_rng(0)
+    n_pool, n_test, dim = 2000, 800, 16
+    x = rng.normal(size=(n_pool + n_test, dim)).astype(np.float32)
+    clean = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
+    labels = clean.copy()
+    noisy = np.zeros(len(x), bool)
+    noisy[:n_pool] = rng.random(n_pool) < 0.35  # a third of the pool is mislabelled …
+    labels[noisy] = 1 - labels[noisy]
+    groups = np.array([f"g{i // 4}" for i in range(len(x))])
+    pool, test = np.arange(n_pool), np.arange(n_pool, n_pool + n_test)
+    budgets = (0.01, 0.02, 0.05)
+    good = {}  # … and the planted method picks only clean rows, half real half fake
+    for b in budgets:
+        n = int(round(b * n_pool))
+        ok = pool[~noisy[pool]]
+        real, fake = ok[labels[ok] == 0], ok[labels[ok] == 1]
+        pick = np.concatenate([rng.choice(real, n // 2, replace=False), rng.choice(fake, n - n // 2, replace=False)])
+        good[b] = pick
+    t0 = time.perf_counter()
+    cells = screen_cells(x, labels, groups, pool, test, budgets, 20, {"clean": good})
+    assert time.perf_counter() - t0 < 30
+    assert cells["seed"].nunique() == 20
+    s = summarise(cells, list(budgets))
+    pts = s["comparisons"]["clean"]["points"]
+    assert [p["outcome"] for p in pts] == ["win"] * 3
+    assert all(p["paired_n"] == 20 for p in pts)
+
+
+def test_screen_cli_on_score_output(synth_manifest, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgedistal.commands.evaluate import evaluate
+
+    mpath = synth_manifest.save(tmp_path / "m.parquet")
+    feats = tmp_path / "scores"
+    feats.mkdir()
+    df = synth_manifest.df
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"sample_id": df["sample_id"], "prob": 0.5}).to_parquet(feats / "scores.parquet")
+    emb = rng.normal(size=(len(df), 8)).astype(np.float32)
+    emb[:, 0] += 2 * df["label"].to_numpy()
+    np.save(feats / "embeddings.npy", emb)
+    d = _fake_distill_dir(synth_manifest, tmp_path / "d", (0.2, 0.4))
+    out = tmp_path / "screen"
+    res = CliRunner().invoke(evaluate, ["--protocol", "screen", "--features", str(feats), "--manifest", str(mpath),
+                                        "--distilled", f"m={d}", "--budgets", "0.2,0.4", "--seeds", "5",
+                                        "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "SCREENING" in res.output
+    md = (out / "screen.md").read_text()
+    assert "**screening** result" in md and "| m | 20% |" in md
+    bad = CliRunner().invoke(evaluate, ["--protocol", "screen", "--manifest", str(mpath), "-o", str(tmp_path / "x")])
+    assert bad.exit_code != 0
+
+
+@pytest.fixture()
+def synth_manifest(synth_dir: Path):
+    from edgedistal.data.layouts import read_layout
+    from edgedistal.data.split import group_split
+
+    return group_split(read_layout(synth_dir).manifest, (0.6, 0.1, 0.3), seed=0)
+
+
+def _fake_distill_dir(manifest, out: Path, budgets, seed: int = 5) -> Path:
+    pool = manifest.split("train").df
+    order = np.random.default_rng(seed).permutation(len(pool))
+    for b in budgets:
+        n = int(round(b * len(pool)))
+        df = pool.iloc[order[:n]].assign(round=0, rank=np.arange(n))
+        (out / "milestones").mkdir(parents=True, exist_ok=True)
+        df.to_parquet(out / "milestones" / f"budget_{b:.3f}.parquet")
+    return out
+
+
+def test_ceiling_and_seeds_do_not_change_the_cell_fingerprint() -> None:
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import train_fingerprint
+
+    tc = TrainConfig()
+    a = train_fingerprint(tc, EvalConfig(max_epochs=12.0, patience=4))
+    b = train_fingerprint(tc, EvalConfig(max_epochs=12.0, patience=4, ceiling_epochs=200, grow=3.0, seeds=7,
+                                         budgets=(0.3,)))
+    assert a == b  # old cells stay reusable; the first cap's recipe is what they were trained with
+    assert a != train_fingerprint(tc, EvalConfig(max_epochs=24.0, patience=4))
