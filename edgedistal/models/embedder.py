@@ -62,9 +62,10 @@ class Embedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(x)
-        # no detector head: the probability slot is NaN (f * NaN keeps it a graph value for ONNX)
-        logit = f[:, 0].float() * float("nan")
-        return logit, F.normalize(f.float(), dim=1)
+        # no detector head: the probability slot is NaN. full_like exports as Shape → ConstantOfShape,
+        # which int8 calibration never sees (a NaN activation would break its ranges)
+        nan = torch.full_like(f[:, 0], float("nan"), dtype=torch.float32)
+        return nan, F.normalize(f.float(), dim=1)
 
 
 def build_embedder(config: DetectorConfig, weights: str | os.PathLike[str] | None = None,
