@@ -161,3 +161,13 @@ def init_from_embedder(detector: nn.Module, path: str | os.PathLike[str]) -> dic
         raise EdgedistalError(f"{path}: embedder weights do not fit the detector's backbone",
                               "pretrain the same timm architecture") from exc
     return {"init": str(path), "weights_sha256": (payload.get("identity") or {}).get("weights_sha256")}
+
+
+def check_init(path: str | os.PathLike[str] | None, backbone: str) -> None:
+    """Refuse, before any training, an ``--init`` that is not an embedder of ``backbone``."""
+    if not path:
+        return
+    emb, _ = load_embedder(path)
+    if emb.config.backbone != backbone:
+        raise EdgedistalError(f"{path}: embedder backbone {emb.config.backbone!r} differs from --backbone {backbone!r}",
+                              f"pass --backbone {emb.config.backbone}, or pretrain a {backbone} embedder")
