@@ -316,15 +316,17 @@ def _check_scores_strategy(cfg: DistillConfig) -> None:
 EMBEDDING_STRATEGIES = ("random", "kcenter", "coreset", "typiclust", "probcover")
 
 
-def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[str]) -> None:
-    """Refuse uncertainty-based selection on embedder-only scores (NaN probabilities), one line."""
+def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[str] | None = None) -> None:
+    """Refuse uncertainty-based selection on embedder-only scores (NaN probabilities), one line;
+    without ``scores_dir`` the scores are known to be an embedder's (``--embedder``)."""
     import pandas as pd
 
     from edgedistal.acquire.scorer import SCORES_FILE, embedder_only
 
-    path = Path(scores_dir) / SCORES_FILE
-    if not path.exists() or not embedder_only(pd.read_parquet(path, columns=["prob"])):
-        return
+    if scores_dir is not None:
+        path = Path(scores_dir) / SCORES_FILE
+        if not path.exists() or not embedder_only(pd.read_parquet(path, columns=["prob"])):
+            return
     parts = cfg.strategy.lower().replace("-", "_").split("+")
     fix = ("use an embedding strategy (typiclust, probcover, kcenter, random; wrappers balanced+/groupcap+ "
            "with --label-aware), or score the pool with a detector (--checkpoint)")
@@ -467,6 +469,8 @@ def run_distill(
     check_pool(pool)
     if learner is None and (cfg.scores_dir or cfg.checkpoint or cfg.embedder) is not None:
         _check_scores_strategy(cfg)
+        if cfg.embedder:  # before scoring: refuse what cannot run on embeddings alone
+            _check_embedder_strategy(cfg)
         scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
         _check_embedder_strategy(cfg, scores_dir)
         learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))

@@ -52,6 +52,16 @@ def test_uncertainty_on_embedder_scores_is_refused(setup: Path, capsys) -> None:
                "--strategy", "hybrid", "--budget", 20, "--device", "cpu", "-o", setup / "d_bad")
     err = capsys.readouterr().err
     assert code == 2 and "needs probabilities" in err and "Traceback" not in err
+    assert not (setup / "d_bad" / "scores").exists()  # refused before scoring the pool
+
+
+def test_uncertainty_on_embedder_score_folders_is_refused(setup: Path, capsys) -> None:
+    assert run("score", "--manifest", setup / "manifest.parquet", "--checkpoint", setup / "embedder.pt",
+               "--device", "cpu", "--threads", 1, "-o", setup / "s_emb") == 0
+    code = run("distill", "--manifest", setup / "manifest.parquet", "--scores", setup / "s_emb",
+               "--strategy", "balanced+uncertainty", "--budget", 20, "-o", setup / "d_bad2")
+    err = capsys.readouterr().err
+    assert code == 2 and "needs probabilities" in err
 
 
 def test_train_init_loads_the_embedder_backbone(setup: Path) -> None:
