@@ -47,6 +47,9 @@ class DemoConfig:
     pretrain_size: int = 32
     pretrain_steps: int = 20
     pretrain_batch: int = 64
+    #: evaluate the embedder-space selection beside hybrid (≈ +8 cells: its arm and its stratified
+    #: baseline per budget and seed); False keeps the evaluation at its pre-embedder size
+    evaluate_embedder: bool = True
     calib_size: int = 128
     device: str = "auto"
     seed: int = 0
@@ -129,7 +132,9 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     ecfg = EvalConfig(budgets=cfg.milestones, seeds=cfg.seeds, protocol="converged",
                       max_epochs=cfg.eval_epochs, min_steps=cfg.eval_min_steps, max_steps=cfg.eval_max_steps,
                       patience=3)
-    methods = {"hybrid": out / "distilled", "emb_typiclust": out / "distilled_embedder"}
+    methods = {"hybrid": out / "distilled"}
+    if cfg.evaluate_embedder:
+        methods["emb_typiclust"] = out / "distilled_embedder"
     ev = run_evaluation(manifest, distilled=methods, train_cfg=train_cfg,
                         eval_cfg=ecfg, out_dir=out / "eval", resume=True, progress=progress, log=log)
     done()
