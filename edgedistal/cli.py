@@ -16,6 +16,7 @@ from edgedistal.errors import EdgedistalError, from_os_error
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest:ingest", "Read a dataset layout into a manifest (Parquet) with a summary."),
     "extract": ("extract:extract", "Sample frames from videos, detect faces, write crops + manifest."),
+    "pretrain": ("pretrain:pretrain", "Train a label-free embedder (SimCLR) on a manifest's train images."),
     "train": ("train:train", "Train a detector on a manifest's train split."),
     "export": ("export:export", "Export a checkpoint to ONNX (fp32, fp16, int8 QDQ)."),
     "engines": ("engines:engines", "Build TensorRT engines (or ONNX Runtime artifacts) from export/."),

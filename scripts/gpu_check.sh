@@ -48,9 +48,12 @@ for s in $STEPS; do
     train)     step train 200 $PY benchmarks/train_dfdc.py --device "$TRAIN_DEVICE" --pack .gpu/dfdc_pack.npz --results "$OUT" $TRAIN_SMOKE ;;
     # issue 8: distil + distilled/random/full evaluation + report (TIME_BUDGET seconds of training)
     eval)      step eval $(( ${TIME_BUDGET:-240} + 45 )) env TIME_BUDGET="${TIME_BUDGET:-240}" LIMIT="$(( ${TIME_BUDGET:-240} + 40 ))" bash scripts/gpu_eval_check.sh ;;
+    # issue 24: SimCLR embedder on the packed crops → distill in its space → evaluate with --init (≤ 9 min;
+    # not in the default STEPS: run it alone, STEPS=embedder)
+    embedder)  step embedder 540 bash scripts/gpu_embedder_check.sh ;;
     # issue 15: demo → engines → score --engine-dir → bench --engine-dir → predict (not in the default STEPS)
     edge)      step edge 300 bash scripts/gpu_edge_check.sh ;;
-    *) echo "unknown step $s (known: scorer selection bench train eval edge)" ;;
+    *) echo "unknown step $s (known: scorer selection bench train eval edge embedder)" ;;
   esac
 done
 echo "--- summary"; cat "$summary"

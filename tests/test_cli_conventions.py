@@ -14,7 +14,7 @@ from edgedistal.cli import COMMANDS, cli
 from edgedistal.commands.options import DEVICE, DEVICE_HELP, THREADS_HELP
 
 #: Commands that compute (train, infer, build, time): they take --threads and --device.
-COMPUTE = {"train", "score", "evaluate", "export", "engines", "distill", "demo", "bench", "predict", "extract"}
+COMPUTE = {"pretrain", "train", "score", "evaluate", "export", "engines", "distill", "demo", "bench", "predict", "extract"}
 #: Compute commands with no device to choose, and why (README "CLI conventions" says the same).
 NO_DEVICE = {
     "export": "ONNX export, parity and int8 calibration run on the CPU; the graph is device-free",

@@ -199,8 +199,11 @@ def score_table(manifest: Manifest, probs: np.ndarray) -> pd.DataFrame:
 
 
 def write_summary(out: Path, n: int, ips: float, dim: int, info: BackendInfo, **extra: object) -> None:
+    table = out / SCORES_FILE
+    # an embedder's scores have embeddings only (NaN probabilities): say so for whoever reads them
+    kind = {"model_kind": "embedder"} if table.exists() and embedder_only(pd.read_parquet(table, columns=["prob"])) else {}
     write_json_atomic(out / SUMMARY_FILE, {
-        "n": n, "images_per_s": round(ips, 1), "embedding_dim": dim,
+        **kind, "n": n, "images_per_s": round(ips, 1), "embedding_dim": dim,
         "backend": vars(info), "files": [SCORES_FILE, EMBEDDINGS_FILE], **extra,
     })
 
@@ -227,6 +230,12 @@ class embedding_writer:
             self._ctx.__exit__(*exc)
 
 
+def embedder_only(table: pd.DataFrame) -> bool:
+    """Scores written by an embedder: every probability is NaN (it has no detector head)."""
+    probs = table["prob"].to_numpy(np.float64)
+    return len(probs) > 0 and bool(np.isnan(probs).all())
+
+
 def read_scores(scores_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """``scores.parquet`` + ``embeddings.npy`` of a finished :func:`score_manifest` run, checked
     row-aligned and finite so a selection never reads a half-written or mismatched pair."""
@@ -245,6 +254,6 @@ def read_scores(scores_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.nd
         raise EdgedistalError(f"{d}: {len(table)} score rows but embeddings of shape {emb.shape}", fix)
     if table["sample_id"].duplicated().any():
         raise EdgedistalError(f"{d / SCORES_FILE}: sample_id repeats (merged twice?)", fix)
-    if not np.isfinite(table["prob"].to_numpy(np.float64)).all():
+    if not embedder_only(table) and not np.isfinite(table["prob"].to_numpy(np.float64)).all():
         raise EdgedistalError(f"{d / SCORES_FILE}: non-finite probabilities", fix)
     return table, emb

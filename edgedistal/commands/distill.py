@@ -32,6 +32,9 @@ edgedistal distill --manifest manifest.parquet --mode labelled --strategy ccs --
 # a pool scored once elsewhere (e.g. on a GPU box): select from its scores, train nothing
 edgedistal score --manifest manifest.parquet --onnx-dir export --split train -o pool_scores
 edgedistal distill --manifest manifest.parquet --scores pool_scores --strategy typiclust -o d_typiclust
+# label-balanced typicality in a self-supervised embedder's space (edgedistal pretrain)
+edgedistal distill --manifest manifest.parquet --embedder runs/emb/embedder.pt --strategy balanced+typiclust \
+    --budget 0.05 -o d_typ
 # continue an interrupted run
 edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
 ''')
@@ -144,6 +147,9 @@ def _row(rec: dict) -> list[str]:
               "and embeddings, training nothing (one selection after the seed set unless --rounds/--batch).")
 @click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
               help="Score the pool once with this detector (torch) into OUT/scores, then select as --scores does.")
+@click.option("--embedder", default=None, type=click.Path(dir_okay=False),
+              help="Score the pool once with this embedder (`edgedistal pretrain`) into OUT/scores, then select "
+              "in its space as --scores does (typiclust, probcover, kcenter, random; balanced+/groupcap+ wrap them).")
 @click.option("--backbone", default="resnet18", show_default=True)
 @click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
 @click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
@@ -165,7 +171,7 @@ def _row(rec: dict) -> list[str]:
 def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
             beta: float | None, score_name: str | None, real_fraction: float | None, params: tuple[str, ...],
             checkpoints: int, folds: int, dynamics_dir: str | None, scores_dir: str | None,
-            checkpoint: str | None, balanced: bool, group_cap: int, seed_size: str,
+            checkpoint: str | None, embedder: str | None, balanced: bool, group_cap: int, seed_size: str,
             seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
             image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
             mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
@@ -192,7 +198,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
                             batch_size=batch_size, lr=lr, amp=amp),
         mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
         device=device, materialise=materialise, num_threads=threads, checkpoints=checkpoints, folds=folds,
-        dynamics_dir=dynamics_dir, scores_dir=scores_dir, checkpoint=checkpoint,
+        dynamics_dir=dynamics_dir, scores_dir=scores_dir, checkpoint=checkpoint, embedder=embedder,
     )
     check_output_dir(out_dir)
     manifest = Manifest.load(manifest_path)

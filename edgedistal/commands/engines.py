@@ -22,7 +22,7 @@ edgedistal engines --export-dir export -o engines_cpu --device cpu --threads 2
 
 @click.command(epilog=EXAMPLES)
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(path_type=Path))
-@out_option(default="engines", help="Folder for model_<precision>.{engine,onnx}, their sidecars, engines.json.")
+@out_option(default="engines", help="Folder for model_<precision>.{engine,onnx} (and embedder_<precision>.* when export/ holds an embedder), their sidecars, engines.json.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
 @click.option("--min-batch", default=1, show_default=True)
 @click.option("--opt-batch", default=32, show_default=True)
@@ -48,15 +48,24 @@ def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_ba
             calib_manifest: Path | None, calib_size: int, demo_if_missing: bool, demo_checkpoint: Path,
             device: str, threads: int | None) -> None:
     """Build one TensorRT engine per precision, with a JSON sidecar each."""
-    from edgedistal.deploy.engines import build_all, ensure_export
+    from edgedistal.deploy.engines import build_all, ensure_export, exported_prefixes
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)
     ensure_export(export_dir, demo_if_missing=demo_if_missing, demo_checkpoint=demo_checkpoint)
-    summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
-                        max_batch, workspace_mb, int8_target=int8_target, calib_manifest=calib_manifest,
-                        calib_distilled=calib_distilled, calib_size=calib_size, device=device)
-    click.echo(summary["note"])
+    failed = False
+    for prefix in exported_prefixes(export_dir):  # the detector's and the embedder's, as exported
+        summary = build_all(export_dir, out, parse_precisions(precisions), min_batch, opt_batch,
+                            max_batch, workspace_mb, int8_target=int8_target, calib_manifest=calib_manifest,
+                            calib_distilled=calib_distilled, calib_size=calib_size, device=device, prefix=prefix)
+        failed = _print_summary(summary, out, "detector" if prefix == "model" else prefix) or failed
+    if failed:
+        sys.exit(1)
+
+
+def _print_summary(summary: dict, out: Path, what: str) -> bool:
+    """Print one model's engines; True when a precision failed."""
+    click.echo(f"{what}: {summary['note']}")
     for prec, meta in summary["built"].items():
         click.echo(f"{prec:>5}: {out / meta['file']}")
         if prec == "int8":
@@ -71,5 +80,4 @@ def engines(export_dir: Path, out: Path, precisions: str, min_batch: int, opt_ba
                 click.echo(line)
     for prec, why in summary["failed"].items():
         click.echo(f"{prec:>5}: FAILED {why}", err=True)
-    if summary["failed"]:
-        sys.exit(1)
+    return bool(summary["failed"])

@@ -145,6 +145,9 @@ Examples:
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
 @click.option("--backbone", default="resnet18", show_default=True, help="[--distilled] timm model name.")
 @click.option("--image-size", default=128, show_default=True, type=int, help="[--distilled]")
+@click.option("--init", "init", default=None, type=click.Path(dir_okay=False),
+              help="[--distilled] Start EVERY arm (methods, baselines, full pool) from this embedder's backbone "
+                   "(`edgedistal pretrain`; same --backbone); part of each cell's fingerprint.")
 @click.option("--train-batch-size", default=64, show_default=True, type=int, help="[--distilled]")
 @click.option("--lr", default=2e-3, show_default=True, type=float, help="[--distilled]")
 @click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard",
@@ -157,7 +160,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
              steps: int | None, epochs: float | None, max_epochs: float,
-             min_steps: int, early_stop: bool, backbone: str, image_size: int, train_batch_size: int,
+             min_steps: int, early_stop: bool, backbone: str, image_size: int, init: str | None, train_batch_size: int,
              lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
     random / balanced / stratified baselines and the full pool, all trained the same way."""
@@ -175,8 +178,11 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             screen_mode(manifest_path, distilled, features, folder, budgets, seeds, split_seed)
         return
     if distilled:
+        from edgedistal.models.embedder import check_init
+
+        check_init(init, backbone)
         train = dict(backbone=backbone, image_size=image_size, batch_size=train_batch_size, lr=lr,
-                     augment=augment, amp=amp, device=device, num_threads=threads)
+                     augment=augment, amp=amp, device=device, num_threads=threads, init=init)
         if early_stop:
             protocol = "converged"
         if protocol == "steps" and steps is None and epochs is not None:

@@ -14,6 +14,8 @@ edgedistal export --checkpoint runs/det/detector.pt --calib-distilled d_hybrid -
 # only int8 for ONNX Runtime's integer CPU kernels, with 2 threads
 edgedistal export --checkpoint runs/det/detector.pt --precisions fp32,int8 --int8-target cpu \\
     --threads 2 -o export_cpu
+# the embedder beside it: embedder_fp32/fp16/int8.onnx + embedder.json in the same folder
+edgedistal export --checkpoint runs/emb/embedder.pt --calib-distilled d_hybrid -o export
 ''')
 
 
@@ -26,8 +28,8 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 
 
 @click.command(epilog=EXAMPLES)
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint from `train`.")
-@out_option(default="export", help="Folder for model_<precision>.onnx and export.json.")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint from `train` (model_<p>.onnx) or `pretrain` (embedder_<p>.onnx).")
+@out_option(default="export", help="Folder for model_<precision>.onnx + export.json (an embedder: embedder_<precision>.onnx + embedder.json).")
 @click.option("--calib-manifest", type=click.Path(path_type=Path), default=None,
               help="Manifest whose images calibrate int8 and check parity.")
 @click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
@@ -60,4 +62,4 @@ def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_disti
         par = m["parity_vs_torch"]
         click.echo(f"{prec:>5}: {out / m['file']}  {m['bytes'] / 1e6:.1f} MB  "
                    f"max|Δp|={par['max_abs_dprob']:.2e}  max cos dist={par['max_cosine_distance']:.2e}")
-    click.echo(f"sidecar: {out / SIDECAR}")
+    click.echo(f"sidecar: {out / side.get('sidecar', SIDECAR)}")

@@ -21,6 +21,9 @@ edgedistal score --manifest manifest.parquet --onnx-dir export --precision fp16 
 # the PyTorch checkpoint on the CPU, only the train split
 edgedistal score --manifest manifest.parquet --checkpoint runs/det/detector.pt --split train \\
     --device cpu --threads 4 -o scores_train/
+# the embedder (checkpoint or its embedder_<p>.onnx in export/): embeddings for `distill --scores`
+edgedistal score --manifest manifest.parquet --checkpoint runs/emb/embedder.pt -o emb_scores/
+edgedistal score --manifest manifest.parquet --onnx-dir export --model embedder -o emb_scores/
 ''')
 
 
@@ -34,6 +37,11 @@ edgedistal score --manifest manifest.parquet --checkpoint runs/det/detector.pt -
               help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
+@click.option("--model", "model_kind", default="auto", show_default=True,
+              type=click.Choice(["auto", "detector", "embedder"]),
+              help="Which model of the folders to run; auto: the checkpoint's kind, else the detector "
+                   "(model_<p>) when the folders hold one, else the embedder (embedder_<p>). An embedder "
+                   "writes embeddings and NaN probabilities.")
 @device_option()
 @threads_option()
 @click.option("--batch-size", default=256, show_default=True, type=POSITIVE, help="Images per backend call.")
@@ -43,7 +51,7 @@ edgedistal score --manifest manifest.parquet --checkpoint runs/det/detector.pt -
 @out_option(required=True, help="Folder for scores.parquet, embeddings.npy, scores.json.")
 @ray_options("Backend chunks (--batch-size rows) per Ray shard [default: about 4096 rows].")
 def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
-          precision: str, backend: str, device: str, threads: int | None, batch_size: int,
+          precision: str, model_kind: str, backend: str, device: str, threads: int | None, batch_size: int,
           micro_batch: int | None, cuda_graphs: bool, split: str | None, out: Path, ray_address: str | None,
           ray_actors: int | None, ray_shard: int | None) -> None:
     """Fake probabilities, uncertainty and embeddings for every row of a manifest.
@@ -61,7 +69,8 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     if checkpoint is None and onnx_dir is None and engine_dir is None:
         raise EdgedistalError("nothing to score with", "pass --checkpoint, --onnx-dir or --engine-dir")
     check_output_dir(out)
-    check_artifacts([precision], onnx_dir, engine_dir, checkpoint)  # refuse mismatched models
+    prefix = _prefix(model_kind, precision, checkpoint, onnx_dir, engine_dir)
+    check_artifacts([precision], onnx_dir, engine_dir, checkpoint, prefix)  # refuse mismatched models
     m = Manifest.load(manifest)
     if split:
         m = m.split(split)
@@ -71,7 +80,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
 
         kwargs = {"name": backend, "precision": precision, "checkpoint": checkpoint, "onnx_dir": onnx_dir,
                   "engine_dir": engine_dir, "device": device, "batch_size": micro_batch or batch_size,
-                  "cuda_graphs": cuda_graphs}
+                  "cuda_graphs": cuda_graphs, **({"prefix": prefix} if prefix != "model" else {})}
         kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
         summary = ray_score(m, out, kwargs, batch_size=batch_size, address=ray_address, actors=ray_actors,
                             shard_batches=ray_shard)
@@ -82,7 +91,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
                    f"{out}/embeddings.npy [{len(m)}x{summary['embedding_dim']}]")
         return
     be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs)
+                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs, prefix=prefix)
     click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")
     try:
         res = score_manifest(m, be, out, batch_size=batch_size, progress=True)
@@ -90,3 +99,23 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
         be.close()
     click.echo(f"scored {len(m):,} images at {res.images_per_s:,.1f} images/s → {out}/scores.parquet, "
                f"{out}/embeddings.npy [{res.embeddings.shape[0]}x{res.embeddings.shape[1]}]")
+
+
+def _prefix(kind: str, precision: str, checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None) -> str:
+    """The artifact prefix to serve: ``model`` (detector) or ``embedder``; a checkpoint of the
+    other kind than asked for is refused with one line."""
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.models.embedder import is_embedder_checkpoint
+    from edgedistal.runtime.artifacts import resolve
+
+    if checkpoint is not None and Path(checkpoint).exists():
+        ckpt_kind = "embedder" if is_embedder_checkpoint(checkpoint) else "detector"
+        if kind not in ("auto", ckpt_kind):
+            raise EdgedistalError(f"{checkpoint} is {'an' if ckpt_kind == 'embedder' else 'a'} {ckpt_kind} checkpoint, but --model {kind} was asked for",
+                                  f"pass --model {ckpt_kind} (or auto), or the {kind}'s checkpoint")
+        kind = ckpt_kind
+    if kind == "auto":
+        has_detector = resolve(precision, onnx_dir, engine_dir, "model") is not None
+        has_embedder = resolve(precision, onnx_dir, engine_dir, "embedder") is not None
+        kind = "embedder" if has_embedder and not has_detector else "detector"
+    return "embedder" if kind == "embedder" else "model"

@@ -26,6 +26,8 @@ edgedistal train -m manifest.parquet -o runs/tiny --backbone resnet10t --image-s
     --steps 300 --device cpu --threads 2
 # the detector to deploy: trained on a distilled subset, early-stopped on the manifest's val split
 edgedistal train -m manifest.parquet --distilled d_hybrid -o runs/det_distilled
+# start the backbone from a self-supervised embedder (edgedistal pretrain)
+edgedistal train -m manifest.parquet --init runs/emb/embedder.pt --backbone resnet10t --image-size 64 -o runs/det_init
 ''')
 
 
@@ -57,13 +59,15 @@ edgedistal train -m manifest.parquet --distilled d_hybrid -o runs/det_distilled
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")
 @click.option("--pretrained", is_flag=True, help="Download timm pretrained weights (needs internet).")
+@click.option("--init", "init", default=None, type=click.Path(dir_okay=False),
+              help="Start the backbone from this embedder (`edgedistal pretrain`'s embedder.pt; same --backbone).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
 @click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT, help="Stop after this many minutes, keeping the best weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
 def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str, image_size: int, steps: int | None, epochs: float,
           batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
           patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, amp: str, device: str,
-          threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
+          threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool, init: str | None,
           compile_: bool, time_budget_min: float | None, resume: bool) -> None:
     """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
     from edgedistal.data.manifest import Manifest, require_both_classes
@@ -77,9 +81,12 @@ def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule, max_steps=steps,
         epochs=epochs, eval_every=eval_every, patience=patience, balanced=balanced, augment=augment,
         amp=amp, seed=seed, device=device, num_threads=threads, pretrained=pretrained, weights=weights,
-        compile=compile_, time_budget_s=time_budget_min * 60 if time_budget_min else None,
+        init=init, compile=compile_, time_budget_s=time_budget_min * 60 if time_budget_min else None,
     )
     check_output_dir(out)
+    from edgedistal.models.embedder import check_init
+
+    check_init(init, backbone)
     manifest = Manifest.load(manifest_path)
     require_both_classes(manifest, manifest_path)
     if distilled is not None:

@@ -111,9 +111,9 @@ def build_engine(
 # -- orchestration ----------------------------------------------------------------------------
 def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = False,
                   demo_checkpoint: str | os.PathLike[str] = "demo_out/detector.pt") -> None:
-    """Make sure ``export_dir`` holds an fp32 model; with ``demo_if_missing``, export the demo's
-    (all three precisions, int8 calibrated on the demo's distilled subset when it exists)."""
-    if (Path(export_dir) / model_filename("fp32")).exists():
+    """Make sure ``export_dir`` holds an fp32 model (detector or embedder); with ``demo_if_missing``,
+    export the demo's (all three precisions, int8 calibrated on the demo's distilled subset when it exists)."""
+    if exported_prefixes(export_dir):
         return
     demo = Path(demo_checkpoint)
     if demo_if_missing and demo.exists():
@@ -127,6 +127,13 @@ def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = Fa
         "run `make demo` first (it writes demo_out/detector.pt), then `edgedistal export "
         "--checkpoint demo_out/detector.pt --out export/` (or pass --demo-if-missing)",
     )
+
+
+def exported_prefixes(export_dir: str | os.PathLike[str]) -> list[str]:
+    """The models ``export_dir`` holds an fp32 ONNX of: ``model`` (detector), ``embedder``."""
+    from edgedistal.runtime.artifacts import PREFIXES
+
+    return [p for p in PREFIXES if (Path(export_dir) / model_filename("fp32", p)).exists()]
 
 
 def validate_onnx(path: str | os.PathLike[str]) -> None:
@@ -178,6 +185,7 @@ def build_all(
     calib_distilled: str | os.PathLike[str] | None = None,
     calib_size: int = 256,
     device: str = "auto",
+    prefix: str = "model",
 ) -> dict[str, Any]:
     """TensorRT engines for each precision, or (no TensorRT, or ``device="cpu"``) the ONNX
     Runtime models instead. ``device="cuda:N"`` builds on GPU N: an engine is tied to its GPU.
@@ -186,6 +194,7 @@ def build_all(
     ``export.json``) before it is copied or built. Every artifact gets ``model_<p>.json`` with
     the model identity, so ``score``/``bench``/``predict`` can check it. Returns the summary
     written to ``out_dir/engines.json``: ``{"tensorrt", "built", "failed", "note"}``.
+    ``prefix="embedder"`` does the same for the embedder (``embedder_<p>.*``, ``embedder_engines.json``).
     """
     from edgedistal.runtime.artifacts import resolve, verify
 
@@ -197,7 +206,7 @@ def build_all(
 
         _check(_cudart().cudaSetDevice(int(device.split(":")[1])))  # TensorRT builds on the current GPU
     target = resolve_int8_target(int8_target, have_trt)
-    fp32 = resolve("fp32", export_dir)
+    fp32 = resolve("fp32", export_dir, prefix=prefix)
     if fp32 is not None and fp32.onnx is not None:  # everything derives from it: check it first
         validate_onnx(fp32.onnx)
         verify(fp32)
@@ -205,17 +214,18 @@ def build_all(
     failed: dict[str, str] = {}
     for prec in precisions:
         try:
-            src, meta = _source_for(export_dir, out, prec, target, calib_manifest, calib_distilled, calib_size)
+            src, meta = _source_for(export_dir, out, prec, target, calib_manifest, calib_distilled, calib_size,
+                                    prefix)
             validate_onnx(src)
-            art = resolve(prec, export_dir)
+            art = resolve(prec, export_dir, prefix=prefix)
             if art is not None and art.onnx == src:
                 verify(art)
             if have_trt:
-                meta = build_engine(src, out / engine_filename(prec), prec, min_batch, opt_batch,
+                meta = build_engine(src, out / engine_filename(prec, prefix), prec, min_batch, opt_batch,
                                     max_batch, workspace_mb, timing_cache=out / TIMING_CACHE, extra_meta=meta)
-                built[prec] = {"file": engine_filename(prec), **meta}
+                built[prec] = {"file": engine_filename(prec, prefix), **meta}
             else:
-                dst = out / model_filename(prec)
+                dst = out / model_filename(prec, prefix)
                 if src != dst:
                     with atomic_path(dst) as tmp:
                         shutil.copyfile(src, tmp)
@@ -230,12 +240,12 @@ def build_all(
             "TensorRT is not installed: wrote ONNX Runtime models (fp16 / int8 QDQ) instead; "
             "build engines on the target GPU with TensorRT 10")
     summary = {"tensorrt": have_trt, "int8_target": target, "built": built, "failed": failed, "note": note}
-    write_json_atomic(out / SUMMARY, summary)
+    write_json_atomic(out / (SUMMARY if prefix == "model" else f"{prefix}_{SUMMARY}"), summary)
     return summary
 
 
 def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_manifest: Any,
-                calib_distilled: Any, calib_size: int) -> tuple[Path, dict[str, Any]]:
+                calib_distilled: Any, calib_size: int, prefix: str = "model") -> tuple[Path, dict[str, Any]]:
     """The ONNX model to copy/build for ``precision`` and the sidecar fields it brings.
 
     fp16 is derived from fp32 if missing. int8 is reused from the export when it was quantised
@@ -245,13 +255,13 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
     from edgedistal.deploy.export import read_sidecar
     from edgedistal.runtime.artifacts import identity_from_export_sidecar
 
-    fp32 = export_dir / model_filename("fp32")
+    fp32 = export_dir / model_filename("fp32", prefix)
     if not fp32.exists():
         raise EdgedistalError(f"{fp32}: no exported model", "run `edgedistal export` first")
-    side = read_sidecar(export_dir)
+    side = read_sidecar(export_dir, prefix)
     identity = identity_from_export_sidecar(side)
     meta: dict[str, Any] = {"precision": precision, "identity": identity}
-    path = export_dir / model_filename(precision)
+    path = export_dir / model_filename(precision, prefix)
     if precision == "fp32":
         return fp32, meta
     if precision == "fp16":
@@ -259,7 +269,7 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
             from edgedistal.deploy.export import convert_fp16
             from edgedistal.runtime.artifacts import stamp_onnx
 
-            path = convert_fp16(fp32, out / model_filename("fp16"))
+            path = convert_fp16(fp32, out / model_filename("fp16", prefix))
             stamp_onnx(path, identity, precision="fp16")
         return path, meta
     if precision != "int8":
@@ -274,12 +284,13 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
     if path.exists() and have == target and not explicit and not better:
         return path, {**meta, "int8_target": target, "calibration": calib,
                       "quantisation": model.get("quantisation")}
-    return _requantise(fp32, out, target, side, identity, calib_manifest, calib_distilled, calib_size, meta)
+    return _requantise(fp32, out, target, side, identity, calib_manifest, calib_distilled, calib_size, meta,
+                       prefix)
 
 
 def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identity: dict[str, Any],
                 calib_manifest: Any, calib_distilled: Any, calib_size: int,
-                meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+                meta: dict[str, Any], prefix: str = "model") -> tuple[Path, dict[str, Any]]:
     """Quantise ``fp32`` for ``target`` into ``out``; calibration as :func:`plan_calibration`."""
     from edgedistal.deploy.export import calibration_images
     from edgedistal.deploy.int8 import plan_calibration, quantize_for_target
@@ -296,7 +307,7 @@ def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identi
     images, source = calibration_images(plan.manifest, size, n)
     calibration = {"source": source, "kind": plan.kind, "n_images": len(images),
                    "manifest": str(plan.manifest) if plan.manifest else None}
-    dst = out / model_filename("int8")
+    dst = out / model_filename("int8", prefix)
     info = quantize_for_target(fp32, dst, images, target)
     stamp_onnx(dst, identity, precision="int8", int8_target=target, calibration=source)
     log.info("int8 (%s) re-quantised from %s, calibrated on %s", target, fp32, plan.describe())

@@ -44,10 +44,10 @@ OUTPUT_NAMES = ("prob", "embedding")
 SIDECAR = "export.json"
 
 
-def model_filename(precision: str) -> str:
+def model_filename(precision: str, prefix: str = "model") -> str:
     from edgedistal.runtime.artifacts import onnx_filename
 
-    return onnx_filename(precision)
+    return onnx_filename(precision, prefix)
 
 
 # -- fp32 -------------------------------------------------------------------------------------
@@ -186,6 +186,8 @@ def parity(
     """max |Δp|, mean |Δp| and max embedding cosine distance between two (prob, emb) results."""
     (p0, e0), (p1, e1) = ref, got
     dp = np.abs(p0.astype(np.float64) - p1.astype(np.float64))
+    # an embedder has no probability (NaN on both sides): that agrees; NaN on one side does not
+    dp = np.where(np.isnan(p0) & np.isnan(p1), 0.0, np.where(np.isnan(dp), np.inf, dp))
     n0 = e0 / np.maximum(np.linalg.norm(e0, axis=1, keepdims=True), 1e-12)
     n1 = e1 / np.maximum(np.linalg.norm(e1, axis=1, keepdims=True), 1e-12)
     cos = 1.0 - np.sum(n0.astype(np.float64) * n1, axis=1)
@@ -255,7 +257,7 @@ def export_all(
     found next to the checkpoint or ``out_dir``, else generated images (logged as a warning).
     """
     from edgedistal.deploy.int8 import plan_calibration
-    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.models.embedder import load_model
 
     bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if bad:
@@ -263,7 +265,7 @@ def export_all(
     if opset < OPSET:  # before any work (and before the int8 calibration warning)
         raise EdgedistalError(f"opset {opset} is too old", f"use --opset {OPSET} or newer")
     plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
-    detector, payload = load_checkpoint(checkpoint)
+    detector, payload = load_model(checkpoint)  # a detector, or an embedder (embedder_<p>.onnx)
     side = export_detector(
         detector, out_dir, precisions, plan.manifest, calib_size, opset, checkpoint=str(checkpoint),
         int8_target=int8_target, calib_kind=plan.kind,
@@ -291,9 +293,15 @@ def export_detector(
     import onnxruntime as ort
 
     from edgedistal.deploy.int8 import quantize_for_target, target_options
-    from edgedistal.runtime.artifacts import detector_identity, stamp_onnx
+    from edgedistal.runtime.artifacts import (
+        detector_identity,
+        export_sidecar,
+        model_prefix,
+        stamp_onnx,
+    )
 
     target_options(int8_target)  # validate before any work
+    prefix = model_prefix(detector)  # the embedder's files sit beside the detector's
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = detector.config
@@ -311,10 +319,10 @@ def export_detector(
     calibration = {"source": source, "kind": kind, "n_images": len(images),
                    "manifest": str(calib_manifest) if calib_manifest else None}
     ref = torch_reference(detector, images)
-    fp32 = export_onnx(detector, out / model_filename("fp32"), opset)
+    fp32 = export_onnx(detector, out / model_filename("fp32", prefix), opset)
     models: dict[str, Any] = {}
     for prec in ("fp32", *[p for p in precisions if p != "fp32"]):
-        path = out / model_filename(prec)
+        path = out / model_filename(prec, prefix)
         extra: dict[str, Any] = {}
         if prec == "fp16":
             convert_fp16(fp32, path)
@@ -333,6 +341,7 @@ def export_detector(
         log.debug("%s: %s parity %s", path, prec, models[prec]["parity_vs_torch"])
     sidecar = {
         "format": "edgedistal-export/1",
+        "kind": "embedder" if prefix == "embedder" else "detector",
         "checkpoint": checkpoint,
         "checkpoint_sha256": sha256_file(checkpoint) if checkpoint and Path(checkpoint).is_file() else None,
         "identity": identity,
@@ -349,12 +358,15 @@ def export_detector(
         "calibration": calibration,
         "models": models,
     }
-    write_json_atomic(out / SIDECAR, sidecar)
+    sidecar["sidecar"] = export_sidecar(prefix)
+    write_json_atomic(out / export_sidecar(prefix), sidecar)
     return sidecar
 
 
-def read_sidecar(export_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(export_dir) / SIDECAR
+def read_sidecar(export_dir: str | os.PathLike[str], prefix: str = "model") -> dict[str, Any]:
+    from edgedistal.runtime.artifacts import export_sidecar
+
+    path = Path(export_dir) / export_sidecar(prefix)
     if not path.exists():
         raise EdgedistalError(
             f"{path}: export sidecar not found",

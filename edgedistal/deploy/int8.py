@@ -187,7 +187,9 @@ def quantize_for_target(
         quantize(fp32, dst, images, target, "MinMax")
         return {"int8_target": target, **opts, "method": "MinMax", "n_calibration": len(images)}
     calib, held = split_heldout(images)
-    ref = run_ort(fp32, held)[0].astype(np.float64)
+    ref, ref_emb = run_ort(fp32, held)
+    ref = ref.astype(np.float64)
+    embedder = bool(np.isnan(ref).all())  # no probabilities: judge by the embedding's drift
     drift: dict[str, dict[str, float]] = {}
     best: tuple[float, str] | None = None
     with tempfile.TemporaryDirectory(prefix="edq-sel-") as tmpdir:
@@ -199,9 +201,15 @@ def quantize_for_target(
                 log.warning("int8 %s calibration failed: %s", method, exc)
                 drift[method] = {"error": f"{exc.__class__.__name__}: {exc}"}  # type: ignore[dict-item]
                 continue
-            dp = np.abs(run_ort(cand, held)[0].astype(np.float64) - ref)
-            drift[method] = {"mean_abs_dprob": float(dp.mean()), "max_abs_dprob": float(dp.max())}
-            key = (drift[method]["mean_abs_dprob"], method)
+            p, e = run_ort(cand, held)
+            if embedder:
+                cos = 1.0 - np.sum(ref_emb.astype(np.float64) * e, axis=1)
+                drift[method] = {"mean_cosine_distance": float(cos.mean()), "max_cosine_distance": float(cos.max())}
+                key = (drift[method]["mean_cosine_distance"], method)
+            else:
+                dp = np.abs(p.astype(np.float64) - ref)
+                drift[method] = {"mean_abs_dprob": float(dp.mean()), "max_abs_dprob": float(dp.max())}
+                key = (drift[method]["mean_abs_dprob"], method)
             if best is None or key[0] < best[0]:
                 best = key
                 os.replace(cand, Path(tmpdir) / "best.onnx")
@@ -215,4 +223,5 @@ def quantize_for_target(
     log.info("int8 cpu: calibration method %s chosen by held-out drift %s", best[1], drift)
     return {"int8_target": target, **opts, "method": best[1], "n_calibration": len(calib),
             "n_heldout": len(held), "heldout_drift": drift,
-            "selection": "smallest mean |Δp| vs fp32 ORT on held-out calibration images"}
+            "selection": ("smallest mean embedding cosine distance" if embedder else "smallest mean |Δp|")
+            + " vs fp32 ORT on held-out calibration images"}

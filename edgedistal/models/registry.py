@@ -103,6 +103,8 @@ class DeployModel(nn.Module):
         x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
         x = (x - self.mean) * self.inv_std
         logit, emb = self.detector(x)
+        if getattr(self.detector, "kind", None) == "embedder":  # no head: its NaN slot passes as is
+            return logit.float(), emb.float()
         return torch.sigmoid(logit.float()), emb.float()
 
 

@@ -60,6 +60,8 @@ class TrainConfig:
     num_threads: int | None = None
     pretrained: bool = False
     weights: str | None = None
+    #: An embedder.pt (`edgedistal pretrain`) whose backbone initialises the detector (same architecture)
+    init: str | None = None
     compile: bool = False  # torch.compile the training model (CUDA; slow first step)
     warmup: float = 0.1  # fraction of steps spent warming up (both schedules)
     label_smoothing: float = 0.0
@@ -223,6 +225,10 @@ def _prepare_model(model: Detector | None, cfg: TrainConfig, device: torch.devic
     (compiled when asked) and whether inputs go channels_last."""
     if model is None:
         model = build_detector(cfg.detector_config(), weights=cfg.weights, pretrained=cfg.pretrained)
+        if cfg.init:
+            from edgedistal.models.embedder import init_from_embedder
+
+            init_from_embedder(model, cfg.init)
     model.to(device)
     # channels_last pays off on CUDA and with bf16 oneDNN kernels on CPU, not with fp32 on CPU
     use_cl = cfg.channels_last and (device.type == "cuda" or amp_dtype(device, cfg.amp) is not None)

@@ -1,9 +1,10 @@
 """The end-to-end demo on a generated dataset: what `make demo` runs.
 
-generate → ingest (csv layout) → group split → distil (active learning) → evaluate the distilled
-set against the random / balanced / stratified baselines and the full pool (converged protocol) →
-report → train the deployable detector on the distilled set → export ONNX
-(fp32, fp16 + int8 QDQ). Every stage resumes: a re-run skips finished work. Sized to finish in a few
+generate → ingest (csv layout) → group split → pretrain a tiny label-free embedder (SimCLR) on the
+train images → distil (active learning; and balanced typicality in the embedder's space) → evaluate
+both distilled sets against the random / balanced / stratified baselines and the full pool
+(converged protocol) → report → train the deployable detector on the distilled set, its backbone
+initialised from the embedder → export ONNX (fp32, fp16 + int8 QDQ; detector and embedder). Every stage resumes: a re-run skips finished work. Sized to finish in a few
 minutes on a 2-core CPU; the numbers it prints are for a toy dataset, not a claim about DFDC.
 """
 
@@ -42,6 +43,13 @@ class DemoConfig:
     eval_min_steps: int = 40
     eval_max_steps: int = 400
     deploy_steps: int = 120
+    #: the embedder: small images and few steps keep it ~30 s on 2 cores (a toy, like the rest)
+    pretrain_size: int = 32
+    pretrain_steps: int = 20
+    pretrain_batch: int = 64
+    #: evaluate the embedder-space selection beside hybrid (≈ +8 cells: its arm and its stratified
+    #: baseline per budget and seed); False keeps the evaluation at its pre-embedder size
+    evaluate_embedder: bool = True
     calib_size: int = 128
     device: str = "auto"
     seed: int = 0
@@ -50,6 +58,7 @@ class DemoConfig:
 #: Seconds instead of minutes: for tests and a first look.
 QUICK = DemoConfig(n_groups=16, frames_per_video=4, image_size=32, milestones=(0.2, 0.3), seeds=1,
                    distill_steps=20, eval_steps=20, deploy_steps=20, calib_size=16, eval_epochs=2.0,
+                   pretrain_size=32, pretrain_steps=3, pretrain_batch=16,
                    eval_min_steps=10, eval_max_steps=40)
 
 
@@ -87,6 +96,18 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     manifest.save(manifest_path)
     done()
 
+    done = stage("pretrain a label-free embedder (SimCLR)")
+    from edgedistal.models.pretrain import PretrainConfig
+    from edgedistal.pipeline.pretrain import EMBEDDER_FILE, pretrain_on_manifest
+
+    embedder_path = out / "embedder" / EMBEDDER_FILE
+    if not embedder_path.exists():
+        pretrain_on_manifest(manifest, PretrainConfig(backbone=cfg.backbone, image_size=cfg.pretrain_size,
+                                                      batch_size=cfg.pretrain_batch, max_steps=cfg.pretrain_steps,
+                                                      device=cfg.device, seed=cfg.seed),
+                             out / "embedder", resume=True, progress=progress)
+    done()
+
     train_cfg = TrainConfig(backbone=cfg.backbone, image_size=cfg.image_size, batch_size=32,
                             max_steps=cfg.eval_steps, eval_every=0, patience=0, device=cfg.device,
                             seed=cfg.seed)
@@ -100,11 +121,21 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
                        progress=progress)
     done()
 
+    done = stage("distill in the embedder's space (balanced typicality)")
+    ecfg_emb = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="balanced+typiclust",
+                             seed_size=0.05, embedder=str(embedder_path), device=cfg.device, seed=cfg.seed)
+    run_distill(manifest, ecfg_emb, out / "distilled_embedder", resume=(out / "distilled_embedder").exists(),
+                progress=progress)
+    done()
+
     done = stage("evaluate distilled vs random vs full")
     ecfg = EvalConfig(budgets=cfg.milestones, seeds=cfg.seeds, protocol="converged",
                       max_epochs=cfg.eval_epochs, min_steps=cfg.eval_min_steps, max_steps=cfg.eval_max_steps,
                       patience=3, baselines=("random", "balanced", "stratified"))  # no RS2: keeps the demo's minutes
-    ev = run_evaluation(manifest, distilled={"hybrid": out / "distilled"}, train_cfg=train_cfg,
+    methods = {"hybrid": out / "distilled"}
+    if cfg.evaluate_embedder:
+        methods["emb_typiclust"] = out / "distilled_embedder"
+    ev = run_evaluation(manifest, distilled=methods, train_cfg=train_cfg,
                         eval_cfg=ecfg, out_dir=out / "eval", resume=True, progress=progress, log=log)
     done()
 
@@ -117,11 +148,14 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     export_dir = out / "export"
     if not detector_path.exists():
         _train_deployable(manifest, Manifest.load(out / "distilled" / "distilled.parquet"),
-                          replace(train_cfg, max_steps=cfg.deploy_steps), detector_path)
+                          replace(train_cfg, max_steps=cfg.deploy_steps, init=str(embedder_path)), detector_path)
     from edgedistal.deploy.export import SIDECAR, export_all
 
     if not (export_dir / SIDECAR).exists():
         export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),
+                   calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
+    if not (export_dir / "embedder.json").exists():  # the embedder beside the detector
+        export_all(embedder_path, export_dir, precisions=("fp32", "fp16", "int8"),
                    calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
     done()
 
@@ -134,6 +168,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
         "report_html": str(rep["html"]),
         "conclusion": rep.get("conclusion", ""),
         "detector": str(detector_path),
+        "embedder": str(embedder_path),
+        "embedder_report": str(out / "embedder" / "report.md"),
         "export_dir": str(export_dir),
         "timings_s": timings,
         "eval_summary": ev.summary,

@@ -112,6 +112,9 @@ class DistillConfig:
     #: A detector checkpoint that scores the pool once here (torch, the `score` command's
     #: scorer) into OUT/scores; then the same selection as with ``scores_dir``.
     checkpoint: str | None = None
+    #: An embedder (``edgedistal pretrain``'s embedder.pt) that scores the pool once here into
+    #: OUT/scores; selection then runs in its space (embedding strategies only: it has no probabilities).
+    embedder: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):  # read back from config.json
@@ -161,9 +164,10 @@ class DistillConfig:
             raise EdgedistalError(f"rounds must be >= 1, got {self.rounds}", "pass --rounds 5 (or leave it out)")
         if self.rounds is not None and self.batch is not None:
             raise EdgedistalError("both rounds and batch given", "pass either --rounds N or --batch K")
-        if self.scores_dir is not None and self.checkpoint is not None:
-            raise EdgedistalError("both --scores and --checkpoint given", "pass one: --scores DIR or --checkpoint CKPT")
-        if (self.scores_dir or self.checkpoint) is not None and self.mode != "proxy":
+        if sum(x is not None for x in (self.scores_dir, self.checkpoint, self.embedder)) > 1:
+            raise EdgedistalError("more than one of --scores, --checkpoint, --embedder given",
+                                  "pass one: --scores DIR, --checkpoint CKPT or --embedder EMBEDDER")
+        if (self.scores_dir or self.checkpoint or self.embedder) is not None and self.mode != "proxy":
             raise EdgedistalError(f"--scores replaces the learner, so --mode {self.mode} cannot train one",
                                   "drop --mode (or drop --scores to train a learner)")
 
@@ -178,7 +182,7 @@ class DistillConfig:
         default = asdict(learner_train())
         flat = {new for _, new in FLAT_TRAIN} | set(RUN_LEVEL)
         d.update({f"train.{k}": v for k, v in train.items() if k not in flat and v != default[k]})
-        for k in ("device", "materialise", "num_threads", "dynamics_dir", "scores_dir", "checkpoint"):
+        for k in ("device", "materialise", "num_threads", "dynamics_dir", "scores_dir", "checkpoint", "embedder"):
             d.pop(k)  # scores_dir/checkpoint: paths; run_distill fingerprints the scores instead
         for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
             if d[k] == default:
@@ -264,7 +268,8 @@ def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Mani
         raise EdgedistalError(f"{d}: the scored labels differ from the manifest's (scores of another version?)", fix)
     val_probs = None
     val_ids = val.df["sample_id"].astype(str)
-    if len(val) and all(sid in where for sid in val_ids):
+    has_probs = not table["prob"].isna().all()  # an embedder's scores have none
+    if len(val) and has_probs and all(sid in where for sid in val_ids):
         val_probs = table["prob"].to_numpy(np.float32)[[where[sid] for sid in val_ids]]
     probs = table["prob"].to_numpy(np.float32)[rows]
     embeddings = np.ascontiguousarray(emb[rows], np.float32)
@@ -276,9 +281,10 @@ def scores_learner(scores_dir: str | os.PathLike[str], pool: Manifest, val: Mani
 
 
 def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progress: bool, resume: bool) -> Path:
-    """Score the train + val rows with ``cfg.checkpoint`` through the torch backend and the
-    `score` command's scorer into ``out/scores`` (reused when already there)."""
+    """Score the train + val rows with ``cfg.checkpoint`` (or ``cfg.embedder``) through the torch
+    backend and the `score` command's scorer into ``out/scores`` (reused when already there)."""
     from edgedistal.acquire.scorer import SUMMARY_FILE, score_manifest
+    from edgedistal.models.embedder import load_embedder
     from edgedistal.models.registry import load_checkpoint
     from edgedistal.runtime.torch_backend import TorchBackend
 
@@ -286,7 +292,7 @@ def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progres
     if resume and (dest / SUMMARY_FILE).exists():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
-    model, _ = load_checkpoint(cfg.checkpoint)
+    model, _ = load_embedder(cfg.embedder) if cfg.embedder else load_checkpoint(cfg.checkpoint)
     rows = Manifest(manifest.df[manifest.df["split"].isin(["train", "val"])].reset_index(drop=True))
     backend = TorchBackend(model, "fp32", device=cfg.device, batch_size=256)
     try:
@@ -307,6 +313,33 @@ def _check_scores_strategy(cfg: DistillConfig) -> None:
     if lacking:
         raise EdgedistalError(f"the {lacking.pop()!r} score needs training dynamics, which the scores lack",
                               "use --mode labelled without --scores, or --score entropy")
+
+
+#: What selects on an embedder's scores (embeddings, no probabilities): the embedding strategies,
+#: and the wrappers when they read the dataset's labels.
+EMBEDDING_STRATEGIES = ("random", "kcenter", "coreset", "typiclust", "probcover")
+
+
+def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[str] | None = None) -> None:
+    """Refuse uncertainty-based selection on embedder-only scores (NaN probabilities), one line;
+    without ``scores_dir`` the scores are known to be an embedder's (``--embedder``)."""
+    import pandas as pd
+
+    from edgedistal.acquire.scorer import SCORES_FILE, embedder_only
+
+    if scores_dir is not None:
+        path = Path(scores_dir) / SCORES_FILE
+        if not path.exists() or not embedder_only(pd.read_parquet(path, columns=["prob"])):
+            return
+    parts = cfg.strategy.lower().replace("-", "_").split("+")
+    fix = ("use an embedding strategy (typiclust, probcover, kcenter, random; wrappers balanced+/groupcap+ "
+           "with --label-aware), or score the pool with a detector (--checkpoint)")
+    if parts[-1] not in EMBEDDING_STRATEGIES or "coldstart" in parts[:-1]:
+        raise EdgedistalError(f"strategy {cfg.strategy!r} needs probabilities, which embedder scores do not have", fix)
+    if not cfg.label_aware and (cfg.balanced or any(w in parts for w in ("balanced", "paired"))
+                                or "real_fraction" in cfg.strategy_kw):
+        raise EdgedistalError("--no-label-aware balancing predicts classes from probabilities, which embedder "
+                              "scores do not have", fix)
 
 
 def _cold_features(strategy, learner: Learner) -> None:
@@ -478,9 +511,12 @@ def run_distill(
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
     check_pool(pool)
-    if learner is None and (cfg.scores_dir or cfg.checkpoint) is not None:
+    if learner is None and (cfg.scores_dir or cfg.checkpoint or cfg.embedder) is not None:
         _check_scores_strategy(cfg)
+        if cfg.embedder:  # before scoring: refuse what cannot run on embeddings alone
+            _check_embedder_strategy(cfg)
         scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
+        _check_embedder_strategy(cfg, scores_dir)
         learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))
     if cfg.mode == "labelled" and learner is None:
         from edgedistal.pipeline.distill_labelled import run_labelled

@@ -200,6 +200,12 @@ def manifest_digest(df: pd.DataFrame, rows: np.ndarray) -> str:
 def train_fingerprint(train_cfg: TrainConfig, cfg: EvalConfig) -> dict[str, Any]:
     """The recipe part of a cell's fingerprint: training config + protocol, minus where it runs."""
     tc = {k: v for k, v in asdict(train_cfg).items() if k not in _NOT_FINGERPRINTED and k != "seed"}
+    if tc.get("init"):  # every arm starts from this embedder: its bytes, not its path, decide the cell
+        from edgedistal.utils.io import sha256_file
+
+        tc["init"] = sha256_file(tc["init"])
+    else:
+        tc.pop("init", None)  # cells made before --init existed keep their fingerprints
     proto = {"protocol": cfg.protocol, "seed_offset": cfg.seed_offset}
     if cfg.protocol == "converged":
         proto.update(val_fraction=cfg.val_fraction, max_epochs=cfg.max_epochs, min_steps=cfg.min_steps,

@@ -34,12 +34,28 @@ META_PREFIX = "edgedistal."
 IDENTITY_KEYS = ("weights_sha256", "image_size", "normalisation", "embedding_dim")
 
 
-def onnx_filename(precision: str) -> str:
-    return f"model_{precision}.onnx"
+#: File-name prefix per model kind: the detector's ``model_<p>``, the embedder's ``embedder_<p>``
+#: (both may sit in one export/ or engines/ folder).
+PREFIXES = ("model", "embedder")
 
 
-def engine_filename(precision: str) -> str:
-    return f"model_{precision}.engine"
+def onnx_filename(precision: str, prefix: str = "model") -> str:
+    return f"{prefix}_{precision}.onnx"
+
+
+def engine_filename(precision: str, prefix: str = "model") -> str:
+    return f"{prefix}_{precision}.engine"
+
+
+def export_sidecar(prefix: str = "model") -> str:
+    """``export.json`` for the detector, ``embedder.json`` for the embedder."""
+    return EXPORT_SIDECAR if prefix == "model" else f"{prefix}.json"
+
+
+def model_prefix(model: Any) -> str:
+    """The artifact prefix of a loaded model (an :class:`~edgedistal.models.embedder.Embedder`
+    says ``kind = "embedder"``; detectors have no kind)."""
+    return "embedder" if getattr(model, "kind", None) == "embedder" else "model"
 
 
 def artifact_sidecar(path: str | os.PathLike[str]) -> Path:
@@ -63,7 +79,9 @@ def weights_sha256(state_dict: dict[str, Any]) -> str:
 def detector_identity(detector: Any) -> dict[str, Any]:
     """What makes two models interchangeable: weights, input size, normalisation, embedding size."""
     cfg = detector.config
+    kind = {"kind": "embedder"} if model_prefix(detector) == "embedder" else {}
     return {
+        **kind,
         "weights_sha256": weights_sha256(detector.state_dict()),
         "backbone": cfg.backbone,
         "image_size": int(cfg.image_size),
@@ -78,13 +96,13 @@ _CKPT_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 def checkpoint_identity(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     """:func:`detector_identity` of a checkpoint file (cached per path, size and mtime)."""
-    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.models.embedder import load_model
 
     p = Path(checkpoint)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _CKPT_CACHE:
-        _CKPT_CACHE[key] = detector_identity(load_checkpoint(p)[0])
+        _CKPT_CACHE[key] = detector_identity(load_model(p)[0])
     return _CKPT_CACHE[key]
 
 
@@ -238,11 +256,11 @@ class Artifact:
         }
 
 
-def _from_export(export_dir: Path, precision: str) -> Artifact | None:
-    path = export_dir / onnx_filename(precision)
+def _from_export(export_dir: Path, precision: str, prefix: str = "model") -> Artifact | None:
+    path = export_dir / onnx_filename(precision, prefix)
     if not path.exists():
         return None
-    side_path = export_dir / EXPORT_SIDECAR
+    side_path = export_dir / export_sidecar(prefix)
     meta: dict[str, Any] = {}
     if side_path.exists():
         side = read_export_sidecar(side_path)
@@ -253,8 +271,8 @@ def _from_export(export_dir: Path, precision: str) -> Artifact | None:
     return Artifact(precision, onnx=path, sidecar=side_path if side_path.exists() else None, meta=meta)
 
 
-def _from_engines(engine_dir: Path, precision: str) -> Artifact | None:
-    engine, onnx_model = engine_dir / engine_filename(precision), engine_dir / onnx_filename(precision)
+def _from_engines(engine_dir: Path, precision: str, prefix: str = "model") -> Artifact | None:
+    engine, onnx_model = engine_dir / engine_filename(precision, prefix), engine_dir / onnx_filename(precision, prefix)
     if not engine.exists() and not onnx_model.exists():
         return None
     side = artifact_sidecar(engine if engine.exists() else onnx_model)
@@ -265,11 +283,12 @@ def _from_engines(engine_dir: Path, precision: str) -> Artifact | None:
 
 
 def resolve(precision: str, export_dir: str | os.PathLike[str] | None = None,
-            engine_dir: str | os.PathLike[str] | None = None) -> Artifact | None:
+            engine_dir: str | os.PathLike[str] | None = None, prefix: str = "model") -> Artifact | None:
     """The artifact for ``precision``: the engine from ``engine_dir``; the ONNX model from
-    ``export_dir`` if given and present, else the ONNX Runtime model in ``engine_dir``."""
-    exp = _from_export(Path(export_dir), precision) if export_dir else None
-    eng = _from_engines(Path(engine_dir), precision) if engine_dir else None
+    ``export_dir`` if given and present, else the ONNX Runtime model in ``engine_dir``.
+    ``prefix``: ``model`` (the detector) or ``embedder``."""
+    exp = _from_export(Path(export_dir), precision, prefix) if export_dir else None
+    eng = _from_engines(Path(engine_dir), precision, prefix) if engine_dir else None
     if exp is None:
         return eng
     if eng is not None and eng.engine is not None:
@@ -313,11 +332,11 @@ def verify(art: Artifact, checkpoint: str | os.PathLike[str] | None = None) -> A
 
 
 def check_artifacts(precisions: Any, export_dir: Any = None, engine_dir: Any = None,
-                    checkpoint: Any = None) -> dict[str, Artifact]:
+                    checkpoint: Any = None, prefix: str = "model") -> dict[str, Artifact]:
     """Resolve and verify every present artifact for ``precisions``; all must share one identity."""
     found: dict[str, Artifact] = {}
     for prec in precisions:
-        art = resolve(prec, export_dir, engine_dir)
+        art = resolve(prec, export_dir, engine_dir, prefix)
         if art is not None:
             found[prec] = verify(art, checkpoint)
     first = next(iter(found.values()), None)

@@ -51,19 +51,19 @@ def available_backends() -> list[str]:
 
 
 def _artifact(candidate: str, precision: str, checkpoint: Path | None, onnx_dir: Path | None,
-              engine_dir: Path | None) -> str | None:
+              engine_dir: Path | None, prefix: str = "model") -> str | None:
     """Why ``candidate`` cannot serve ``precision`` with the given artifacts (None: it can)."""
     from edgedistal.runtime.artifacts import engine_filename, onnx_filename, resolve
 
     if candidate == "tensorrt":
-        art = resolve(precision, None, engine_dir)
+        art = resolve(precision, None, engine_dir, prefix)
         if art is None or art.engine is None:
-            return f"no {engine_filename(precision)} (pass --engine-dir with built engines)"
+            return f"no {engine_filename(precision, prefix)} (pass --engine-dir with built engines)"
     elif candidate.startswith("onnxruntime"):
-        art = resolve(precision, onnx_dir, engine_dir)
+        art = resolve(precision, onnx_dir, engine_dir, prefix)
         if art is None or art.onnx is None:
             where = " or ".join(str(d) for d in (onnx_dir, engine_dir) if d) or "no --onnx-dir/--engine-dir"
-            return f"no {onnx_filename(precision)} in {where} (export it, or build it with `edgedistal engines`)"
+            return f"no {onnx_filename(precision, prefix)} in {where} (export it, or build it with `edgedistal engines`)"
     else:
         if checkpoint is None:
             return "no checkpoint"
@@ -83,12 +83,14 @@ def get_backend(
     batch_size: int = 32,
     cuda_graphs: bool = False,
     workspace_mb: int | None = None,
+    prefix: str = "model",
 ) -> Backend:
     """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``).
 
     ``workspace_mb`` caps the TensorRT workspace where an engine is built at load time (ONNX
     Runtime's TensorRT EP); a ``tensorrt`` engine keeps the cap it was built with
     (``engines --workspace-mb``), and torch or the CPU/CUDA EPs have no such pool.
+    ``prefix``: which model of the folders to serve, ``model`` (the detector) or ``embedder``.
     """
     if precision not in (*PRECISIONS, "bf16"):
         raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8 (bf16: torch)")
@@ -107,9 +109,10 @@ def get_backend(
         if device == "cpu":
             avail = [c for c in avail if c not in GPU_BACKENDS]
         for cand in avail:
-            why = _artifact(cand, precision, ckpt, onnx, eng)
+            why = _artifact(cand, precision, ckpt, onnx, eng, prefix)
             if why is None:
-                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb)
+                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb,
+                                prefix)
                 log.info("backend auto: picked %s (%s, %s)", cand, backend.info.device, backend.info.detail)
                 return backend
             reasons.append(f"{cand}: {why}")
@@ -133,15 +136,16 @@ def get_backend(
             raise EdgedistalError("tensorrt backend needs a CUDA GPU", "use --backend onnxruntime or torch")
         raise EdgedistalError(f"backend {name!r} is not available here (available: {', '.join(avail)})",
                               "install its runtime or pick another --backend")
-    why = _artifact(name, precision, ckpt, onnx, eng)
+    why = _artifact(name, precision, ckpt, onnx, eng, prefix)
     if why:
         raise EdgedistalError(f"backend {name!r} cannot run {precision}: {why}",
                               "export/build the missing artifact or pick another backend")
-    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb)
+    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb, prefix)
 
 
 def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: Path | None,
-          device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None) -> Backend:
+          device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None,
+          prefix: str = "model") -> Backend:
     if cand in GPU_BACKENDS:
         dev = device if device and device.startswith("cuda") else "cuda"
     else:  # the CPU backends; torch also runs on Apple MPS when asked for it
@@ -151,18 +155,18 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
     if cand == "tensorrt":
         from edgedistal.runtime.trt_backend import TrtBackend
 
-        art = resolve(precision, None, eng)
+        art = resolve(precision, None, eng, prefix)
         assert art is not None and art.engine is not None
         return TrtBackend(art.engine, precision, batch_size, dev)
     if cand.startswith("onnxruntime"):
         from edgedistal.runtime.ort_backend import OrtBackend
 
-        art = resolve(precision, onnx, eng)
+        art = resolve(precision, onnx, eng, prefix)
         assert art is not None and art.onnx is not None
         return OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=workspace_mb)
-    from edgedistal.models.registry import load_checkpoint
+    from edgedistal.models.embedder import load_model
     from edgedistal.runtime.torch_backend import TorchBackend
 
     assert ckpt is not None
-    detector, _ = load_checkpoint(ckpt)
+    detector, _ = load_model(ckpt)  # a detector or an embedder: both serve (prob, embedding)
     return TorchBackend(detector, precision, dev, batch_size, cuda_graphs=cuda_graphs)

@@ -23,10 +23,16 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     assert (out / "eval" / "report.html").stat().st_size > 10_000  # figures are embedded
     assert (out / "export" / "model_fp32.onnx").exists() and (out / "export" / "model_int8.onnx").exists()
     assert "report:" in res.output
+    # the embedder: pretrained label-free, selected in, exported beside the detector
+    assert (out / "embedder" / "embedder.pt").exists() and (out / "embedder" / "report.md").exists()
+    assert len(Manifest.load(out / "distilled_embedder" / "distilled.parquet")) == summary["distilled_rows"]
+    assert (out / "export" / "embedder_fp32.onnx").exists()
+    emb_before = (out / "embedder" / "embedder.pt").stat().st_mtime_ns
 
     # a second run resumes: every stage's outputs are reused, nothing is retrained
     before = (out / "detector.pt").stat().st_mtime_ns
     res2 = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--device", "cpu"])
     assert res2.exit_code == 0, res2.output
     assert (out / "detector.pt").stat().st_mtime_ns == before
+    assert (out / "embedder" / "embedder.pt").stat().st_mtime_ns == emb_before
     assert json.loads((out / "demo.json").read_text())["distilled_rows"] == summary["distilled_rows"]
