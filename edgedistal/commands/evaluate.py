@@ -17,8 +17,9 @@ from edgedistal.errors import EdgedistalError
 def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split: str, out: Path | None,
                              device: str, batch_size: int, split_seed: int) -> dict:
     """Frame + video metrics of one checkpoint; prints a table, writes JSON to ``out``."""
+    from edgedistal.commands.show import print_metrics, warn
     from edgedistal.data.manifest import Manifest
-    from edgedistal.models.metrics import format_table
+    from edgedistal.models.metrics import chance_warning
     from edgedistal.models.predict import evaluate_checkpoint
     from edgedistal.utils.io import write_json_atomic
 
@@ -28,7 +29,10 @@ def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split
                                   batch_size=batch_size, device=device, split_seed=split_seed,
                                   progress=True)
     metrics["manifest"] = str(manifest_path)
-    click.echo(f"{checkpoint} on {manifest_path} [{split}]\n{format_table(metrics)}")
+    print_metrics(metrics, title=f"{checkpoint} on {manifest_path} [{split}]")
+    chance = chance_warning(metrics, f"on {split}, the detector")
+    if chance:
+        warn(chance)
     if out is not None:
         write_json_atomic(out, metrics)
         click.echo(f"metrics: {out}")
@@ -63,6 +67,11 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
                          eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
     rep = write_report(out)
+    from edgedistal.commands.show import warn
+
+    chance = res.summary.get("at_chance") or {}
+    if chance.get("full") or chance.get("arms"):
+        warn(res.summary["warnings"][0])  # flag_chance puts its line first
     click.echo(f"{res.summary['conclusion']}\ncells: {out / 'cells'}\nsummary: {out / 'summary.json'}\n"
                f"report: {rep['html']}")
     return res.summary

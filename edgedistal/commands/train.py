@@ -66,8 +66,8 @@ def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str,
           threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
           compile_: bool, time_budget_min: float | None, resume: bool) -> None:
     """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
+    from edgedistal.commands.show import num, print_metrics, warn
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.models.metrics import format_table
     from edgedistal.models.train import TrainConfig, train_on_manifest
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
@@ -87,13 +87,16 @@ def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str,
     with output_lock(out, "train"):
         metrics = train_on_manifest(manifest, cfg, out, split_seed=split_seed, resume=resume)
     t = metrics["train"]
+    best = t["best_val_auc"]
     click.echo(
         f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) on {t['device']} in {t['wall_s']:.1f} s, "
-        f"{t['images_per_s']:.0f} img/s, stopped: {t['stopped']}, best val AUC: {t['best_val_auc']}"
+        f"{t['images_per_s']:.0f} img/s, stopped: {t['stopped']}, best val AUC: {num(best)}"
     )
     for name in ("val", "test"):
         if name in metrics:
-            click.echo(f"[{name}]\n{format_table(metrics[name])}")
+            print_metrics(metrics[name], title=f"{name} split")
+    for line in metrics.get("warnings", []):
+        warn(line)
     click.echo(f"checkpoint: {metrics['checkpoint']}\nmetrics: {Path(out) / 'metrics.json'}")
 
 

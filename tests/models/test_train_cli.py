@@ -10,6 +10,7 @@ from cli_run import run_captured as run
 from edgedistal.data.layouts import read_layout
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import check_no_group_leak
+from edgedistal.models.metrics import chance_warning
 from edgedistal.models.registry import load_checkpoint
 
 
@@ -29,8 +30,13 @@ def test_train_then_evaluate_checkpoint(manifest_path, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
     assert code == 0, stderr
-    assert "trained 4 steps" in stdout and "[test]" in stdout
+    assert "trained 4 steps" in stdout and "test split" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
+    # 4 steps: the at-chance warning, when the test AUC is within noise of 0.5, is in both places
+    expected = [w for n in ("val", "test") for w in [chance_warning(metrics[n], f"on {n}, the detector")] if w]
+    assert metrics.get("warnings", []) == expected
+    for line in expected:
+        assert f"warning: {line[:50]}" in stderr
     assert metrics["train"]["steps"] == 4 and len(metrics["history"]) == 2
     assert not (out / "train_state.pt").exists()  # removed once the run finished
     assert {"frame", "video"} <= set(metrics["test"])
