@@ -71,6 +71,9 @@ def cli(verbose: int, quiet: bool) -> None:
     → predict.
     """
     configure_logging(verbose, quiet)
+    from edgedistal.commands.options import interrupt_hint
+
+    interrupt_hint()  # a hint left by an earlier command in this process is not this one's
 
 
 class _EchoHandler(logging.Handler):
@@ -128,8 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         if err is None:
             raise
         _fail(err)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+        from edgedistal.commands.options import interrupt_hint
+
+        hint = interrupt_hint()
+        click.echo("interrupted" + (f"; to continue: {hint}" if hint else ""), err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

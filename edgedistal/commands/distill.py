@@ -19,6 +19,7 @@ from edgedistal.commands.options import (
     POSITIVE_FLOAT,
     device_option,
     examples,
+    on_interrupt,
     out_option,
     threads_option,
 )
@@ -199,6 +200,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
     require_both_classes(manifest, manifest_path)
     with output_lock(out_dir, "distill"):
         refuse_finished(out_dir, resume, overwrite)
+        on_interrupt(f"re-run the same command with --resume (rounds so far are saved in {out_dir})")
         res = _run(manifest, cfg, out_dir, resume, strategy, mode)
     _print_result(res, out_dir)
 

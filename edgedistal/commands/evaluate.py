@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import device_option, out_option, threads_option
+from edgedistal.commands.options import device_option, on_interrupt, out_option, threads_option
 from edgedistal.errors import EdgedistalError
 
 
@@ -151,6 +151,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             protocol = "epochs"
         folder = check_output_dir(out or Path("runs/eval"))
         with output_lock(folder, "evaluate"):
+            on_interrupt(f"re-run the same command: finished models in {folder / 'cells'} are reused")
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed)
         return

@@ -177,3 +177,20 @@ def ray_options(shard_help: str):
                  "`--ray HOST:6379` a given one. Needs `pip install edgedistal[ray]`.")(f)
 
     return deco
+
+
+# -- Ctrl-C: what to type next ----------------------------------------------------------------
+_ON_INTERRUPT: list[str] = []
+
+
+def on_interrupt(hint: str) -> None:
+    """Say how to continue if the user presses Ctrl-C from here on (``cli.main`` prints it)."""
+    _ON_INTERRUPT[:] = [hint]
+
+
+def interrupt_hint() -> str | None:
+    """The hint the running command registered (None: it registered none), cleared once read."""
+    hint = _ON_INTERRUPT[0] if _ON_INTERRUPT else None
+    _ON_INTERRUPT.clear()
+    return hint
+

@@ -95,3 +95,33 @@ def test_train_on_a_distilled_subset(manifest_path, tmp_path, capsys):
                         "-o", str(tmp_path / "run2"), *TINY], capsys)
     assert code == 2 and "not in the manifest's train split" in err and "fix:" in err
     assert not (tmp_path / "run2").exists()
+
+
+def test_train_refuses_to_clobber_a_finished_run(manifest_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 0, err
+    before = (out / "detector.pt").read_bytes()
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 2 and "holds a finished run (detector.pt)" in err and "--overwrite" in err
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY, "--resume"], capsys)
+    assert code == 2 and "nothing to resume" in err
+    assert (out / "detector.pt").read_bytes() == before  # untouched by the refused runs
+    (out / "train_state.pt").write_bytes(b"")  # a started run: restarting it needs a word too
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 2 and "interrupted run" in err and "--resume" in err
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY, "--overwrite"], capsys)
+    assert code == 0, err
+    assert not (out / "train_state.pt").exists()
+
+
+def test_ctrl_c_says_how_to_resume(manifest_path, tmp_path, capsys, monkeypatch):
+    import edgedistal.models.train as train_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train_on_manifest", interrupted)
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(tmp_path / "r"), *TINY], capsys)
+    assert code == 130
+    assert "interrupted; to continue: re-run the same command with --resume" in err
