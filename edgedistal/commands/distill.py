@@ -8,9 +8,6 @@ from pathlib import Path
 
 import click
 
-from edgedistal.acquire.difficulty import DIFFICULTY
-from edgedistal.acquire.registry import STRATEGIES
-from edgedistal.acquire.scores import SCORES
 from edgedistal.commands.options import (
     AMOUNT,
     IMAGE_SIZE,
@@ -36,6 +33,13 @@ edgedistal distill --manifest manifest.parquet --scores pool_scores --strategy t
 # continue an interrupted run
 edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
 ''')
+
+#: The names `--help` lists, spelled out so that help does not import torch (seconds) to read the
+#: registries; tests/pipeline/test_distill.py checks they equal acquire.registry / scores / difficulty.
+STRATEGIES = ('random', 'uncertainty', 'least_confidence', 'margin', 'entropy', 'bald', 'kcenter', 'coreset',
+              'badge', 'typiclust', 'cluster_margin', 'hybrid', 'probcover', 'ccs', 'easy2hard', 'd2')
+SCORE_NAMES = ('aum', 'bald', 'confidence', 'el2n', 'entropy', 'forgetting', 'least_confidence', 'margin',
+               'oof_el2n', 'variability')
 
 _COLUMNS = (
     ("round", "round"), ("strategy", "strategy"), ("picked", "picked"), ("labelled", "labelled"),
@@ -110,7 +114,7 @@ def _row(rec: dict) -> list[str]:
               "(on DFDC val, balanced+random beat the rest with a from-scratch learner; see README).")
 @click.option("--beta", type=POSITIVE_FLOAT, default=None,
               help="Candidate factor of hybrid / cluster_margin; hardest share cut by ccs (default: by budget).")
-@click.option("--score", "score_name", default=None, type=click.Choice(sorted(set(SCORES) | set(DIFFICULTY))),
+@click.option("--score", "score_name", default=None, type=click.Choice(SCORE_NAMES),
               help="Uncertainty score of hybrid/uncertainty: entropy, margin, least_confidence, bald; "
               "difficulty score of ccs/easy2hard/d2: aum (default), el2n, forgetting, confidence, variability, "
               "oof_el2n (needs --folds).")

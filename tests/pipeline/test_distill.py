@@ -267,3 +267,21 @@ def test_evaluate_budgets_are_the_one_source_of_milestones(tmp_path, synth_pool)
     m, _ = synth_pool
     with pytest.raises(EdgedistalError, match="differ from the evaluation budgets"):
         _run_distill(m, _cfg(milestones=(0.1,)), tmp_path / "d", (0.2, 0.3), progress=False)
+
+
+def test_distill_help_names_match_the_registries_without_importing_torch():
+    """`distill --help` spells the names out (no torch import: 2 s → 0.1 s); they must not drift."""
+    import subprocess
+    import sys
+
+    from edgedistal.acquire.difficulty import DIFFICULTY
+    from edgedistal.acquire.registry import STRATEGIES
+    from edgedistal.acquire.scores import SCORES
+    from edgedistal.commands import distill as cmd
+
+    assert cmd.STRATEGIES == STRATEGIES
+    assert set(cmd.SCORE_NAMES) == set(SCORES) | set(DIFFICULTY)
+    code = ("import sys; from edgedistal.cli import main\n"
+            "try: main(['distill', '--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'distill --help imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
