@@ -46,12 +46,15 @@ class LazyGroup(click.Group):
         module, func = target.split(":")
         path = f"edgedistal.commands.{module}"
         try:
-            return getattr(importlib.import_module(path), func)
+            command = getattr(importlib.import_module(path), func)
         except ImportError as exc:
             raise EdgedistalError(
                 f"`edgedistal {name}` cannot start: {path} failed to import ({exc.__class__.__name__}: {exc})",
                 f"install what it needs (pip install -e .) or see `python -c 'import {path}'`",
             ) from exc
+        from edgedistal.commands.config import add_config_option
+
+        return add_config_option(command)  # --config FILE and run_config.yaml, once for every command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
