@@ -162,7 +162,7 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], images: n
     with tempfile.TemporaryDirectory(prefix="edq-") as tmpdir:
         pre = Path(tmpdir) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        # ORT's calibrators print() their histogram settings: kept out of the user's terminal
+        # ORT's calibrators write their histogram settings to stdout: kept out of the user's terminal
         with atomic_path(dst) as tmp, contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
                 str(pre), str(tmp), _Reader(images),
