@@ -10,6 +10,9 @@ import click
 
 from edgedistal.commands.options import (
     AMOUNT,
+    DEFAULT_BUDGETS,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_STRATEGY,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
@@ -108,10 +111,12 @@ def _row(rec: dict) -> list[str]:
 @out_option("out_dir", default="distilled", file_okay=False,
             help="Run folder: distilled.parquet, rounds.csv, pool_scores.parquet, config.json, milestones/.")
 @click.option("--budget", default="0.2", show_default=True, type=AMOUNT, help="Final size: fraction of the pool (0.2) or a count (5000).")
-@click.option("--milestones", default=None, help="Budgets that get a snapshot manifest, e.g. 0.05,0.1,0.2.")
-@click.option("--strategy", default="hybrid", show_default=True,
-              help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap "
-              "(on DFDC val, balanced+random beat the rest with a from-scratch learner; see README).")
+@click.option("--milestones", default=DEFAULT_BUDGETS, show_default=True,
+              help="Budgets that get a snapshot manifest (default: evaluate's default budgets).")
+@click.option("--strategy", default=DEFAULT_STRATEGY, show_default=True,
+              help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap. "
+              "The default, plain balanced sampling, trains no proxy: on DFDC no strategy beat it "
+              "(docs/results.md).")
 @click.option("--beta", type=POSITIVE_FLOAT, default=None,
               help="Candidate factor of hybrid / cluster_margin; hardest share cut by ccs (default: by budget).")
 @click.option("--score", "score_name", default=None, type=click.Choice(SCORE_NAMES),
@@ -150,7 +155,7 @@ def _row(rec: dict) -> list[str]:
 @click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
               help="Score the pool once with this detector (torch) into OUT/scores, then select as --scores does.")
 @click.option("--backbone", default="resnet18", show_default=True)
-@click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
+@click.option("--image-size", type=IMAGE_SIZE, default=DEFAULT_IMAGE_SIZE, show_default=True)
 @click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
 @click.option("--epochs", type=POSITIVE_FLOAT, default=5.0, show_default=True)
 @click.option("--batch-size", type=POSITIVE, default=64, show_default=True)

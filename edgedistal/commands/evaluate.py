@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import device_option, on_interrupt, out_option, threads_option
+from edgedistal.commands.options import (
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_SIZE,
+    device_option,
+    on_interrupt,
+    out_option,
+    threads_option,
+)
 from edgedistal.errors import EdgedistalError
 
 
@@ -118,7 +125,7 @@ Examples:
               help="[--distilled] converged: least steps for any arm.")
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
 @click.option("--backbone", default="resnet18", show_default=True, help="[--distilled] timm model name.")
-@click.option("--image-size", default=128, show_default=True, type=int, help="[--distilled]")
+@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE, help="[--distilled]")
 @click.option("--train-batch-size", default=64, show_default=True, type=int, help="[--distilled]")
 @click.option("--lr", default=2e-3, show_default=True, type=float, help="[--distilled]")
 @click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard",

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import (
+    DEFAULT_IMAGE_SIZE,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
@@ -40,7 +41,7 @@ edgedistal train -m manifest.parquet --distilled d_hybrid -o runs/det_distilled
               help="Train on this `distill` output's subset (DIR/distilled.parquet, or a manifest) "
                    "instead of the whole train split; val and test stay the manifest's.")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
-@click.option("--image-size", default=128, show_default=True, type=IMAGE_SIZE)
+@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE)
 @click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
 @click.option("--epochs", default=10.0, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--batch-size", default=64, show_default=True, type=POSITIVE)
