@@ -106,7 +106,7 @@ def print_predictions(files, title: str, show: int | None, threshold: float) -> 
         for r in rows.itertuples():
             verdict = r.verdict if not r.error else f"error: {r.error}"
             style = {"FAKE": "red", "real": "green"}.get(r.verdict, "yellow")
-            table.add_row(r.file, r.media, f"{r.faces}/{r.frames}", num(r.prob_fake, 3), num(r.prob_max, 3),
+            table.add_row(r.file, r.media, f"{r.faces}/{r.frames}", num(r.prob_fake, 4), num(r.prob_max, 4),
                           f"[{style}]{verdict}[/{style}]")
         out.print(table)
     if len(rows) < len(files):
