@@ -49,12 +49,15 @@ class LazyGroup(click.Group):
         module, func = target.split(":")
         path = f"edgedistal.commands.{module}"
         try:
-            return getattr(importlib.import_module(path), func)
+            command = getattr(importlib.import_module(path), func)
         except ImportError as exc:
             raise EdgedistalError(
                 f"`edgedistal {name}` cannot start: {path} failed to import ({exc.__class__.__name__}: {exc})",
                 f"install what it needs (pip install -e .) or see `python -c 'import {path}'`",
             ) from exc
+        from edgedistal.commands.config import add_config_option
+
+        return add_config_option(command)  # --config FILE and run_config.yaml, once for every command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -74,6 +77,9 @@ def cli(verbose: int, quiet: bool) -> None:
     → predict.
     """
     configure_logging(verbose, quiet)
+    from edgedistal.commands.options import interrupt_hint
+
+    interrupt_hint()  # a hint left by an earlier command in this process is not this one's
 
 
 class _EchoHandler(logging.Handler):
@@ -131,8 +137,11 @@ def main(argv: list[str] | None = None) -> None:
         if err is None:
             raise
         _fail(err)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
+        from edgedistal.commands.options import interrupt_hint
+
+        hint = interrupt_hint()
+        click.echo("interrupted" + (f"; to continue: {hint}" if hint else ""), err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

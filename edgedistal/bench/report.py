@@ -80,6 +80,70 @@ def _f(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+#: A p99 more than this many times the p50: the tail is another process, not the model.
+TAIL_RATIO = 3.0
+#: One-minute load average per core above this at start or end: other work shared the cores.
+LOAD_PER_CORE = 0.8
+
+
+def _ips(x: float) -> str:
+    """Images/s with 3 significant digits (never "0 img/s" for a slow row)."""
+    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
+
+
+def headlines(report: dict[str, Any]) -> list[str]:
+    """One line per backend family: int8 (and fp16) vs fp32 throughput at batch 32 (or the largest
+    batch both measured), e.g. "int8 is 2.8× fp32 at batch 32 on this CPU (onnxruntime)"."""
+    rows = [r for r in report.get("rows", []) if not r.get("skipped_reason") and r.get("throughput_ips")]
+    by = {(r["backend"], r["precision"], r["batch"]): r for r in rows}
+    where = "this GPU" if any(str(r.get("device", "")).startswith("cuda") for r in rows) else "this CPU"
+    out = []
+    for backend in sorted({r["backend"] for r in rows}):
+        for prec in ("int8", "fp16", "bf16"):
+            common = sorted(b for (be, p, b) in by if be == backend and p == prec and (backend, "fp32", b) in by)
+            if not common:
+                continue
+            b = 32 if 32 in common else common[-1]
+            ratio = by[(backend, prec, b)]["throughput_ips"] / by[(backend, "fp32", b)]["throughput_ips"]
+            out.append(f"{prec} is {ratio:.2g}× fp32 at batch {b} on {where} ({backend}: "
+                       f"{_ips(by[(backend, prec, b)]['throughput_ips'])} vs "
+                       f"{_ips(by[(backend, 'fp32', b)]['throughput_ips'])} img/s)")
+    return out
+
+
+def noise_warnings(report: dict[str, Any]) -> list[str]:
+    """Why these timings may not be trusted: a loaded machine (load average vs cores), repeats
+    that disagree, heavy tails (p99/p50), and int8 rows slower than fp32 (said, not hidden)."""
+    env = report.get("environment") or {}
+    cores = env.get("cpu_affinity") or env.get("cpu_logical_cores") or 1
+    out = []
+    loads = [x[0] for x in (env.get("loadavg_start"), env.get("loadavg_end")) if x]
+    if loads and max(loads) / cores > LOAD_PER_CORE:
+        out.append(f"the machine was busy (1-min load {max(loads):.2g} on {cores} core(s)): other work shared "
+                   "the cores, so these timings are unreliable; rerun on an idle machine")
+    st = report.get("stability")
+    if st and not st.get("all_stable"):
+        bad = [c for c in st.get("rows", []) if not c.get("stable")]
+        out.append(f"{len(bad)} row(s) changed by more than {st['tolerance']:.0%} between repeats: timings are noisy")
+    rows = [r for r in report.get("rows", []) if not r.get("skipped_reason") and r.get("latency_ms")]
+    tails = [r for r in rows if r["latency_ms"].get("p50") and r["latency_ms"]["p99"] / r["latency_ms"]["p50"] > TAIL_RATIO]
+    if tails:
+        worst = max(tails, key=lambda r: r["latency_ms"]["p99"] / r["latency_ms"]["p50"])
+        out.append(f"{len(tails)} row(s) have p99 > {TAIL_RATIO:g}× p50 (worst: {worst['backend']} {worst['precision']} "
+                   f"batch {worst['batch']}, {worst['latency_ms']['p99'] / worst['latency_ms']['p50']:.2g}×): "
+                   "interruptions, not the model")
+    by = {(r["backend"], r["precision"], r["batch"]): r for r in rows}
+    slow = [k for k in by if k[1] == "int8" and (k[0], "fp32", k[2]) in by
+            and by[k]["throughput_ips"] < by[(k[0], "fp32", k[2])]["throughput_ips"]]
+    if slow:
+        dot = str(env.get("int8_dot_product") or "")
+        why = (f"this CPU's int8 instructions are {dot}: no VNNI, so int8 gains little"
+               if "no VNNI" in dot else
+               "on a loaded machine or a tiny model, quantize/dequantize overhead can outweigh int8 kernels")
+        out.append(f"int8 is slower than fp32 in {len(slow)} row(s) ({', '.join(f'{b} b={n}' for b, _, n in slow[:4])}): {why}")
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     v = env.get("versions", {})
@@ -92,6 +156,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("notes"):
         lines += [*(f"> {n}" for n in report["notes"]), ""]
+    lines += [*(f"**{h}.**" for h in headlines(report)), ""] if headlines(report) else []
+    lines += [*(f"> **Warning:** {w}." for w in noise_warnings(report)), ""] if noise_warnings(report) else []
     lines += ["## Results", "", "| backend | device | precision | batch | p50 ms | p90 ms | p95 ms | p99 ms | mean ms "
               "| compute p50 ms | img/s | peak host MiB | peak dev MiB | AUC | bal. acc | max abs dp vs fp32 |",
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

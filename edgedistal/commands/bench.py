@@ -72,8 +72,9 @@ def bench(
 ) -> None:
     """Latency percentiles, throughput, memory and accuracy drift per backend × precision × batch."""
     from edgedistal.bench.jetson import jetson_profile
-    from edgedistal.bench.report import write_report
+    from edgedistal.bench.report import _ips, headlines, noise_warnings, write_report
     from edgedistal.bench.run import BenchConfig, bench_files
+    from edgedistal.commands.show import warn
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out_dir)
@@ -120,8 +121,12 @@ def bench(
     for r in report["rows"]:
         if not r["skipped_reason"]:
             lat = r["latency_ms"]
-            click.echo(f"  {r['backend']:<16} {r['precision']:<5} b={r['batch']:<3} p50 {lat['p50']:.2f} ms "
-                       f"p99 {lat['p99']:.2f} ms  {r['throughput_ips']:.0f} img/s")
+            click.echo(f"  {r['backend']:<16} {r['precision']:<5} b={r['batch']:<3} p50 {lat['p50']:.3g} ms "
+                       f"p99 {lat['p99']:.3g} ms  {_ips(r['throughput_ips'])} img/s")
+    for line in headlines(report):
+        click.echo(line)
+    for line in noise_warnings(report):
+        warn(line)
     st = report.get("stability")
     if st:
         click.echo(f"stability (p50/p99 within {st['tolerance']:.0%}): {'yes' if st['all_stable'] else 'NO'}")

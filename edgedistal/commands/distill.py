@@ -8,17 +8,18 @@ from pathlib import Path
 
 import click
 
-from edgedistal.acquire.difficulty import DIFFICULTY
-from edgedistal.acquire.registry import STRATEGIES
-from edgedistal.acquire.scores import SCORES
 from edgedistal.commands.options import (
     AMOUNT,
+    DEFAULT_BUDGETS,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_STRATEGY,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_FLOAT,
     device_option,
     examples,
+    on_interrupt,
     out_option,
     threads_option,
 )
@@ -38,6 +39,13 @@ edgedistal distill --manifest manifest.parquet --embedder runs/emb/embedder.pt -
 # continue an interrupted run
 edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
 ''')
+
+#: The names `--help` lists, spelled out so that help does not import torch (seconds) to read the
+#: registries; tests/pipeline/test_distill.py checks they equal acquire.registry / scores / difficulty.
+STRATEGIES = ('random', 'uncertainty', 'least_confidence', 'margin', 'entropy', 'bald', 'kcenter', 'coreset',
+              'badge', 'typiclust', 'cluster_margin', 'hybrid', 'probcover', 'ccs', 'easy2hard', 'd2')
+SCORE_NAMES = ('aum', 'bald', 'confidence', 'el2n', 'entropy', 'forgetting', 'least_confidence', 'margin',
+               'oof_el2n', 'variability')
 
 _COLUMNS = (
     ("round", "round"), ("strategy", "strategy"), ("picked", "picked"), ("labelled", "labelled"),
@@ -106,13 +114,15 @@ def _row(rec: dict) -> list[str]:
 @out_option("out_dir", default="distilled", file_okay=False,
             help="Run folder: distilled.parquet, rounds.csv, pool_scores.parquet, config.json, milestones/.")
 @click.option("--budget", default="0.2", show_default=True, type=AMOUNT, help="Final size: fraction of the pool (0.2) or a count (5000).")
-@click.option("--milestones", default=None, help="Budgets that get a snapshot manifest, e.g. 0.05,0.1,0.2.")
-@click.option("--strategy", default="hybrid", show_default=True,
-              help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap "
-              "(on DFDC val, balanced+random beat the rest with a from-scratch learner; see README).")
+@click.option("--milestones", default=DEFAULT_BUDGETS, show_default=True,
+              help="Budgets that get a snapshot manifest (default: evaluate's default budgets).")
+@click.option("--strategy", default=DEFAULT_STRATEGY, show_default=True,
+              help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap. "
+              "The default, plain balanced sampling, trains no proxy: on DFDC no strategy beat it "
+              "(docs/results.md).")
 @click.option("--beta", type=POSITIVE_FLOAT, default=None,
               help="Candidate factor of hybrid / cluster_margin; hardest share cut by ccs (default: by budget).")
-@click.option("--score", "score_name", default=None, type=click.Choice(sorted(set(SCORES) | set(DIFFICULTY))),
+@click.option("--score", "score_name", default=None, type=click.Choice(SCORE_NAMES),
               help="Uncertainty score of hybrid/uncertainty: entropy, margin, least_confidence, bald; "
               "difficulty score of ccs/easy2hard/d2: aum (default), el2n, forgetting, confidence, variability, "
               "oof_el2n (needs --folds).")
@@ -151,7 +161,7 @@ def _row(rec: dict) -> list[str]:
               help="Score the pool once with this embedder (`edgedistal pretrain`) into OUT/scores, then select "
               "in its space as --scores does (typiclust, probcover, kcenter, random; balanced+/groupcap+ wrap them).")
 @click.option("--backbone", default="resnet18", show_default=True)
-@click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True)
+@click.option("--image-size", type=IMAGE_SIZE, default=DEFAULT_IMAGE_SIZE, show_default=True)
 @click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
 @click.option("--epochs", type=POSITIVE_FLOAT, default=5.0, show_default=True)
 @click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
@@ -205,6 +215,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
     require_both_classes(manifest, manifest_path)
     with output_lock(out_dir, "distill"):
         refuse_finished(out_dir, resume, overwrite)
+        on_interrupt(f"re-run the same command with --resume (rounds so far are saved in {out_dir})")
         res = _run(manifest, cfg, out_dir, resume, strategy, mode)
     _print_result(res, out_dir)
 

@@ -10,15 +10,24 @@ from pathlib import Path
 
 import click
 
-from edgedistal.commands.options import device_option, out_option, threads_option
+from edgedistal.commands.options import (
+    DEFAULT_BUDGETS,
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_SIZE,
+    device_option,
+    on_interrupt,
+    out_option,
+    threads_option,
+)
 from edgedistal.errors import EdgedistalError
 
 
 def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split: str, out: Path | None,
                              device: str, batch_size: int, split_seed: int) -> dict:
     """Frame + video metrics of one checkpoint; prints a table, writes JSON to ``out``."""
+    from edgedistal.commands.show import print_metrics, warn
     from edgedistal.data.manifest import Manifest
-    from edgedistal.models.metrics import format_table
+    from edgedistal.models.metrics import chance_warning
     from edgedistal.models.predict import evaluate_checkpoint
     from edgedistal.utils.io import write_json_atomic
 
@@ -28,7 +37,10 @@ def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split
                                   batch_size=batch_size, device=device, split_seed=split_seed,
                                   progress=True)
     metrics["manifest"] = str(manifest_path)
-    click.echo(f"{checkpoint} on {manifest_path} [{split}]\n{format_table(metrics)}")
+    print_metrics(metrics, title=f"{checkpoint} on {manifest_path} [{split}]")
+    chance = chance_warning(metrics, f"on {split}, the detector")
+    if chance:
+        warn(chance)
     if out is not None:
         write_json_atomic(out, metrics)
         click.echo(f"metrics: {out}")
@@ -64,6 +76,11 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
                          eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
     rep = write_report(out)
+    from edgedistal.commands.show import warn
+
+    chance = res.summary.get("at_chance") or {}
+    if chance.get("full") or chance.get("arms"):
+        warn(res.summary["warnings"][0])  # flag_chance puts its line first
     click.echo(f"{res.summary['conclusion']}\ncells: {out / 'cells'}\nsummary: {out / 'summary.json'}\n"
                f"report: {rep['html']}")
     return res.summary
@@ -120,7 +137,7 @@ Examples:
 @click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
               help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
                    "methods (NAME defaults to the strategy it ran).")
-@click.option("--budgets", default="0.01,0.02,0.05,0.1,0.2", show_default=True,
+@click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
               help="[--distilled] pool fractions (the budget curve).")
 @click.option("--seeds", default="auto", show_default=True,
               help="[--distilled] paired seeds per budget: a number, or auto (5 at ≤ 5 %, 3 above; screen: 20).")
@@ -144,7 +161,7 @@ Examples:
               help="[--distilled] converged: least steps for any arm.")
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
 @click.option("--backbone", default="resnet18", show_default=True, help="[--distilled] timm model name.")
-@click.option("--image-size", default=128, show_default=True, type=int, help="[--distilled]")
+@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE, help="[--distilled]")
 @click.option("--init", "init", default=None, type=click.Path(dir_okay=False),
               help="[--distilled] Start EVERY arm (methods, baselines, full pool) from this embedder's backbone "
                    "(`edgedistal pretrain`; same --backbone); part of each cell's fingerprint.")
@@ -189,6 +206,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             protocol = "epochs"
         folder = check_output_dir(out or Path("runs/eval"))
         with output_lock(folder, "evaluate"):
+            on_interrupt(f"re-run the same command: finished models in {folder / 'cells'} are reused")
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed,
                                     ceiling_epochs=ceiling_epochs, patience=patience)

@@ -35,8 +35,9 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 @click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
               help="A `distill` output folder whose subset calibrates int8 (default: one found next to "
                    "the checkpoint or --out; else generated images, with a warning).")
-@click.option("--int8-target", default="tensorrt", show_default=True, type=click.Choice(["tensorrt", "cpu"]),
-              help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 QDQ that ONNX Runtime runs as integer kernels.")
+@click.option("--int8-target", default="auto", show_default=True, type=click.Choice(["auto", "tensorrt", "cpu"]),
+              help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 QDQ that ONNX Runtime runs as integer kernels; "
+                   "auto (as `engines`): tensorrt where TensorRT is installed, else cpu.")
 @click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Calibration / parity images.")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True)
@@ -50,6 +51,10 @@ def export(checkpoint: Path, out: Path, calib_manifest: Path | None, calib_disti
     from edgedistal.utils.io import check_output_dir
 
     check_output_dir(out)
+    if int8_target == "auto":
+        from edgedistal.deploy.engines import _tensorrt_installed, resolve_int8_target
+
+        int8_target = resolve_int8_target(int8_target, _tensorrt_installed())
     side = export_all(checkpoint, out, parse_precisions(precisions), calib_manifest, calib_size, opset,
                       int8_target=int8_target, calib_distilled=calib_distilled)
     cal = side["calibration"]

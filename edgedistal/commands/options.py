@@ -36,6 +36,14 @@ POSITIVE = click.IntRange(min=1)
 NON_NEGATIVE = click.IntRange(min=0)
 #: Input side in pixels: smaller images collapse to nothing in a CNN's strides.
 IMAGE_SIZE = click.IntRange(min=16, max=4096)
+#: One default input side for every command that trains (train, distill, evaluate): a detector
+#: trained by one and evaluated by another sees the same images.
+DEFAULT_IMAGE_SIZE = 128
+#: distill's default snapshots = evaluate's default budgets, so the two defaults work together.
+DEFAULT_BUDGETS = "0.01,0.02,0.05,0.1,0.2"
+#: The strategy the DFDC evidence recommends today (README, docs/results.md): plain balanced
+#: sampling, which trains no proxy.
+DEFAULT_STRATEGY = "balanced+random"
 
 
 class FiniteFloat(click.ParamType):
@@ -177,3 +185,20 @@ def ray_options(shard_help: str):
                  "`--ray HOST:6379` a given one. Needs `pip install edgedistal[ray]`.")(f)
 
     return deco
+
+
+# -- Ctrl-C: what to type next ----------------------------------------------------------------
+_ON_INTERRUPT: list[str] = []
+
+
+def on_interrupt(hint: str) -> None:
+    """Say how to continue if the user presses Ctrl-C from here on (``cli.main`` prints it)."""
+    _ON_INTERRUPT[:] = [hint]
+
+
+def interrupt_hint() -> str | None:
+    """The hint the running command registered (None: it registered none), cleared once read."""
+    hint = _ON_INTERRUPT[0] if _ON_INTERRUPT else None
+    _ON_INTERRUPT.clear()
+    return hint
+

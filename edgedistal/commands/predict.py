@@ -34,13 +34,15 @@ edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --de
 @click.option("--threshold", default=0.5, show_default=True, help="Mean probability at or above → FAKE.")
 @out_option(help="results.csv (+ results.frames.csv) or results.json (files + frames).")
 @click.option("--overwrite", is_flag=True, help="Replace existing -o files that are not earlier predict outputs.")
+@click.option("--show", type=click.IntRange(min=0), default=None,
+              help="Rows of the per-file table to print (default: 20; every row goes to --out).")
+@click.option("--all", "show_all", is_flag=True, help="Print every row of the per-file table.")
 def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | None, engine_dir: Path | None,
             precision: str, backend: str, device: str, threads: int | None, frames: int, detector: str,
-            detector_model: str | None, threshold: float, out: Path | None, overwrite: bool) -> None:
+            detector_model: str | None, threshold: float, out: Path | None, show: int | None,
+            show_all: bool, overwrite: bool) -> None:
     """Is it fake? Per-frame and per-file probabilities for images, folders or videos."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from edgedistal.commands.show import SCREENFUL, print_predictions
     from edgedistal.errors import EdgedistalError
     from edgedistal.extract.run import ExtractConfig
     from edgedistal.runtime.artifacts import check_artifacts
@@ -66,18 +68,9 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
         res = predict_paths(paths, be, cfg)
     finally:
         be.close()
-    table = Table(title=f"edgedistal predict — {be.info.name} {be.info.precision} on {be.info.device}")
-    table.add_column("file", overflow="fold")  # whole paths, wrapped: the file is the point
-    for col, just in (("media", "left"), ("faces/frames", "right"), ("p(fake)", "right"),
-                      ("max p", "right"), ("verdict", "left")):
-        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    for r in res.files.itertuples():
-        p = "–" if r.prob_fake != r.prob_fake else f"{r.prob_fake:.3f}"
-        pm = "–" if r.prob_max != r.prob_max else f"{r.prob_max:.3f}"
-        verdict = r.verdict if not r.error else f"error: {r.error}"
-        style = {"FAKE": "red", "real": "green"}.get(r.verdict, "yellow")
-        table.add_row(r.file, r.media, f"{r.faces}/{r.frames}", p, pm, f"[{style}]{verdict}[/{style}]")
-    Console().print(table)
+    shown = None if show_all else SCREENFUL if show is None else show
+    print_predictions(res.files, f"edgedistal predict — {be.info.name} {be.info.precision} on {be.info.device}",
+                      shown, threshold)
     if out is not None:
         written = write_outputs(res, out)
         click.echo(f"wrote {', '.join(map(str, written))}")

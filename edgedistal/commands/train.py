@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import (
+    DEFAULT_IMAGE_SIZE,
     IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
@@ -14,9 +15,12 @@ from edgedistal.commands.options import (
     FiniteFloat,
     device_option,
     examples,
+    on_interrupt,
     out_option,
     threads_option,
 )
+
+STATE, DONE = "train_state.pt", "detector.pt"
 
 EXAMPLES = examples('''
 # a ResNet-18 detector for 10 epochs, early stop on val AUC
@@ -39,7 +43,7 @@ edgedistal train -m manifest.parquet --init runs/emb/embedder.pt --backbone resn
               help="Train on this `distill` output's subset (DIR/distilled.parquet, or a manifest) "
                    "instead of the whole train split; val and test stay the manifest's.")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
-@click.option("--image-size", default=128, show_default=True, type=IMAGE_SIZE)
+@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE)
 @click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
 @click.option("--epochs", default=10.0, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--batch-size", default=64, show_default=True, type=POSITIVE)
@@ -64,14 +68,15 @@ edgedistal train -m manifest.parquet --init runs/emb/embedder.pt --backbone resn
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
 @click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT, help="Stop after this many minutes, keeping the best weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
+@click.option("--overwrite", is_flag=True, help="Replace a started or finished run in --out (refused without it).")
 def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str, image_size: int, steps: int | None, epochs: float,
           batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
           patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, amp: str, device: str,
-          threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool, init: str | None,
-          compile_: bool, time_budget_min: float | None, resume: bool) -> None:
+          threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
+          init: str | None, compile_: bool, time_budget_min: float | None, resume: bool, overwrite: bool) -> None:
     """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
+    from edgedistal.commands.show import num, print_metrics, warn
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.models.metrics import format_table
     from edgedistal.models.train import TrainConfig, train_on_manifest
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
@@ -92,16 +97,43 @@ def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str,
     if distilled is not None:
         manifest = _only_distilled(manifest, distilled, split_seed)
     with output_lock(out, "train"):
+        refuse_clobber(out, resume, overwrite)
+        on_interrupt(f"re-run the same command with --resume (state at the last evaluation: {out / STATE})")
         metrics = train_on_manifest(manifest, cfg, out, split_seed=split_seed, resume=resume)
     t = metrics["train"]
+    best = t["best_val_auc"]
     click.echo(
         f"trained {t['steps']} steps ({t['epochs']:.2f} epochs) on {t['device']} in {t['wall_s']:.1f} s, "
-        f"{t['images_per_s']:.0f} img/s, stopped: {t['stopped']}, best val AUC: {t['best_val_auc']}"
+        f"{t['images_per_s']:.0f} img/s, stopped: {t['stopped']}, best val AUC: {num(best)}"
     )
     for name in ("val", "test"):
         if name in metrics:
-            click.echo(f"[{name}]\n{format_table(metrics[name])}")
+            print_metrics(metrics[name], title=f"{name} split")
+    for line in metrics.get("warnings", []):
+        warn(line)
     click.echo(f"checkpoint: {metrics['checkpoint']}\nmetrics: {Path(out) / 'metrics.json'}")
+
+
+def refuse_clobber(out: Path, resume: bool, overwrite: bool) -> None:
+    """The same rule as ``distill``: a started (train_state.pt) or finished (detector.pt) run in
+    --out is neither restarted from step 0 nor replaced unless asked (--resume / --overwrite)."""
+    from edgedistal.errors import EdgedistalError
+
+    state, done = out / STATE, out / DONE
+    if overwrite:
+        state.unlink(missing_ok=True)
+        return
+    if resume:
+        if done.exists() and not state.exists():
+            raise EdgedistalError(f"{out}: holds a finished run ({DONE}); there is nothing to resume",
+                                  "pass --overwrite to train it again, or another --out")
+        return
+    if state.exists():
+        raise EdgedistalError(f"{out}: holds an interrupted run ({STATE})",
+                              "pass --resume to continue it, --overwrite to start again, or another --out")
+    if done.exists():
+        raise EdgedistalError(f"{out}: holds a finished run ({DONE})",
+                              "pass --overwrite to replace it, or another --out")
 
 
 def _only_distilled(manifest, distilled: Path, split_seed: int):

@@ -21,6 +21,8 @@ distillation pays twice. Otherwise generated images are used, and every caller s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -160,7 +162,8 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], images: n
     with tempfile.TemporaryDirectory(prefix="edq-") as tmpdir:
         pre = Path(tmpdir) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        with atomic_path(dst) as tmp:
+        # ORT's calibrators write their histogram settings to stdout: kept out of the user's terminal
+        with atomic_path(dst) as tmp, contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
                 str(pre), str(tmp), _Reader(images),
                 quant_format=getattr(QuantFormat, fmt or opts["format"]),
@@ -220,7 +223,9 @@ def quantize_for_target(
 
         with atomic_path(dst) as tmp:
             os.replace(Path(tmpdir) / "best.onnx", tmp)
-    log.info("int8 cpu: calibration method %s chosen by held-out drift %s", best[1], drift)
+    log.info("int8 cpu: calibration %s chosen (held-out mean |Δp| vs fp32: %s)", best[1],
+             ", ".join(f"{m} {d['mean_abs_dprob']:.3g}" if "mean_abs_dprob" in d else f"{m} failed"
+                       for m, d in drift.items()))
     return {"int8_target": target, **opts, "method": best[1], "n_calibration": len(calib),
             "n_heldout": len(held), "heldout_drift": drift,
             "selection": ("smallest mean embedding cosine distance" if embedder else "smallest mean |Δp|")

@@ -111,3 +111,56 @@ def format_table(metrics: dict) -> str:
         if "note" in m:
             lines.append(f"  note: {m['note']}")
     return "\n".join(lines)
+
+
+# -- is the detector better than a coin? -------------------------------------------------------
+#: What usually lifts a from-scratch detector off chance, in the order to try it.
+CHANCE_FIX = ("train longer (--steps), on larger images (--image-size 96 or 128), or start from "
+              "learned features (`train --init EMBEDDER`)")
+
+
+def auc_standard_error(n_pos: int, n_neg: int, auc_value: float = 0.5) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC estimated from ``n_pos`` positives and
+    ``n_neg`` negatives (at ``auc_value``; 0.5 = under the null of a coin). Why not a bootstrap:
+    the warning needs no predictions, only the counts a summary already holds."""
+    if n_pos < 1 or n_neg < 1:
+        return math.nan
+    a = float(auc_value)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
+def chance_check(auc_value: float, n_pos: int, n_neg: int, y_pred: Sequence[int] | np.ndarray | None = None,
+                 balanced_acc: float | None = None, *, z: float = 1.96) -> str | None:
+    """Why a detector is indistinguishable from chance, or None when it is not.
+
+    At chance means: it calls every sample the same class (``y_pred`` has one value, or balanced
+    accuracy is exactly 0.5), or its AUC lies within ``z`` Hanley–McNeil standard errors of 0.5
+    (the 95 % band of a coin on this many samples). An undefined AUC (one class) decides nothing.
+    """
+    if y_pred is not None:
+        pred = np.asarray(y_pred).ravel()
+        if len(pred) and len(np.unique(pred)) == 1:
+            return f"it calls all {len(pred)} samples {'fake' if int(pred[0]) else 'real'}"
+    if balanced_acc is not None and math.isfinite(balanced_acc) and abs(balanced_acc - 0.5) < 1e-9:
+        return "balanced accuracy 0.50 (it calls every sample the same class, or guesses)"
+    if auc_value is None or not math.isfinite(auc_value):
+        return None
+    se = auc_standard_error(int(n_pos), int(n_neg))
+    if math.isfinite(se) and abs(auc_value - 0.5) < z * se:
+        return f"AUC {auc_value:.3f} is within noise of 0.5 (±{z * se:.3f} on {int(n_pos) + int(n_neg)} samples)"
+    return None
+
+
+def chance_warning(metrics: dict, what: str = "the detector") -> str | None:
+    """One warning line (with the fix) when a metrics dict (``binary_metrics`` output, or
+    ``compute_metrics`` output: its frame level) says the detector is at chance."""
+    m = metrics.get("frame", metrics)
+    if not isinstance(m, dict):
+        return None
+    why = chance_check(m.get("auc", math.nan), m.get("n_fake", 0), m.get("n_real", 0),
+                       balanced_acc=m.get("balanced_acc"))
+    if why is None:
+        return None
+    return f"{what} is at chance: {why}. Fix: {CHANCE_FIX}."

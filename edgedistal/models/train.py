@@ -27,7 +27,7 @@ from torch import nn
 from edgedistal.data.manifest import Manifest, require_both_classes
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.augment import BatchAugment, spec_for
-from edgedistal.models.metrics import binary_metrics
+from edgedistal.models.metrics import binary_metrics, chance_warning
 from edgedistal.models.predict import amp_dtype, autocast, predict, resolve_device
 from edgedistal.models.registry import Detector, DetectorConfig, build_detector, save_checkpoint
 from edgedistal.utils.progress import Bar
@@ -629,6 +629,10 @@ def train_on_manifest(
         tp, _ = predict(result.model, images("test"), device=cfg.device)
         t = parts["test"].df
         metrics["test"] = compute_metrics(t["label"].to_numpy(), tp, t["video"].to_numpy())
+    warnings = [w for name in ("val", "test") if name in metrics
+                for w in [chance_warning(metrics[name], f"on {name}, the detector")] if w]
+    if warnings:
+        metrics["warnings"] = warnings
     result.model.to("cpu")
     extra = checkpoint_extra(result, cfg)
     extra["metrics"] = {k: v for k, v in metrics.items() if k in ("val", "test")}

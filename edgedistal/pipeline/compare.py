@@ -473,3 +473,34 @@ def conclusion(summary: dict) -> str:
         parts.append(f"at {100 * b:g} %: " + ", ".join(cost)
                      + f" (full pool AUC {_fmt_pm(f_auc, full.get(f'{metric}_std', math.nan))})")
     return "; ".join(x for x in parts if x)
+
+
+def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_auc") -> dict:
+    """Mark arms whose test AUC is within noise of 0.5 (Hanley–McNeil on the test counts) or
+    whose balanced accuracy is 0.50; put the warning first and, when even the full pool is at
+    chance, say so at the start of the conclusion: verdicts between coins mean nothing."""
+    from edgedistal.models.metrics import CHANCE_FIX, chance_check
+
+    bal = metric.replace("_auc", "_balanced_acc")
+
+    def why(point: dict) -> str | None:
+        return chance_check(point.get(f"{metric}_mean", math.nan), n_fake, n_real,
+                            balanced_acc=point.get(f"{bal}_mean"))
+
+    at_chance = sorted(arm for arm, c in summary.get("curves", {}).items()
+                       if c["points"] and all(why(p) for p in c["points"] if p.get("n_seeds")))
+    full = summary.get("full") or {}
+    full_why = why(full) if full.get("n_seeds") else None
+    summary["at_chance"] = {"arms": at_chance, "full": full_why}
+    lines = []
+    if full_why:
+        lines.append(f"The full pool's detector is at chance ({full_why}): every comparison here is between "
+                     f"coins. Fix: {CHANCE_FIX}.")
+    elif at_chance:
+        lines.append(f"At chance on test at every budget: {', '.join(at_chance)}. Fix: {CHANCE_FIX}.")
+    if lines:
+        summary["warnings"] = lines + list(summary.get("warnings") or [])
+    if full_why:
+        summary["conclusion"] = "AT CHANCE — even the full pool's detector cannot tell real from fake; " + \
+            summary.get("conclusion", "")
+    return summary

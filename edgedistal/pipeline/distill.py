@@ -518,6 +518,8 @@ def run_distill(
         scores_dir = cfg.scores_dir or _score_checkpoint(cfg, manifest, out, progress, resume)
         _check_embedder_strategy(cfg, scores_dir)
         learner = scores_learner(scores_dir, pool, val, set(manifest.df["sample_id"].astype(str)))
+    if learner is None and cfg.mode != "labelled" and model_free(cfg):
+        learner = no_model(n)  # balanced+random and kin: nothing to train, nothing to wait for
     if cfg.mode == "labelled" and learner is None:
         from edgedistal.pipeline.distill_labelled import run_labelled
 
@@ -631,6 +633,31 @@ def run_distill(
     }
     write_json_atomic(out / "config.json", summary)
     return DistillResult(dist, rounds, out, summary)
+
+
+#: Wrappers that read only labels (with --label-aware) or groups, never a model's output.
+_LABEL_WRAPPERS = ("balanced", "groupspread", "groupcap", "paired")
+
+
+def model_free(cfg: DistillConfig) -> bool:
+    """Whether the selection reads no model output: ``random`` under label-reading wrappers
+    (``balanced+random``: plain balanced sampling), a random seed set, no early stop on val.
+    Such a run trains no proxy; its picks are the same as if it had trained one."""
+    parts = cfg.strategy.split("+")
+    wrapped = cfg.balanced or "real_fraction" in cfg.strategy_kw or any(p in ("balanced", "paired") for p in parts)
+    return (parts[-1] == "random" and all(p in _LABEL_WRAPPERS for p in parts[:-1])
+            and (cfg.label_aware or not wrapped) and cfg.seed_strategy == "random"
+            and cfg.patience == 0 and cfg.mc_dropout == 0)
+
+
+class _NoModel(FixedLearner):
+    mode = "none"
+
+
+def no_model(n: int) -> FixedLearner:
+    """A learner that trains nothing (p = 0.5, empty embeddings) for :func:`model_free` runs."""
+    return _NoModel(Scores(np.full(n, 0.5, np.float32), np.zeros((n, 1), np.float32)),
+                    source="none: the strategy reads labels only", digest="no-model")
 
 
 class _PauseBar:

@@ -62,7 +62,7 @@ from edgedistal.pipeline.baselines import (  # noqa: F401  (re-exported: the eva
     stratified_subset,
     subset_seed,
 )
-from edgedistal.pipeline.compare import aubc, capped, gain_over_chance, summarise  # noqa: F401
+from edgedistal.pipeline.compare import aubc, capped, flag_chance, gain_over_chance, summarise  # noqa: F401
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # distill imports evaluate's baselines; the type only
@@ -655,6 +655,8 @@ def run_evaluation(
             done.append(rec)
     cells = pd.DataFrame(done)
     summary = summarise(cells, cfg.budgets)
+    n_fake = int(labels[test_rows].sum())
+    flag_chance(summary, n_fake, len(test_rows) - n_fake)
     summary.update({
         "protocol": cfg.protocol, "random_mode": cfg.random_mode, "methods": {m: str(d) for m, d in methods.items()},
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "skipped_cells": skipped,

@@ -261,6 +261,8 @@ def fig_embeddings(emb: np.ndarray | None, pool: pd.DataFrame | None, max_points
     """2-D map of pool embeddings, real/fake coloured, picks outlined."""
     if emb is None or pool is None or len(emb) != len(pool) or len(emb) < 3:
         return None
+    if np.asarray(emb).ndim != 2 or np.asarray(emb).shape[1] < 2:  # a label-only run embeds nothing
+        return None
     plt = _plt()
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(emb), size=min(max_points, len(emb)), replace=False))

@@ -10,6 +10,7 @@ from cli_run import run_captured as run
 from edgedistal.data.layouts import read_layout
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.split import check_no_group_leak
+from edgedistal.models.metrics import chance_warning
 from edgedistal.models.registry import load_checkpoint
 
 
@@ -29,8 +30,13 @@ def test_train_then_evaluate_checkpoint(manifest_path, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
     assert code == 0, stderr
-    assert "trained 4 steps" in stdout and "[test]" in stdout
+    assert "trained 4 steps" in stdout and "test split" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
+    # 4 steps: the at-chance warning, when the test AUC is within noise of 0.5, is in both places
+    expected = [w for n in ("val", "test") for w in [chance_warning(metrics[n], f"on {n}, the detector")] if w]
+    assert metrics.get("warnings", []) == expected
+    for line in expected:
+        assert f"warning: {line[:50]}" in stderr
     assert metrics["train"]["steps"] == 4 and len(metrics["history"]) == 2
     assert not (out / "train_state.pt").exists()  # removed once the run finished
     assert {"frame", "video"} <= set(metrics["test"])
@@ -89,3 +95,33 @@ def test_train_on_a_distilled_subset(manifest_path, tmp_path, capsys):
                         "-o", str(tmp_path / "run2"), *TINY], capsys)
     assert code == 2 and "not in the manifest's train split" in err and "fix:" in err
     assert not (tmp_path / "run2").exists()
+
+
+def test_train_refuses_to_clobber_a_finished_run(manifest_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 0, err
+    before = (out / "detector.pt").read_bytes()
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 2 and "holds a finished run (detector.pt)" in err and "--overwrite" in err
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY, "--resume"], capsys)
+    assert code == 2 and "nothing to resume" in err
+    assert (out / "detector.pt").read_bytes() == before  # untouched by the refused runs
+    (out / "train_state.pt").write_bytes(b"")  # a started run: restarting it needs a word too
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY], capsys)
+    assert code == 2 and "interrupted run" in err and "--resume" in err
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(out), *TINY, "--overwrite"], capsys)
+    assert code == 0, err
+    assert not (out / "train_state.pt").exists()
+
+
+def test_ctrl_c_says_how_to_resume(manifest_path, tmp_path, capsys, monkeypatch):
+    import edgedistal.models.train as train_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train_on_manifest", interrupted)
+    code, _, err = run(["train", "-m", str(manifest_path), "--out", str(tmp_path / "r"), *TINY], capsys)
+    assert code == 130
+    assert "interrupted; to continue: re-run the same command with --resume" in err

@@ -154,8 +154,8 @@ def test_cli_proxy_detector_resume_and_materialise(tmp_path, synth_dir):
 
     man = tmp_path / "m.parquet"
     read_layout(synth_dir).manifest.save(man)
-    args = ["distill", "--manifest", str(man), "--budget", "0.5", "--seed-size", "0.15", "--rounds", "3",
-            "--milestones", "0.3,0.5", "--backbone", "resnet10t", "--image-size", "32", "--steps", "6",
+    args = ["distill", "--manifest", str(man), "--strategy", "hybrid", "--budget", "0.5", "--seed-size", "0.15",
+            "--rounds", "3", "--milestones", "0.3,0.5", "--backbone", "resnet10t", "--image-size", "32", "--steps", "6",
             "--batch-size", "16", "--refresh-every", "2", "--device", "cpu", "--threads", "1"]
     main([*args, "--out", str(tmp_path / "full"), "--materialise", "symlink"])
     full = Manifest.load(tmp_path / "full" / "distilled.parquet").df
@@ -267,3 +267,47 @@ def test_evaluate_budgets_are_the_one_source_of_milestones(tmp_path, synth_pool)
     m, _ = synth_pool
     with pytest.raises(EdgedistalError, match="differ from the evaluation budgets"):
         _run_distill(m, _cfg(milestones=(0.1,)), tmp_path / "d", (0.2, 0.3), progress=False)
+
+
+def test_distill_help_names_match_the_registries_without_importing_torch():
+    """`distill --help` spells the names out (no torch import: 2 s → 0.1 s); they must not drift."""
+    import subprocess
+    import sys
+
+    from edgedistal.acquire.difficulty import DIFFICULTY
+    from edgedistal.acquire.registry import STRATEGIES
+    from edgedistal.acquire.scores import SCORES
+    from edgedistal.commands import distill as cmd
+
+    assert cmd.STRATEGIES == STRATEGIES
+    assert set(cmd.SCORE_NAMES) == set(SCORES) | set(DIFFICULTY)
+    code = ("import sys; from edgedistal.cli import main\n"
+            "try: main(['distill', '--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'distill --help imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_default_distill_is_balanced_sampling_without_a_proxy(tmp_path, synth_dir, monkeypatch):
+    """The default (balanced+random) reads labels only: no proxy is trained, the picks are 50/50,
+    and the milestones are evaluate's default budgets."""
+    from edgedistal.cli import main
+    from edgedistal.commands.options import DEFAULT_BUDGETS, DEFAULT_STRATEGY
+    from edgedistal.data.layouts import read_layout
+    from edgedistal.pipeline import distill as pipe
+
+    def no_training(*a, **k):
+        raise AssertionError("a proxy was built for a label-only strategy")
+
+    monkeypatch.setattr(pipe, "build_learner", no_training)
+    man = tmp_path / "m.parquet"
+    read_layout(synth_dir).manifest.save(man)
+    main(["distill", "--manifest", str(man), "--budget", "0.5", "--milestones", "0.2,0.5", "--out", str(tmp_path / "d")])
+    conf = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert conf["config"]["strategy"] == DEFAULT_STRATEGY == "balanced+random" and conf["mode"] == "none"
+    picked = Manifest.load(tmp_path / "d" / "distilled.parquet").df
+    assert abs((picked["label"] == 0).mean() - 0.5) < 0.1
+    assert (tmp_path / "d" / "milestones" / "budget_0.200.parquet").exists()
+    assert pipe.model_free(DistillConfig(strategy="balanced+random"))
+    assert not pipe.model_free(DistillConfig(strategy="hybrid"))
+    assert not pipe.model_free(DistillConfig(strategy="balanced+random", label_aware=False))
+    assert DEFAULT_BUDGETS == "0.01,0.02,0.05,0.1,0.2"
