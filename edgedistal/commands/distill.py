@@ -43,7 +43,8 @@ edgedistal distill --manifest manifest.parquet -o d_hybrid --resume
 #: The names `--help` lists, spelled out so that help does not import torch (seconds) to read the
 #: registries; tests/pipeline/test_distill.py checks they equal acquire.registry / scores / difficulty.
 STRATEGIES = ('random', 'uncertainty', 'least_confidence', 'margin', 'entropy', 'bald', 'kcenter', 'coreset',
-              'badge', 'typiclust', 'cluster_margin', 'hybrid', 'probcover', 'ccs', 'easy2hard', 'd2')
+              'badge', 'typiclust', 'cluster_margin', 'hybrid', 'probcover', 'ccs', 'easy2hard', 'd2', 'mundig',
+              'mundig_div')
 SCORE_NAMES = ('aum', 'bald', 'confidence', 'el2n', 'entropy', 'forgetting', 'least_confidence', 'margin',
                'oof_el2n', 'variability')
 

@@ -59,6 +59,8 @@ class BaseBackend:
     batch_size: int
     #: Where the expected input size comes from, for the error's fix line.
     size_source = "the model's config"
+    #: An embedder has no detector head: its probabilities are all NaN by contract (set by select).
+    serves_embedder = False
 
     def check_input(self, images: np.ndarray) -> None:
         """Refuse anything but ``[N, S, S, 3]`` at this model's side ``S``, with one line."""
@@ -71,7 +73,8 @@ class BaseBackend:
         """uint8 ``[N,H,W,3]`` → (probabilities ``[N]``, embeddings ``[N,D]``)."""
         self.check_input(images)
         probs, embs = self._infer(images)
-        check_probs(probs, self.info.detail if hasattr(self, "info") else type(self).__name__)
+        if not (self.serves_embedder and np.isnan(probs).all()):
+            check_probs(probs, self.info.detail if hasattr(self, "info") else type(self).__name__)
         return probs, embs
 
     def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

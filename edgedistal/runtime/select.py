@@ -152,18 +152,23 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
         dev = "mps" if cand == "torch" and device == "mps" else "cpu"
     from edgedistal.runtime.artifacts import resolve
 
+    backend: Backend
     if cand == "tensorrt":
         from edgedistal.runtime.trt_backend import TrtBackend
 
         art = resolve(precision, None, eng, prefix)
         assert art is not None and art.engine is not None
-        return TrtBackend(art.engine, precision, batch_size, dev)
+        backend = TrtBackend(art.engine, precision, batch_size, dev)
+        backend.serves_embedder = prefix == "embedder"
+        return backend
     if cand.startswith("onnxruntime"):
         from edgedistal.runtime.ort_backend import OrtBackend
 
         art = resolve(precision, onnx, eng, prefix)
         assert art is not None and art.onnx is not None
-        return OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=workspace_mb)
+        backend = OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=workspace_mb)
+        backend.serves_embedder = prefix == "embedder"
+        return backend
     from edgedistal.models.embedder import load_model
     from edgedistal.runtime.torch_backend import TorchBackend
 

@@ -42,6 +42,7 @@ class TorchBackend(BaseBackend):
         cuda_graphs: bool = False,
         channels_last: bool | None = None,
     ):
+        self.serves_embedder = getattr(detector, "kind", None) == "embedder"  # no head: NaN probabilities
         if precision not in DTYPES:
             raise EdgedistalError(
                 f"torch backend has no {precision!r} mode",
