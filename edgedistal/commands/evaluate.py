@@ -87,7 +87,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
 
 
 def screen_mode(manifest_path: Path | None, distilled: tuple[str, ...], features: Path | None, out: Path,
-                budgets: str, seeds: str, split_seed: int) -> dict:
+                budgets: str, seeds: str, split_seed: int, split: str = "test") -> dict:
     """Screening: a logistic head per arm and seed on frozen features; writes screen.json/.md."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.pipeline.evaluate import parse_seeds
@@ -103,7 +103,8 @@ def screen_mode(manifest_path: Path | None, distilled: tuple[str, ...], features
                               "e.g. --budgets 0.01,0.02,0.05,0.1,0.2") from exc
     n = parse_seeds(seeds)
     res = run_screen(Manifest.load(manifest_path), features, distilled=list(distilled), budgets=bs,
-                     seeds=20 if n == "auto" else int(n), out_dir=out, split_seed=split_seed)
+                     seeds=20 if n == "auto" else int(n), out_dir=out, split_seed=split_seed,
+                     eval_split=split)
     click.echo(f"{res['conclusion']}\nscreen: {out / 'screen.md'}")
     return res
 
@@ -127,7 +128,8 @@ Examples:
               help="Checkpoint written by `edgedistal train`.")
 @click.option("--manifest", "-m", "manifest_path", type=click.Path(path_type=Path), default=None)
 @click.option("--split", default="test", show_default=True,
-              type=click.Choice(["train", "val", "test", "all"]), help="Which rows to evaluate.")
+              type=click.Choice(["train", "val", "test", "all"]),
+              help="Which rows to evaluate (--protocol screen: val to choose a method, test to report it).")
 @click.option("--split-seed", default=0, show_default=True, type=int,
               help="Group-split seed when the manifest has no split (match `train`).")
 @out_option(help="--checkpoint: the metrics JSON file; --distilled: the run folder [default: runs/eval].")
@@ -192,7 +194,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
     if protocol == "screen":
         folder = check_output_dir(out or Path("runs/screen"))
         with output_lock(folder, "evaluate"):
-            screen_mode(manifest_path, distilled, features, folder, budgets, seeds, split_seed)
+            screen_mode(manifest_path, distilled, features, folder, budgets, seeds, split_seed, split)
         return
     if distilled:
         from edgedistal.models.embedder import check_init

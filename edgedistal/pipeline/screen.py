@@ -134,9 +134,11 @@ def screen_cells(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, p
 
 def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any = None,
                budgets: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2), seeds: int = DEFAULT_SEEDS,
-               out_dir: str | Path | None = None, split_seed: int = 0, random_mode: str = "samples") -> dict:
+               out_dir: str | Path | None = None, split_seed: int = 0, random_mode: str = "samples",
+               eval_split: str = "test") -> dict:
     """Screen every distilled method against the baselines on frozen features; returns the
-    summary (``protocol: screen``) and writes ``summary.json``, ``cells.parquet``, ``screen.md``."""
+    summary (``protocol: screen``) and writes ``summary.json``, ``cells.parquet``, ``screen.md``.
+    ``eval_split="val"`` scores the heads on val: choose a method there, then report test once."""
     from edgedistal.data.split import ensure_split
     from edgedistal.pipeline.evaluate import _method_rows, as_methods
 
@@ -147,9 +149,11 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     manifest = ensure_split(manifest, seed=split_seed)
     df = manifest.df
     pool_rows = np.flatnonzero((df["split"] == "train").to_numpy())
-    test_rows = np.flatnonzero((df["split"] == "test").to_numpy())
+    if eval_split not in ("val", "test"):
+        raise EdgedistalError(f"screening scores on val or test, not {eval_split!r}", "pass --split val or --split test")
+    test_rows = np.flatnonzero((df["split"] == eval_split).to_numpy())
     if len(pool_rows) == 0 or len(test_rows) == 0:
-        raise EdgedistalError("the manifest needs a train pool and a held-out test split",
+        raise EdgedistalError(f"the manifest needs a train pool and a held-out {eval_split} split",
                               "split it by group (`edgedistal ingest`) with non-zero train and test fractions")
     feats = load_features(features_dir, df["sample_id"].astype(str).to_numpy())
     methods = as_methods(distilled)
@@ -161,10 +165,11 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     summary = summarise(cells, budgets)
     summary.update({"protocol": "screen", "screening": True, "features": str(Path(features_dir).resolve()),
                     "methods": {m: str(d) for m, d in methods.items()}, "seeds": seeds,
-                    "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)),
+                    "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "eval_split": eval_split,
                     "feature_dim": int(feats.shape[1]), "wall_s": time.perf_counter() - t0,
                     "random_mode": random_mode, "planned_cells": len(cells), "finished_cells": len(cells)})
-    summary["conclusion"] = "SCREENING (logistic head on frozen features): " + summary["conclusion"]
+    summary["conclusion"] = (f"SCREENING on {eval_split} (logistic head on frozen features): "
+                             + summary["conclusion"])
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +190,8 @@ def screen_markdown(summary: dict) -> str:
     lines = ["# Screening: logistic head on frozen features", "",
              f"**{summary['conclusion']}**", "",
              f"Features: `{summary.get('features')}` ({summary.get('feature_dim')} dims); {summary.get('seeds')} "
-             f"paired seeds; pool {summary.get('pool_size')}, test {summary.get('test_size')}; "
+             f"paired seeds; pool {summary.get('pool_size')}, {summary.get('eval_split', 'test')} "
+             f"{summary.get('test_size')}; "
              f"{summary.get('wall_s', 0):.1f} s on the CPU.", "",
              "This is a **screening** result: it ranks subsets by what a linear head learns from fixed "
              "features. Claims about detectors come from the fine-tune protocol (`edgedistal evaluate "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -258,6 +259,14 @@ def test_screen_cli_on_score_output(synth_manifest, tmp_path: Path) -> None:
     assert "**screening** result" in md and "| m | 20% |" in md
     bad = CliRunner().invoke(evaluate, ["--protocol", "screen", "--manifest", str(mpath), "-o", str(tmp_path / "x")])
     assert bad.exit_code != 0
+    # choose on val: the heads are scored on the val rows, and the report says so
+    res = CliRunner().invoke(evaluate, ["--protocol", "screen", "--features", str(feats), "--manifest", str(mpath),
+                                        "--distilled", f"m={d}", "--budgets", "0.2,0.4", "--seeds", "3",
+                                        "--split", "val", "-o", str(tmp_path / "screen_val")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "screen_val" / "summary.json").read_text())
+    assert summary["eval_split"] == "val" and "SCREENING on val" in res.output
+    assert summary["test_size"] == int((synth_manifest.df["split"] == "val").sum())
 
 
 @pytest.fixture()
