@@ -316,8 +316,8 @@ def _check_scores_strategy(cfg: DistillConfig) -> None:
 
 
 #: What selects on an embedder's scores (embeddings, no probabilities): the embedding strategies,
-#: and the wrappers when they read the dataset's labels.
-EMBEDDING_STRATEGIES = ("random", "kcenter", "coreset", "typiclust", "probcover")
+#: and the wrappers and Lightly's engine (the peer arm) when they read the dataset's labels.
+EMBEDDING_STRATEGIES = ("random", "kcenter", "coreset", "typiclust", "probcover", "mundig", "mundig_div")
 
 
 def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[str] | None = None) -> None:
@@ -336,7 +336,7 @@ def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[s
            "with --label-aware), or score the pool with a detector (--checkpoint)")
     if parts[-1] not in EMBEDDING_STRATEGIES or "coldstart" in parts[:-1]:
         raise EdgedistalError(f"strategy {cfg.strategy!r} needs probabilities, which embedder scores do not have", fix)
-    if not cfg.label_aware and (cfg.balanced or any(w in parts for w in ("balanced", "paired"))
+    if not cfg.label_aware and (cfg.balanced or any(w in parts for w in ("balanced", "paired", "mundig", "mundig_div"))
                                 or "real_fraction" in cfg.strategy_kw):
         raise EdgedistalError("--no-label-aware balancing predicts classes from probabilities, which embedder "
                               "scores do not have", fix)

@@ -64,6 +64,23 @@ def test_uncertainty_on_embedder_score_folders_is_refused(setup: Path, capsys) -
     assert code == 2 and "needs probabilities" in err
 
 
+def test_lightly_peer_selects_on_embedder_scores_with_labels(setup: Path, capsys) -> None:
+    """The peer arm (lightly-mundig) balances by the dataset's labels, so embedder scores suffice;
+    without labels it would balance on probabilities, which embedder scores lack: refused."""
+    pytest.importorskip("lightly_mundig")
+    scores = setup / "s_emb_peer"
+    assert run("score", "--manifest", setup / "manifest.parquet", "--checkpoint", setup / "embedder.pt",
+               "--device", "cpu", "--threads", 1, "-o", scores) == 0
+    out = setup / "d_mundig"
+    assert run("distill", "--manifest", setup / "manifest.parquet", "--scores", scores, "--strategy", "mundig",
+               "--budget", 20, "--seed-size", 6, "-o", out) == 0
+    picked = pd.read_parquet(out / "distilled.parquet")
+    assert len(picked) == 20 and (picked["label"] == 0).sum() >= 8
+    code = run("distill", "--manifest", setup / "manifest.parquet", "--scores", scores, "--strategy", "mundig",
+               "--no-label-aware", "--budget", 20, "-o", setup / "d_mundig_nolabels")
+    assert code == 2 and "no-label-aware" in capsys.readouterr().err
+
+
 def test_train_init_loads_the_embedder_backbone(setup: Path) -> None:
     from edgedistal.models.embedder import load_embedder
     from edgedistal.models.train import TrainConfig, _prepare_model
