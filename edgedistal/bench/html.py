@@ -40,12 +40,13 @@ def plot_percentiles(report: dict[str, Any], path: Path) -> Path | None:
         lat = {f"{r['backend']}\n{r['precision']}": r["latency_ms"] for r in rows if r["batch"] == b}
         x = range(len(labels))
         for off, q, color in ((-0.27, "p50", "#4c72b0"), (0.0, "p90", "#dd8452"), (0.27, "p99", "#c44e52")):
-            vals = [lat[k][q] if k in lat else 0.0 for k in labels]
+            vals = [lat[k][q] if k in lat else float("nan") for k in labels]
             bars = ax.bar([i + off for i in x], vals, 0.27, label=q, color=color)
             if q == "p50":
                 ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
         ax.set_xticks(list(x), labels, fontsize=8)
-        ax.set_ylabel("latency per call, ms (host→host)")
+        ax.set_yscale("log")  # one slow backend would flatten the others' bars on a linear axis
+        ax.set_ylabel("latency per call, ms (host→host, log)")
         ax.set_title(f"batch {b}: latency percentiles (p50 labelled)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
@@ -75,8 +76,10 @@ def _table(head: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def render_html(report: dict[str, Any], figures: dict[str, Path | None]) -> str:
-    """The page; ``figures`` maps latency_png / percentiles_png / accuracy_png to files."""
+def render_html(report: dict[str, Any], figures: dict[str, Path | None], headlines: list[str] = (),
+                warnings: list[str] = ()) -> str:
+    """The page; ``figures`` maps latency_png / percentiles_png / accuracy_png to files; the
+    headlines and noise warnings (computed by bench.report) go first, as in bench.md."""
     env = report["environment"]
     measured = [r for r in report["rows"] if not r.get("skipped_reason")]
     results = _table(
@@ -107,8 +110,12 @@ def render_html(report: dict[str, Any], figures: dict[str, Path | None]) -> str:
     css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
            "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;"
            "padding:3px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
-           "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}")
-    notes = "".join(f"<blockquote>{html.escape(n)}</blockquote>" for n in report.get("notes") or [])
+           "img{max-width:100%}blockquote.warn{border-left:4px solid #c44e52;background:#fdf0f0;"
+           "margin:0.6em 0;padding:0.4em 0.8em}figure{margin:1em 0}figcaption{font-size:12px;color:#555}")
+    notes = "".join(f"<p><strong>{html.escape(h)}.</strong></p>" for h in headlines)
+    notes += "".join(f'<blockquote class="warn"><strong>Warning:</strong> {html.escape(w)}.</blockquote>'
+                     for w in warnings)
+    notes += "".join(f"<blockquote>{html.escape(n)}</blockquote>" for n in report.get("notes") or [])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgedistal bench report</title><style>{css}</style></head>
 <body><h1>edgedistal bench report</h1>{notes}

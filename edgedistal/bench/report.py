@@ -375,7 +375,8 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> dic
         p = fn(report, out / f"{name.removesuffix('_png')}.png")
         if p:
             files[name] = p
-    files["html"] = write_text_atomic(out / "bench.html", render_html(report, files))
+    files["html"] = write_text_atomic(out / "bench.html", render_html(report, files, headlines=headlines(report),
+                                                                      warnings=noise_warnings(report)))
     return files
 
 

@@ -39,3 +39,14 @@ def test_a_loaded_machine_noisy_repeats_tails_and_slow_int8_are_said():
     assert "int8 is slower than fp32 in 1 row(s)" in text and "no VNNI" in text
     assert "0.3 vs 0.4 img/s" in headlines(rep)[0]  # three digits, never "0 img/s"
     assert "**Warning:** the machine was busy" in render_markdown(rep)
+
+
+def test_bench_html_heads_with_the_same_headline_and_warnings():
+    from edgedistal.bench.html import render_html
+
+    rep = _report([_row("onnxruntime", "fp32", 32, 0.4, p50=1.0, p99=9.0), _row("onnxruntime", "int8", 32, 0.3)],
+                  load=(6.3, 3.0, 1.0))
+    page = render_html(rep, {}, headlines=headlines(rep), warnings=noise_warnings(rep))
+    assert "<strong>int8 is 0.75× fp32 at batch 32" in page
+    assert "machine was busy (1-min load 6.3 on 2 core(s))" in page
+    assert page.index("machine was busy") < page.index("All measured rows")  # first, not buried
