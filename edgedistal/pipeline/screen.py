@@ -195,7 +195,10 @@ def screen_markdown(summary: dict) -> str:
              f"{summary.get('wall_s', 0):.1f} s on the CPU.", "",
              "This is a **screening** result: it ranks subsets by what a linear head learns from fixed "
              "features. Claims about detectors come from the fine-tune protocol (`edgedistal evaluate "
-             "--protocol converged`).", ""]
+             "--protocol converged`). Each distilled method is one subset (its AUC varies only with the "
+             "head's seed), so the interval covers the baselines' draws, not the method's own selection "
+             "variance nor the sampling error of the fixed evaluation split: choose on val, confirm on test, "
+             "and distil with several seeds before a claim.", ""]
     comp = comparison_table(summary)
     if not comp.empty:
         lines += [_md_table(comp), ""]
