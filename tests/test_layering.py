@@ -1,5 +1,6 @@
 """Imports go downward only: serving never imports the builders, selection never imports the
-pipeline that drives it. Read from the source (lazy and ``TYPE_CHECKING`` imports count too).
+pipeline that drives it; and inside a stage no two modules import each other, directly or round
+a loop. Read from the source (lazy and ``TYPE_CHECKING`` imports count too).
 
 The stages, lowest first::
 
