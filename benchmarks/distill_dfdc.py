@@ -295,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = as_methods(args.distilled) if args.distilled else {}
     ddir = next(iter(methods.values())) if methods else work / "distill"
     if methods:
-        from edgedistal.utils.io import read_json
+        from edgedistal.data.distilled import read_config
 
-        dconfig = read_json(ddir / "config.json")
+        dconfig = read_config(ddir)
         log(f"reusing {len(methods)} distillation(s): {', '.join(f'{k}={v}' for k, v in methods.items())}")
     else:
         dconfig = run_distill(manifest, dcfg, ddir, resume=True, progress=False).config

@@ -221,18 +221,17 @@ def reuse_cells(src: Path, dst: Path) -> int:
 def prefix_caveats(methods: dict, budgets: tuple[float, ...]) -> list[str]:
     """Budgets a method has no milestone for are read as its first picks, which at small budgets
     may be its seed set (random by design), not the method: say so."""
-    from edgedistal.utils.io import read_json
+    from edgedistal.data.distilled import DistillSummary, milestone_path, read_summary
 
     out = []
     for name, d in methods.items():
-        d = Path(d)
-        cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
-        seed = cfg.get("seed_size")  # the run's count (0: labelled mode, no seed set) ...
+        summary = read_summary(d) or DistillSummary()
+        seed = summary.seed_size  # the run's count (0: labelled mode, no seed set) ...
         if not isinstance(seed, int):
-            seed = (cfg.get("config") or {}).get("seed_size")  # ... else the configured fraction
-        pool = cfg.get("pool_size", cfg.get("pool"))
+            seed = summary.seed_setting  # ... else the configured fraction
+        pool = summary.pool
         for b in budgets:
-            if (d / "milestones" / f"budget_{b:.3f}.parquet").exists():
+            if milestone_path(d, b).exists():
                 continue
             seed_n = seed if isinstance(seed, int) or seed is None or seed > 1 else seed * (pool or 0)
             if seed_n and pool and int(round(b * pool)) <= seed_n:

@@ -80,11 +80,8 @@ def score_all(embedder_path: Path, manifest: Manifest, out: Path, device: str) -
     if (out / SUMMARY_FILE).exists():  # resumable: scored already
         return read_json(out / SUMMARY_FILE)
     model, _ = load_embedder(embedder_path)
-    backend = TorchBackend(model, "fp32", device=device, batch_size=256)
-    try:
+    with TorchBackend(model, "fp32", device=device, batch_size=256) as backend:
         res = score_manifest(manifest, backend, out, batch_size=256, progress=True)
-    finally:
-        backend.close()
     return {"n": len(manifest), "images_per_s": round(res.images_per_s, 1), "embedding_dim": int(res.embeddings.shape[1])}
 
 

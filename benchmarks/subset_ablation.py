@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from distill_dfdc import load_manifest
 
+    from edgedistal.data.distilled import milestone_path
     from edgedistal.data.images import load_images
     from edgedistal.models.metrics import binary_metrics
     from edgedistal.models.train import TrainConfig, fit, predict, resolve_device
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             if (arm == "full" and seed > 0) or (arm, seed) in done:
                 continue
             if arm in dirs:
-                picked = pd.read_parquet(Path(dirs[arm]) / "milestones" / f"budget_{args.budget:.3f}.parquet")
+                picked = pd.read_parquet(milestone_path(dirs[arm], args.budget))
                 idx = np.flatnonzero(np.isin(ids, picked["sample_id"].astype(str).to_numpy()))
             else:
                 idx = subset(arm, y, groups, n, np.random.default_rng(1000 + seed))

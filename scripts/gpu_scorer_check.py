@@ -69,16 +69,15 @@ def model_only(det: Detector, device: torch.device, precision: str, batch: int, 
 def scorer(det: Detector, device: torch.device, precision: str, micro: int, chunk: int,
            graphs: bool, pool: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
     """Best images/s of ``score_images`` over the host pool; also returns the first 512 probs."""
-    be = TorchBackend(det, precision, str(device), batch_size=micro, cuda_graphs=graphs)
-    score_images(pool[: 2 * micro + 3], be, batch_size=chunk, progress=False)  # warm-up/capture
     best, probs = 0.0, None
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        p, _ = score_images(pool, be, batch_size=chunk, progress=False)
-        best = max(best, len(pool) / (time.perf_counter() - t0))
-        probs = p[:512]
-    be.close()
+    with TorchBackend(det, precision, str(device), batch_size=micro, cuda_graphs=graphs) as be:
+        score_images(pool[: 2 * micro + 3], be, batch_size=chunk, progress=False)  # warm-up/capture
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            p, _ = score_images(pool, be, batch_size=chunk, progress=False)
+            best = max(best, len(pool) / (time.perf_counter() - t0))
+            probs = p[:512]
     assert probs is not None
     return best, probs
 

@@ -275,7 +275,7 @@ def test_budget_above_the_pool(data, tmp_path: Path, capsys) -> None:
 
 
 def test_tiny_pool_states_the_minimum(data, tmp_path: Path, capsys) -> None:
-    from edgedistal.pipeline.distill import MIN_POOL
+    from edgedistal.pipeline.distill_config import MIN_POOL
 
     code, _, err = run(["distill", "--manifest", data["six"], "--out", tmp_path / "d", "--device", "cpu"], capsys)
     assert_one_line_error(code, err, f"at least {MIN_POOL}")

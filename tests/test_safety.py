@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from cli_run import run_captured as run
 
+from edgedistal.data.distilled import materialise
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
-from edgedistal.pipeline.distill import materialise
 
 
 def assert_one_line_error(code: int, err: str, *needles: object) -> str:
@@ -424,7 +424,7 @@ def test_nonsense_numbers_are_refused_before_work(tmp_path: Path, capsys, argv: 
 
 def test_milestones_above_budget_and_unknown_params_are_refused() -> None:
     from edgedistal.acquire.registry import get_strategy
-    from edgedistal.pipeline.distill import milestone_counts
+    from edgedistal.pipeline.distill_config import milestone_counts
 
     with pytest.raises(EdgedistalError, match="0.5 exceed the budget"):
         milestone_counts((0.1, 0.5), 100, 30)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgedistal.acquire import scores as S
+from edgedistal.acquire import uncertainty as S
 from edgedistal.acquire.kernels import knn
 from edgedistal.acquire.state import SelectionState
 

@@ -33,9 +33,6 @@ from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ("el2n", "forgetting", "never_learned", "aum", "confidence", "variability", "correctness")
-
-
 @dataclass
 class DynamicsConfig:
     """The proxy run: small, short and low-resolution on purpose (it only has to rank)."""

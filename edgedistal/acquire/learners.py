@@ -73,11 +73,8 @@ def score_with(detector: Any, images: np.ndarray, *, device: str = "auto", batch
     from edgedistal.acquire.scorer import score_images
     from edgedistal.runtime.torch_backend import TorchBackend
 
-    backend = TorchBackend(detector, "fp32", device=device, batch_size=batch_size)
-    try:
+    with TorchBackend(detector, "fp32", device=device, batch_size=batch_size) as backend:
         return score_images(images, backend, batch_size=batch_size, progress=progress)
-    finally:
-        backend.close()
 
 
 def _auc(y: np.ndarray | None, p: np.ndarray | None) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from edgedistal.acquire import scores as S
+from edgedistal.acquire import uncertainty as S
 from edgedistal.acquire.kernels import k_center_greedy
 from edgedistal.acquire.learners import Learner, Scores, val_auc
 from edgedistal.acquire.state import SelectionState, Strategy
@@ -128,7 +128,7 @@ class PoolInfo:
     videos: np.ndarray | None = None  # source video per row (GroupCap counts its frames once)
 
 
-def _round_record(
+def round_record(
     r: int, picks: np.ndarray, labelled: np.ndarray, pool: PoolInfo, scores: Scores | None,
     strategy: str, target: int, auc: float, seconds: float,
 ) -> dict:
@@ -172,6 +172,43 @@ def plateaued(aucs: Sequence[float], patience: int, min_delta: float) -> bool:
     return max(vals[-patience:]) < best_before + min_delta
 
 
+def _seed_round(learner: Learner, strategy: Strategy, pool: PoolInfo, state: LoopState, labelled: np.ndarray,
+                state_path: Path, seed: int, seed_strategy: str, device: str | torch.device,
+                on_round: Callable[[dict, LoopState], None] | None) -> None:
+    """Round 0: the seed set (uniform through the run's wrappers, k-center on the learner's
+    label-free features, or the run's own strategy before any fit); ``labelled`` is updated."""
+    n = len(pool.labels)
+    t0 = time.perf_counter()
+    k = state.targets[0]
+    gen = torch.Generator().manual_seed(derive_seed(seed, 0))
+    if seed_strategy == "kcenter":
+        feats = torch.as_tensor(learner.seed_embeddings()).to(device)
+        first = int(torch.randint(n, (1,), generator=gen))
+        picks = k_center_greedy(feats, k, first=first)
+    elif seed_strategy == "random":  # uniform, through the run's wrappers (balance, pairs)
+        blank = SelectionState(torch.empty(n, 0), torch.full((n,), 0.5), np.zeros(n, bool), gen,
+                               groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos)
+        picks = with_base(strategy, RandomSampling()).select(blank, k)
+    elif seed_strategy == "strategy":  # the run's own strategy before any fit (val AUC unknown):
+        reasons: dict[int, str] = {}  # a coldstart+ chain covers its label-free features
+        feats = torch.as_tensor(learner.seed_embeddings()).to(device)
+        blank = SelectionState(feats, torch.full((n,), 0.5, device=feats.device), np.zeros(n, bool), gen,
+                               groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos,
+                               reasons=reasons)
+        picks = np.asarray(strategy.select(blank, k), np.int64)
+        state.reasons.update({str(i): reasons[i] for i in picks.tolist() if i in reasons})
+    else:
+        raise EdgedistalError(f"unknown seed strategy {seed_strategy!r}", "use random, kcenter or strategy")
+    labelled[picks] = True
+    state.order = [int(i) for i in picks]
+    rec = round_record(0, picks, labelled, pool, None, f"seed:{seed_strategy}", k, math.nan,
+                       time.perf_counter() - t0)
+    state.rounds.append(rec)
+    state.save(state_path)
+    if on_round:
+        on_round(rec, state)
+
+
 def run_loop(
     learner: Learner,
     strategy: Strategy,
@@ -209,35 +246,7 @@ def run_loop(
     labelled[np.asarray(state.order, np.int64)] = True
 
     if not state.rounds:  # round 0: the seed set
-        t0 = time.perf_counter()
-        k = state.targets[0]
-        gen = torch.Generator().manual_seed(derive_seed(seed, 0))
-        if seed_strategy == "kcenter":
-            feats = torch.as_tensor(learner.seed_embeddings()).to(device)
-            first = int(torch.randint(n, (1,), generator=gen))
-            picks = k_center_greedy(feats, k, first=first)
-        elif seed_strategy == "random":  # uniform, through the run's wrappers (balance, pairs)
-            blank = SelectionState(torch.empty(n, 0), torch.full((n,), 0.5), np.zeros(n, bool), gen,
-                                   groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos)
-            picks = with_base(strategy, RandomSampling()).select(blank, k)
-        elif seed_strategy == "strategy":  # the run's own strategy before any fit (val AUC unknown):
-            reasons: dict[int, str] = {}  # a coldstart+ chain covers its label-free features
-            feats = torch.as_tensor(learner.seed_embeddings()).to(device)
-            blank = SelectionState(feats, torch.full((n,), 0.5, device=feats.device), np.zeros(n, bool), gen,
-                                   groups=pool.groups, pool_labels=pool.pool_labels, videos=pool.videos,
-                                   reasons=reasons)
-            picks = np.asarray(strategy.select(blank, k), np.int64)
-            state.reasons.update({str(i): reasons[i] for i in picks.tolist() if i in reasons})
-        else:
-            raise EdgedistalError(f"unknown seed strategy {seed_strategy!r}", "use random, kcenter or strategy")
-        labelled[picks] = True
-        state.order = [int(i) for i in picks]
-        rec = _round_record(0, picks, labelled, pool, None, f"seed:{seed_strategy}", k, math.nan,
-                            time.perf_counter() - t0)
-        state.rounds.append(rec)
-        state.save(state_path)
-        if on_round:
-            on_round(rec, state)
+        _seed_round(learner, strategy, pool, state, labelled, state_path, seed, seed_strategy, device, on_round)
 
     scores: Scores | None = None
     while not state.finished:
@@ -267,8 +276,8 @@ def run_loop(
             raise RuntimeError(f"strategy {strategy.name} returned duplicate or labelled indices")
         labelled[picks] = True
         state.order.extend(int(i) for i in picks)
-        rec = _round_record(r, picks, labelled, pool, scores, strategy.name, state.targets[r], auc,
-                            time.perf_counter() - t0)
+        rec = round_record(r, picks, labelled, pool, scores, strategy.name, state.targets[r], auc,
+                           time.perf_counter() - t0)
         state.rounds.append(rec)
         state.learner = learner.describe()
         state.rng[f"round_{r}"] = rseed

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgedistal.acquire.scores import uncertainty_table
+from edgedistal.acquire.uncertainty import uncertainty_table
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import Backend, BackendInfo

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from edgedistal.acquire import kernels as K
-from edgedistal.acquire import scores as S
+from edgedistal.acquire import uncertainty as S
 from edgedistal.acquire.kernels import gradient_embeddings, k_center_greedy, kmeans, kmeans_pp
 from edgedistal.acquire.state import SelectionState
 

@@ -41,7 +41,6 @@ PERCENTILE_METHOD = "linear"
 PERCENTILES = (50, 90, 95, 99)
 #: Backends in the order ``auto`` prefers them (same order as runtime.select).
 KNOWN_BACKENDS = ("tensorrt", "onnxruntime-gpu", "torch-cuda", "onnxruntime", "torch")
-CPU_BACKENDS = ("onnxruntime", "torch")
 #: Relative p50/p99 change between two passes still called stable.
 STABILITY_TOLERANCE = 0.15
 
@@ -383,11 +382,8 @@ def run_bench(
         if name not in fp32_probs:
             fp32_probs[name] = None
             with contextlib.suppress(Exception):
-                be = factory(name, "fp32", max_batch)
-                try:
+                with contextlib.closing(factory(name, "fp32", max_batch)) as be:
                     fp32_probs[name] = predict_all(be, images_for(be.image_size), max_batch)
-                finally:
-                    be.close()
         return fp32_probs[name]
 
     loads: list[dict[str, Any]] = []
@@ -411,7 +407,7 @@ def run_bench(
                     skipped[key] = f"could not create backend: {exc.__class__.__name__}: {exc}"
                     log(f"skip {name} {prec}: {skipped[key]}")
                     continue
-                try:
+                with contextlib.closing(be):
                     meta[key] = {"device": be.info.device, "detail": be.info.detail, "precision": be.info.precision}
                     if p == 0:
                         meta[key]["kernels"] = graph_kernels(be)
@@ -428,8 +424,6 @@ def run_bench(
                             timings[(name, prec, b)] = _time_one(be, imgs, b, config, clock)
                         except Exception as exc:  # noqa: BLE001 - e.g. a static-shape engine
                             timings[(name, prec, b)] = {"error": f"{exc.__class__.__name__}: {exc}"}
-                finally:
-                    be.close()
         passes.append(timings)
         loads.append({"pass": p + 1, "loadavg1_start": load0, "loadavg1_end": _load1(),
                       "wall_s": round(time.time() - t0, 1)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import click
@@ -223,19 +222,15 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
 
 def refuse_finished(out_dir: Path, resume: bool, overwrite: bool) -> None:
     """A finished run is not silently replaced: --resume reuses it, --overwrite replaces it."""
+    from edgedistal.data.distilled import CONFIG_FILE, clear_finished, is_finished
     from edgedistal.errors import EdgedistalError
 
-    done = out_dir / "config.json"
-    if not done.exists() or resume:
+    if not is_finished(out_dir) or resume:
         return
     if not overwrite:
-        raise EdgedistalError(f"{out_dir}: holds a finished distillation ({done.name})",
+        raise EdgedistalError(f"{out_dir}: holds a finished distillation ({CONFIG_FILE})",
                               "pass --resume to reuse it, --overwrite to replace it, or another --out")
-    from edgedistal.pipeline.distill import clear_subset
-
-    done.unlink()
-    shutil.rmtree(out_dir / "milestones", ignore_errors=True)  # the old run's snapshots
-    clear_subset(out_dir)  # and its materialised files (only those it listed)
+    clear_finished(out_dir)  # its summary, milestone snapshots and materialised files (only those it listed)
 
 
 def _run(manifest, cfg, out_dir: Path, resume: bool, strategy: str, mode: str):

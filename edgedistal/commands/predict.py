@@ -62,12 +62,9 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     if out is not None:
         check_outputs(out, overwrite)
     check_artifacts([precision], onnx_dir, engine_dir, checkpoint)
-    be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-                     device=device, batch_size=64)
-    try:
+    with get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                     device=device, batch_size=64) as be:
         res = predict_paths(paths, be, cfg)
-    finally:
-        be.close()
     shown = None if show_all else SCREENFUL if show is None else show
     print_predictions(res.files, f"edgedistal predict — {be.info.name} {be.info.precision} on {be.info.device}",
                       shown, threshold)

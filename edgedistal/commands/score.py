@@ -90,13 +90,11 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
         click.echo(f"scored {len(m):,} images at {summary['images_per_s']:,.1f} images/s → {out}/scores.parquet, "
                    f"{out}/embeddings.npy [{len(m)}x{summary['embedding_dim']}]")
         return
-    be = get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs, prefix=prefix)
-    click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")
-    try:
+    with get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs,
+                     prefix=prefix) as be:
+        click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")
         res = score_manifest(m, be, out, batch_size=batch_size, progress=True)
-    finally:
-        be.close()
     click.echo(f"scored {len(m):,} images at {res.images_per_s:,.1f} images/s → {out}/scores.parquet, "
                f"{out}/embeddings.npy [{res.embeddings.shape[0]}x{res.embeddings.shape[1]}]")
 

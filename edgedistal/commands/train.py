@@ -138,9 +138,9 @@ def refuse_clobber(out: Path, resume: bool, overwrite: bool) -> None:
 
 def _only_distilled(manifest, distilled: Path, split_seed: int):
     """The manifest with its train split cut down to the distilled subset (val/test untouched)."""
+    from edgedistal.data.distilled import distilled_manifest
     from edgedistal.data.manifest import Manifest
     from edgedistal.data.split import ensure_split, restrict_train
-    from edgedistal.deploy.int8 import distilled_manifest
 
     path = distilled_manifest(distilled)
     out = restrict_train(ensure_split(manifest, seed=split_seed), Manifest.load(path), str(path))

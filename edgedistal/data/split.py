@@ -8,7 +8,6 @@ the dataset's class balance.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
@@ -67,11 +66,6 @@ def check_no_group_leak(manifest: Manifest) -> None:
             f"{len(leaked)} group(s) appear in several splits (first: {leaked.index[0]})",
             "re-split with `group_split` so identities do not leak between train and test",
         )
-
-
-def split_counts(manifest: Manifest) -> pd.DataFrame:
-    df = manifest.df
-    return df.groupby(["split", "label"]).size().unstack(fill_value=0)
 
 
 def ensure_split(manifest: Manifest, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Manifest:

@@ -145,7 +145,7 @@ def validate_onnx(path: str | os.PathLike[str]) -> None:
         raise EdgedistalError(f"{path}: missing or empty ONNX file", "re-export with `edgedistal export`")
     try:
         onnx.checker.check_model(str(path))
-        from edgedistal.deploy.export import ort_session
+        from edgedistal.deploy.onnx_io import ort_session
 
         ort_session(path, threads=1)
     except Exception as exc:  # checker, protobuf and ORT each raise their own types
@@ -278,7 +278,7 @@ def _source_for(export_dir: Path, out: Path, precision: str, target: str, calib_
     have = model.get("int8_target") or ("tensorrt" if path.exists() else None)
     calib = model.get("calibration") or side.get("calibration") or {}
     explicit = calib_manifest is not None or calib_distilled is not None
-    from edgedistal.deploy.int8 import find_distilled
+    from edgedistal.data.distilled import find_distilled
 
     better = calib.get("kind", "generated") == "generated" and find_distilled(export_dir) is not None
     if path.exists() and have == target and not explicit and not better:

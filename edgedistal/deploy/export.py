@@ -31,16 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgedistal.errors import EdgedistalError, MissingDependencyError
+from edgedistal.data.distilled import DISTILLED_FILE
+from edgedistal.deploy.onnx_io import INPUT_NAME, OUTPUT_NAMES, run_ort
+from edgedistal.errors import EdgedistalError
 from edgedistal.models.registry import DeployModel, Detector
 from edgedistal.utils.io import atomic_path, sha256_file, write_json_atomic
-from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("prob", "embedding")
 SIDECAR = "export.json"
 
 
@@ -145,29 +144,7 @@ def _check_io(new: Any, ref: Any) -> None:
         raise EdgedistalError(f"conversion changed graph I/O types: {types(ref)} -> {types(new)}")
 
 
-# -- int8 -------------------------------------------------------------------------------------
-def quantize_int8(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], calib_images: np.ndarray, target: str = "tensorrt"
-) -> Path:
-    """Static int8 QDQ quantisation for ``target`` (see :mod:`edgedistal.deploy.int8`)."""
-    from edgedistal.deploy.int8 import quantize
-
-    return quantize(src, dst, calib_images, target)
-
-
 # -- parity -----------------------------------------------------------------------------------
-def ort_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
-    """A CPU ONNX Runtime session (for checks; serving goes through ``runtime.ort_backend``)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
-        raise MissingDependencyError("onnxruntime is not installed", "pip install onnxruntime") from exc
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = cpu_threads(threads)
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def torch_reference(detector: Detector, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """fp32 PyTorch outputs of the deploy graph on CPU (the parity reference)."""
     deploy = DeployModel(detector).eval().cpu().float()
@@ -197,16 +174,6 @@ def parity(
         "max_cosine_distance": float(cos.max()),
         "n_images": len(p0),
     }
-
-
-def run_ort(path: str | os.PathLike[str], images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    sess = ort_session(path)
-    probs, embs = [], []
-    for s in range(0, len(images), batch):
-        p, e = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images[s : s + batch])})
-        probs.append(p)
-        embs.append(e)
-    return np.concatenate(probs).astype(np.float32), np.concatenate(embs).astype(np.float32)
 
 
 # -- calibration images -----------------------------------------------------------------------
@@ -311,7 +278,7 @@ def export_detector(
     want = calib_size + (calib_size // 4 if int8_target == "cpu" and "int8" in precisions else 0)
     images, source = calibration_images(calib_manifest, cfg.image_size, want)
     kind = calib_kind or ("generated" if calib_manifest is None else
-                          "distilled" if Path(calib_manifest).name == "distilled.parquet" else "manifest")
+                          "distilled" if Path(calib_manifest).name == DISTILLED_FILE else "manifest")
     if kind == "generated":
         from edgedistal.deploy.int8 import GENERATED_WARNING
 
@@ -376,13 +343,3 @@ def read_sidecar(export_dir: str | os.PathLike[str], prefix: str = "model") -> d
 
     return read_export_sidecar(path)
 
-
-def model_path(export_dir: str | os.PathLike[str], precision: str) -> Path:
-    """Path of the ONNX model for ``precision``; a clear error if it was not exported."""
-    path = Path(export_dir) / model_filename(precision)
-    if not path.exists():
-        raise EdgedistalError(
-            f"{path}: no {precision} ONNX model",
-            f"run `edgedistal export --checkpoint C --out {export_dir} --precisions {precision}`",
-        )
-    return path

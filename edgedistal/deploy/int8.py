@@ -32,43 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from edgedistal.data.distilled import DISTILLED_FILE, distilled_manifest, find_distilled
 from edgedistal.errors import EdgedistalError
 
 log = logging.getLogger(__name__)
 
 INT8_TARGETS = ("tensorrt", "cpu")
 CALIB_METHODS = ("MinMax", "Entropy", "Percentile")
-DISTILLED_FILE = "distilled.parquet"
 GENERATED_WARNING = ("int8 calibrated on GENERATED images (no distilled subset or calibration manifest "
                      "given or found): expect a larger drift on real faces; pass --calib-distilled DIR")
 
 
 # -- calibration source -----------------------------------------------------------------------
-def find_distilled(*anchors: str | os.PathLike[str] | None) -> Path | None:
-    """A distillation output at or next to ``anchors``: ``A/distilled.parquet``,
-    ``A/distilled/distilled.parquet`` or ``A/../distilled/distilled.parquet`` (first found)."""
-    for a in anchors:
-        if a is None:
-            continue
-        a = Path(a)
-        base = a.parent if a.is_file() or a.suffix else a
-        for cand in (base / DISTILLED_FILE, base / "distilled" / DISTILLED_FILE,
-                     base.parent / "distilled" / DISTILLED_FILE):
-            if cand.is_file():
-                return cand
-    return None
-
-
-def distilled_manifest(path: str | os.PathLike[str]) -> Path:
-    """``--calib-distilled DIR`` (a `distill` output folder) or the parquet itself → the parquet."""
-    p = Path(path)
-    target = p / DISTILLED_FILE if p.is_dir() else p
-    if not target.is_file():
-        raise EdgedistalError(f"{target}: no distilled manifest here",
-                              "pass the folder `edgedistal distill --out` wrote (it holds distilled.parquet)")
-    return target
-
-
 @dataclass
 class CalibrationPlan:
     """Which manifest calibrates int8 (None: generated images) and what to call it."""
@@ -183,7 +158,7 @@ def quantize_for_target(
 ) -> dict[str, Any]:
     """Quantise for ``target``; for ``cpu`` try each calibration method and keep the one whose
     probabilities drift least from fp32 on a held-out slice. Returns what was done."""
-    from edgedistal.deploy.export import run_ort
+    from edgedistal.deploy.onnx_io import run_ort
 
     opts = target_options(target)
     if target == "tensorrt":

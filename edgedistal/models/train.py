@@ -9,7 +9,6 @@ weights; the checkpoint carries the config, the history and the metrics.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -565,16 +564,6 @@ def summary(result: FitResult) -> dict[str, Any]:
         "device": result.device,
         "precision": result.precision,
     }
-
-
-def clone_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``cfg`` with ``changes`` (handy for sweeps and the CLI)."""
-    new = copy.deepcopy(cfg)
-    for k, v in changes.items():
-        if not hasattr(new, k):
-            raise EdgedistalError(f"unknown training option {k!r}")
-        setattr(new, k, v)
-    return new
 
 
 def train_on_manifest(

@@ -1,4 +1,5 @@
-"""The subsets an evaluation trains on: baselines drawn from the pool, and distilled milestones.
+"""The subsets an evaluation trains on: baselines drawn from the pool (the distilled milestones are
+read by :func:`edgedistal.data.distilled.subset_at`).
 
 Every baseline is seeded and returns sorted row positions into the pool. The three baselines a
 reviewer expects beside any selection method (DeepCore, arXiv 2204.08499: "random is still a
@@ -16,13 +17,11 @@ by ~0.05 AUC on its own, so a method that only fixes the mix must not be credite
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.utils.io import read_json
 
 BASELINES = ("random", "balanced", "stratified")
 
@@ -140,48 +139,3 @@ def carve_val(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarra
         count += int(sizes[g])
     is_val = np.isin(groups, list(val_groups))
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def distilled_subset(distilled_dir: Path, budget: float) -> pd.DataFrame:
-    """The distilled rows at ``budget``: ``milestones/budget_<b>.parquet``, else the first rows
-    of ``distilled.parquet`` in acquisition order (round, rank) up to the budget's size."""
-    distilled_dir = Path(distilled_dir)
-    path = distilled_dir / "milestones" / f"budget_{budget:.3f}.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    full = distilled_dir / "distilled.parquet"
-    if not full.exists():
-        raise EdgedistalError(
-            f"{distilled_dir}: no milestones/budget_{budget:.3f}.parquet and no distilled.parquet",
-            "pass the output folder of `edgedistal distill` run with these --milestones",
-        )
-    df = pd.read_parquet(full)
-    cfg_path = distilled_dir / "config.json"
-    pool_size = None
-    if cfg_path.exists():
-        info = read_json(cfg_path)
-        pool_size = info.get("pool_size", info.get("pool"))
-    if pool_size is None:
-        raise EdgedistalError(
-            f"{path}: missing, and {cfg_path} does not state the pool size",
-            f"re-run `edgedistal distill` with --milestones including {budget}",
-        )
-    n = int(round(budget * int(pool_size)))
-    if n > len(df):
-        raise EdgedistalError(
-            f"{full}: holds {len(df)} rows, budget {budget} needs {n}",
-            "distil to a larger budget or drop that budget",
-        )
-    order = [c for c in ("round", "rank") if c in df.columns]
-    return (df.sort_values(order) if order else df).head(n)
-
-
-def distilled_name(distilled_dir: Path) -> str:
-    """A method's default name: the strategy its ``config.json`` records, else the folder name."""
-    cfg = Path(distilled_dir) / "config.json"
-    if cfg.exists():
-        info = read_json(cfg)
-        strategy = (info.get("config") or {}).get("strategy") or info.get("strategy")
-        if strategy:
-            return str(strategy)
-    return Path(distilled_dir).name

@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edgedistal.utils.io import read_json
+from edgedistal.data.distilled import (
+    ROUNDS_CSV,
+    ROUNDS_FILE,
+    DistillSummary,
+    read_rounds,
+    read_summary,
+)
 
 #: Secondary rule: differences within this many seed standard deviations are ties.
 TIE_STD = 2.0
@@ -49,19 +55,17 @@ def selection_cost(distilled_dir: str | Path) -> dict[str, Any]:
 
     Why: distillation only pays if selecting costs less than the full training it replaces,
     so the comparison must carry the selection's own bill, not only the subset's training."""
-    d = Path(distilled_dir)
-    cfg = read_json(d / "config.json") if (d / "config.json").exists() else {}
-    cost = cfg.get("cost") or {}
+    summary = read_summary(distilled_dir) or DistillSummary()
+    cost = summary.cost
     if cost.get("wall_s") is not None:
-        return {"mode": cfg.get("mode", "labelled"), "selection_s": float(cost["wall_s"]) + float(cost.get("select_s", 0.0)),
+        return {"mode": summary.mode or "labelled", "selection_s": float(cost["wall_s"]) + float(cost.get("select_s", 0.0)),
                 "images_trained": cost.get("images_trained"), "source": "config.json cost"}
-    for name in ("rounds.parquet", "rounds.csv"):
-        if (d / name).exists():
-            rounds = pd.read_parquet(d / name) if name.endswith(".parquet") else pd.read_csv(d / name)
-            if "seconds" in rounds:
-                return {"mode": cfg.get("mode", "proxy"), "selection_s": float(rounds["seconds"].fillna(0).sum()),
-                        "images_trained": None, "source": f"{name} seconds"}
-    return {"mode": cfg.get("mode"), "selection_s": math.nan, "images_trained": None, "source": "not recorded"}
+    rounds = read_rounds(distilled_dir)
+    if rounds is not None and "seconds" in rounds:
+        name = ROUNDS_FILE if (Path(distilled_dir) / ROUNDS_FILE).exists() else ROUNDS_CSV
+        return {"mode": summary.mode or "proxy", "selection_s": float(rounds["seconds"].fillna(0).sum()),
+                "images_trained": None, "source": f"{name} seconds"}
+    return {"mode": summary.mode, "selection_s": math.nan, "images_trained": None, "source": "not recorded"}
 
 
 def gain_over_chance(auc_subset: float, auc_full: float) -> float:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgedistal.data.distilled import distilled_manifest
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.synth import SynthConfig, write_dataset
-from edgedistal.utils.io import read_json, write_json_atomic
+from edgedistal.utils.io import write_json_atomic
 
 if TYPE_CHECKING:  # torch loads only when a stage runs
     from edgedistal.models.train import TrainConfig
@@ -69,7 +70,6 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     from edgedistal.data.layouts import read_layout
     from edgedistal.data.split import group_split
     from edgedistal.models.train import TrainConfig
-    from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
     from edgedistal.pipeline.evaluate import EvalConfig, run_evaluation
     from edgedistal.pipeline.report import write_report
 
@@ -112,21 +112,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
                             max_steps=cfg.eval_steps, eval_every=0, patience=0, device=cfg.device,
                             seed=cfg.seed)
 
-    done = stage("distill (active learning)")
-    dcfg = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="hybrid", seed_size=0.05,
-                         train=learner_train(backbone=cfg.backbone, image_size=cfg.image_size,
-                                             max_steps=cfg.distill_steps, batch_size=32),
-                         device=cfg.device, seed=cfg.seed)
-    dist = run_distill(manifest, dcfg, out / "distilled", resume=(out / "distilled").exists(),
-                       progress=progress)
-    done()
-
-    done = stage("distill in the embedder's space (balanced typicality)")
-    ecfg_emb = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="balanced+typiclust",
-                             seed_size=0.05, embedder=str(embedder_path), device=cfg.device, seed=cfg.seed)
-    run_distill(manifest, ecfg_emb, out / "distilled_embedder", resume=(out / "distilled_embedder").exists(),
-                progress=progress)
-    done()
+    dist = _distill(out, manifest, cfg, embedder_path, stage, progress)
 
     done = stage("evaluate distilled vs random vs full")
     ecfg = EvalConfig(budgets=cfg.milestones, seeds=cfg.seeds, protocol="converged",
@@ -144,25 +130,14 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     done()
 
     done = stage("train deployable detector on the distilled set + export ONNX")
-    detector_path = out / "detector.pt"
-    export_dir = out / "export"
-    if not detector_path.exists():
-        _train_deployable(manifest, Manifest.load(out / "distilled" / "distilled.parquet"),
-                          replace(train_cfg, max_steps=cfg.deploy_steps, init=str(embedder_path)), detector_path)
-    from edgedistal.deploy.export import SIDECAR, export_all
-
-    if not (export_dir / SIDECAR).exists():
-        export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),
-                   calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
-    if not (export_dir / "embedder.json").exists():  # the embedder beside the detector
-        export_all(embedder_path, export_dir, precisions=("fp32", "fp16", "int8"),
-                   calib_manifest=out / "distilled" / "distilled.parquet", calib_size=cfg.calib_size)
+    detector_path, export_dir = _deploy(out, manifest, replace(train_cfg, max_steps=cfg.deploy_steps,
+                                                               init=str(embedder_path)), embedder_path, cfg)
     done()
 
     summary = {
         "out_dir": str(out),
         "manifest": str(manifest_path),
-        "distilled": str(out / "distilled" / "distilled.parquet"),
+        "distilled": str(distilled_manifest(out / "distilled")),
         "distilled_rows": len(dist.manifest),
         "pool_rows": int((manifest.df["split"] == "train").sum()),
         "report_html": str(rep["html"]),
@@ -178,6 +153,50 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: b
     return summary
 
 
+def _distill(out: Path, manifest: Manifest, cfg: DemoConfig, embedder_path: Path,
+             stage: Callable[[str], Callable[[], None]], progress: bool):
+    """Two distillations: active learning (hybrid) and balanced typicality in the embedder's space."""
+    from edgedistal.pipeline.distill import DistillConfig, learner_train, run_distill
+
+    done = stage("distill (active learning)")
+    dcfg = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="hybrid", seed_size=0.05,
+                         train=learner_train(backbone=cfg.backbone, image_size=cfg.image_size,
+                                             max_steps=cfg.distill_steps, batch_size=32),
+                         device=cfg.device, seed=cfg.seed)
+    dist = run_distill(manifest, dcfg, out / "distilled", resume=(out / "distilled").exists(),
+                       progress=progress)
+    done()
+
+    done = stage("distill in the embedder's space (balanced typicality)")
+    ecfg_emb = DistillConfig(budget=cfg.budget, milestones=cfg.milestones, strategy="balanced+typiclust",
+                             seed_size=0.05, embedder=str(embedder_path), device=cfg.device, seed=cfg.seed)
+    run_distill(manifest, ecfg_emb, out / "distilled_embedder", resume=(out / "distilled_embedder").exists(),
+                progress=progress)
+    done()
+
+    return dist
+
+
+def _deploy(out: Path, manifest: Manifest, train_cfg: TrainConfig, embedder_path: Path,
+            cfg: DemoConfig) -> tuple[Path, Path]:
+    """The detector trained on the distilled subset, then it and the embedder exported (fp32,
+    fp16, int8 calibrated on the subset); each step skipped when its output is there."""
+    from edgedistal.deploy.export import SIDECAR, export_all
+
+    detector_path = out / "detector.pt"
+    export_dir = out / "export"
+    subset = distilled_manifest(out / "distilled")
+    if not detector_path.exists():
+        _train_deployable(manifest, Manifest.load(subset), train_cfg, detector_path)
+    if not (export_dir / SIDECAR).exists():
+        export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),
+                   calib_manifest=subset, calib_size=cfg.calib_size)
+    if not (export_dir / "embedder.json").exists():  # the embedder beside the detector
+        export_all(embedder_path, export_dir, precisions=("fp32", "fp16", "int8"),
+                   calib_manifest=subset, calib_size=cfg.calib_size)
+    return detector_path, export_dir
+
+
 def _train_deployable(manifest: Manifest, distilled: Manifest, train_cfg: TrainConfig, path: Path) -> None:
     """Train the detector users would deploy: on the distilled subset, early-stopped on val."""
     from edgedistal.data.images import load_images
@@ -191,7 +210,3 @@ def _train_deployable(manifest: Manifest, distilled: Manifest, train_cfg: TrainC
     save_checkpoint(path, res.model, history=res.history, best_val_auc=res.best_val_auc,
                     trained_on=str(len(distilled)) + " distilled samples")
 
-
-def load_summary(out_dir: str | Path) -> dict[str, Any] | None:
-    p = Path(out_dir) / "demo.json"
-    return read_json(p) if p.exists() else None

@@ -19,45 +19,49 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from edgedistal.acquire import scores as S
+from edgedistal.acquire import uncertainty as S
 from edgedistal.acquire.dynamics import Dynamics, DynamicsConfig, compute_dynamics
 from edgedistal.acquire.learners import Scores
-from edgedistal.acquire.loop import PoolInfo, _round_record, derive_seed, resolve_count
+from edgedistal.acquire.loop import PoolInfo, derive_seed, resolve_count, round_record
 from edgedistal.acquire.registry import get_strategy
 from edgedistal.acquire.state import SelectionState
+from edgedistal.data.distilled import DistillResult, milestone_path, write_run
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
-from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
-
-if TYPE_CHECKING:  # distill imports this module lazily; the type only
-    from edgedistal.pipeline.distill import DistillConfig
+from edgedistal.pipeline.distill_config import (
+    DistillConfig,
+    milestone_counts,
+    pool_hash,
+    run_fingerprint,
+    selection_device,
+)
+from edgedistal.utils.io import read_json, write_json_atomic
 
 
 def dynamics_config(cfg: DistillConfig) -> DynamicsConfig:
-    """The proxy run of a :class:`~edgedistal.pipeline.distill.DistillConfig` (its learner's recipe)."""
+    """The proxy run of a :class:`~edgedistal.pipeline.distill_config.DistillConfig` (its learner's recipe)."""
     t = cfg.train
     return DynamicsConfig(backbone=t.backbone, epochs=t.epochs, steps=t.max_steps, checkpoints=cfg.checkpoints,
                           batch_size=t.batch_size, lr=t.lr, folds=cfg.folds, seed=cfg.seed,
                           device=cfg.device, amp=t.amp, num_threads=cfg.num_threads)
 
 
-def _dynamics_key(dcfg: DynamicsConfig, image_size: int, pool_hash: str) -> str:
+def _dynamics_key(dcfg: DynamicsConfig, image_size: int, pool_digest: str) -> str:
     d = asdict(dcfg)
     for k in ("device", "num_threads", "predict_batch"):
         d.pop(k)
-    src = json.dumps({"dyn": d, "image_size": image_size, "pool": pool_hash}, sort_keys=True)
+    src = json.dumps({"dyn": d, "image_size": image_size, "pool": pool_digest}, sort_keys=True)
     return hashlib.sha1(src.encode()).hexdigest()
 
 
-def pool_dynamics(cfg: DistillConfig, pool: Manifest, workdir: Path, pool_hash: str, progress: bool) -> Dynamics:
+def pool_dynamics(cfg: DistillConfig, pool: Manifest, workdir: Path, pool_digest: str, progress: bool) -> Dynamics:
     """Cached dynamics of ``pool`` (``workdir``, then ``cfg.dynamics_dir``), else one proxy run."""
     dcfg = dynamics_config(cfg)
-    key = _dynamics_key(dcfg, cfg.train.image_size, pool_hash)
+    key = _dynamics_key(dcfg, cfg.train.image_size, pool_digest)
     for folder in [workdir] + ([Path(cfg.dynamics_dir)] if cfg.dynamics_dir else []):
         dyn = Dynamics.load(folder)
         if dyn is not None and dyn.cost.get("key") == key:
@@ -90,25 +94,15 @@ def _selection(pool: Manifest, picks: np.ndarray, r: int, reasons: dict[int, str
 def run_labelled(
     manifest: Manifest, cfg: DistillConfig, out: Path, *, resume: bool = False, progress: bool = True,
     on_round: Callable[[dict], None] | None = None,
-):
+) -> DistillResult:
     """Select every milestone budget (and the final one) from ``manifest``'s train split."""
-    from edgedistal.pipeline.distill import (
-        DistillResult,
-        _milestone_path,
-        _pool_hash,
-        _selection_device,
-        materialise,
-        milestone_counts,
-    )
-
     pool, val = manifest.split("train"), manifest.split("val")
     n = len(pool)
     budget = resolve_count(cfg.budget, n, "budget")
     kept = milestone_counts(cfg.milestones, n, budget)
     targets = sorted(set(kept.values()) | {budget})
-    pool_hash = _pool_hash(pool)
-    fp_src = json.dumps({"cfg": cfg.fingerprint_dict(), "pool": pool_hash, "mode": "labelled"}, sort_keys=True)
-    fingerprint = hashlib.sha1(fp_src.encode()).hexdigest()
+    digest = pool_hash(pool)
+    fingerprint = run_fingerprint(cfg, digest, "labelled")
     state_path, workdir = out / "state.json", out / "learner"
     if resume and state_path.exists() and read_json(state_path).get("fingerprint") != fingerprint:
         raise EdgedistalError(f"{state_path}: saved run used other settings or another pool",
@@ -119,15 +113,26 @@ def run_labelled(
             shutil.rmtree(workdir)
     write_json_atomic(state_path, {"fingerprint": fingerprint, "mode": "labelled", "finished": False})
 
-    dyn = pool_dynamics(cfg, pool, workdir, pool_hash, progress)
+    dyn = pool_dynamics(cfg, pool, workdir, digest, progress)
     if list(dyn.table["sample_id"].astype(str)) != list(pool.df["sample_id"].astype(str)):
         raise EdgedistalError(f"{workdir}: cached dynamics are for other samples", "run again without --resume")
+    picks_at, rounds, select_s = _select_budgets(cfg, pool, dyn, targets, kept, out, on_round)
+    res = _finish(cfg, manifest, pool, val, out, dyn, picks_at, rounds, kept, budget, targets, select_s)
+    write_json_atomic(state_path, {"fingerprint": fingerprint, "mode": "labelled", "finished": True})
+    return res
+
+
+def _select_budgets(cfg: DistillConfig, pool: Manifest, dyn: Dynamics, targets: list[int], kept: dict[float, int],
+                    out: Path, on_round: Callable[[dict], None] | None):
+    """One selection per target count (each its own ``round``); milestone snapshots as they come.
+    Returns ``{count: (picks, reasons)}``, the round log and the selection's seconds."""
+    n = len(pool)
     strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
     info = PoolInfo(labels=pool.labels, groups=pool.df["group"].to_numpy(dtype=object),
                     methods=pool.df["method"].to_numpy(dtype=object).astype(str))
     probs = dyn.table["prob"].to_numpy(np.float32, copy=True)  # parquet arrays are read-only
     scores = Scores(probs, dyn.embeddings)
-    device = _selection_device(cfg.device)
+    device = selection_device(cfg.device)
     picks_at: dict[int, tuple[np.ndarray, dict[int, str]]] = {}
     rounds: list[dict] = []
     select_s = 0.0
@@ -147,59 +152,60 @@ def run_labelled(
         picks_at[count] = (picks, reasons)
         mask = np.zeros(n, bool)
         mask[picks] = True
-        rec = _round_record(r, picks, mask, info, scores, strategy.name, count, math.nan, dt)
+        rec = round_record(r, picks, mask, info, scores, strategy.name, count, math.nan, dt)
         rounds.append(rec)
         for f, c in kept.items():
             if c == count:
-                _selection(pool, picks, r, reasons).save(_milestone_path(out, f))
+                _selection(pool, picks, r, reasons).save(milestone_path(out, f))
         if on_round:
             on_round(rec)
+    return picks_at, rounds, select_s
 
+
+def _finish(cfg: DistillConfig, manifest: Manifest, pool: Manifest, val: Manifest, out: Path, dyn: Dynamics,
+            picks_at: dict, rounds: list[dict], kept: dict[float, int], budget: int, targets: list[int],
+            select_s: float) -> DistillResult:
+    """The final budget's picks, then the outputs every run writes (config.json last)."""
+    n = len(pool)
     final, final_reasons = picks_at[budget]
     dist = _selection(pool, final, len(targets) - 1, final_reasons)
-    dist.save(out / "distilled.parquet")
-    dist.save(out / "distilled.csv")
     table = pd.DataFrame(rounds)
-    with atomic_path(out / "rounds.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
-    with atomic_path(out / "rounds.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    _write_scores(out, pool, dyn, picks_at, kept, budget)
-    sub = materialise(dist, out, cfg.materialise, manifest.paths)
     dyn_cost = {k: v for k, v in dyn.cost.items() if k not in ("config", "key")}
     picked = np.zeros(n, bool)
     picked[final] = True
-    summary = {
-        "mode": "labelled",
-        "config": cfg.to_dict(),
-        "learner": {"mode": "labelled", "proxy": dyn.cost.get("config"), "image_size": dyn.cost.get("image_size")},
-        "pool": n,
-        "val": len(val),
-        "budget": budget,
-        "seed_size": 0,
-        "targets": targets,
-        "milestones": {f"{f:.3f}": c for f, c in kept.items()},
-        "milestones_ignored_above_budget": [],  # refused instead (milestone_counts)
-        "nested_milestones": False,
-        "selected": len(final),
-        "stop_reason": "budget",
-        "final_val_auc": None,
-        "groups_covered": int(pd.Series(info.groups[picked]).nunique()),
-        "groups_in_pool": int(pd.Series(info.groups).nunique()),
-        "subset": str(sub) if sub else None,
-        "cost": {**dyn_cost, "select_s": round(select_s, 3),
-                 "proxy_epochs": round(dyn.cost.get("images_trained", 0) / max(n, 1), 3)},
-    }
-    write_json_atomic(out / "config.json", summary)
-    write_json_atomic(state_path, {"fingerprint": fingerprint, "mode": "labelled", "finished": True})
-    return DistillResult(dist, table, out, summary)
+    groups = pool.df["group"].to_numpy(dtype=object)
+
+    def summary(sub: Path | None) -> dict:
+        return {
+            "mode": "labelled",
+            "config": cfg.to_dict(),
+            "learner": {"mode": "labelled", "proxy": dyn.cost.get("config"), "image_size": dyn.cost.get("image_size")},
+            "pool": n,
+            "val": len(val),
+            "budget": budget,
+            "seed_size": 0,
+            "targets": targets,
+            "milestones": {f"{f:.3f}": c for f, c in kept.items()},
+            "milestones_ignored_above_budget": [],  # refused instead (milestone_counts)
+            "nested_milestones": False,
+            "selected": len(final),
+            "stop_reason": "budget",
+            "final_val_auc": None,
+            "groups_covered": int(pd.Series(groups[picked]).nunique()),
+            "groups_in_pool": int(pd.Series(groups).nunique()),
+            "subset": str(sub) if sub else None,
+            "cost": {**dyn_cost, "select_s": round(select_s, 3),
+                     "proxy_epochs": round(dyn.cost.get("images_trained", 0) / max(n, 1), 3)},
+        }
+
+    written = write_run(out, dist, table, _pool_table(pool, dyn, picks_at, kept, budget), dyn.embeddings,
+                        cfg.materialise, manifest.paths, summary)
+    return DistillResult(dist, table, out, written)
 
 
-def _write_scores(out: Path, pool: Manifest, dyn: Dynamics, picks_at: dict, kept: dict, budget: int) -> None:
-    """``pool_scores.parquet``: every sample's dynamics, where it landed and why (final budget)."""
+def _pool_table(pool: Manifest, dyn: Dynamics, picks_at: dict, kept: dict, budget: int) -> dict:
+    """``pool_scores.parquet``'s columns: every sample's dynamics, where it landed and why (final budget)."""
     n = len(pool)
-    np.save(out / "embeddings.npy.tmp.npy", np.asarray(dyn.embeddings, np.float32))
-    (out / "embeddings.npy.tmp.npy").replace(out / "embeddings.npy")
     final, reasons = picks_at[budget]
     rank = np.full(n, -1, np.int32)
     rank[final] = np.arange(len(final), dtype=np.int32)
@@ -217,8 +223,7 @@ def _write_scores(out: Path, pool: Manifest, dyn: Dynamics, picks_at: dict, kept
         m = np.zeros(n, bool)
         m[picks_at[c][0]] = True
         table[f"picked_{f:.3f}"] = m
-    with atomic_path(out / "pool_scores.parquet") as tmp:
-        pd.DataFrame(table).to_parquet(tmp, index=False)
+    return table
 
 
 __all__ = ["run_labelled", "pool_dynamics", "dynamics_config"]

@@ -49,14 +49,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from edgedistal.data.distilled import method_name, subset_at
 from edgedistal.data.manifest import Manifest
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.train import TrainConfig
 from edgedistal.pipeline.baselines import (  # noqa: F401  (re-exported: the evaluation's public names)
     balanced_subset,
     carve_val,
-    distilled_name,
-    distilled_subset,
     random_subset,
     stratified_name,
     stratified_subset,
@@ -383,7 +382,7 @@ def as_methods(distilled: str | Path | Mapping[str, str | Path] | Sequence[Any] 
         d = Path(d)
         if not d.is_dir():
             raise EdgedistalError(f"{d}: distillation folder not found", "pass the --out folder of `edgedistal distill`")
-        name = _valid_name(str(name) if name else distilled_name(d))
+        name = _valid_name(str(name) if name else method_name(d))
         if name in out:
             raise EdgedistalError(f"two distilled methods are named {name!r}", "name them: --distilled NAME=DIR")
         out[name] = d
@@ -391,7 +390,7 @@ def as_methods(distilled: str | Path | Mapping[str, str | Path] | Sequence[Any] 
 
 
 def _method_rows(name: str, ddir: Path, b: float, row_of: pd.Series, pool_set: set[int]) -> np.ndarray:
-    ids = distilled_subset(ddir, b)["sample_id"].astype(str)
+    ids = subset_at(ddir, b)["sample_id"].astype(str)
     unknown = ~ids.isin(row_of.index)
     if unknown.any():
         raise EdgedistalError(
@@ -473,22 +472,6 @@ def read_cell(path: Path, fingerprint: str) -> tuple[dict | None, str]:
     return (rec, "ok") if rec.get("fingerprint") == fingerprint else (None, "stale")
 
 
-def load_cells(out_dir: str | Path, keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """All readable cells of an evaluation folder as a table (``keys`` restricts to a plan)."""
-    folder = Path(out_dir) / "cells"
-    files = sorted(folder.glob("*.json"))
-    if keys is not None:
-        wanted = set(keys)
-        files = [f for f in files if f.stem in wanted]
-    recs = []
-    for f in files:
-        try:
-            recs.append(read_json(f))
-        except (ValueError, OSError):
-            continue
-    return pd.DataFrame(recs)
-
-
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -523,7 +506,6 @@ def run_evaluation(
     trains only arms ``i % n == k`` so ``n`` processes can share a GPU.
     """
     from edgedistal.data.split import ensure_split
-    from edgedistal.utils.progress import track
 
     say = log or log_.info
     cfg = dataclasses.replace(eval_cfg) if eval_cfg is not None else EvalConfig()
@@ -546,7 +528,7 @@ def run_evaluation(
     methods = as_methods(distilled)
     if not methods:
         ddir = _run_distill(manifest, distill_cfg, out / "distill", cfg.budgets, progress)
-        methods = {_valid_name(distilled_name(ddir)): ddir}
+        methods = {_valid_name(method_name(ddir)): ddir}
 
     arms = plan_arms(df, pool_rows, methods, cfg)
     labels = df["label"].to_numpy(np.int64)
@@ -568,91 +550,13 @@ def run_evaluation(
 
     if shard is None or shard[0] == 0:
         write_pick_sheets(df, arms, out / "figures")
-    status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0}
-    cell_dir = out / "cells"
-
-    def ref_of(a: Arm) -> dict | None:
-        """An RS2 arm's reference cell, when finished with a matching fingerprint."""
-        key = rs2_ref_key(a)
-        return read_cell(cell_dir / f"{key}.json", prints[key])[0] if key in prints else None
-
-    def fingerprint(a: Arm) -> str | None:
-        if a.kind != "rs2":
-            return prints[a.key]
-        ref = ref_of(a)
-        return None if ref is None else rs2_fingerprint(prints[a.key], ref)
-
-    def escalates(rec: Mapping[str, Any]) -> bool:
-        return (cfg.protocol == "converged" and rec.get("kind") != "rs2" and capped(rec)
-                and int(rec.get("step_cap") or 0) < ceiling_steps(int(rec["n_train"]), train_cfg.batch_size, cfg))
-
-    def state(a: Arm) -> tuple[dict | None, str]:
-        """A finished cell is reused unless it is capped_improving below today's ceiling: then
-        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``)."""
-        if a.kind == "rs2":
-            ref = ref_of(a)
-            if ref is not None and escalates(ref):  # its reference will train longer: so must it
-                return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
-        fp = fingerprint(a)
-        if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
-            return None, "stale" if (cell_dir / f"{a.key}.json").exists() else "missing"
-        rec, st = read_cell(cell_dir / f"{a.key}.json", fp)
-        if st == "ok" and a.kind != "rs2" and escalates(rec):
-            return rec, "escalate"
-        return rec, st
-
-    todo: list[tuple[Arm, dict | None]] = []
-    for i, a in enumerate(arms):
-        rec, st = state(a) if resume else (None, "missing")
-        status[st] += 1
-        if st == "corrupt":
-            say(f"{cell_dir / a.key}.json: unreadable cell, retraining it")
-        if st != "ok" and (shard is None or i % shard[1] == shard[0]):
-            todo.append((a, rec if st == "escalate" else None))
-    if status["stale"]:
-        say(f"{status['stale']} cell(s) in {cell_dir} were trained with other settings or data: retraining them")
-    if status["ok"]:
-        say(f"reusing {status['ok']} finished cell(s) with matching fingerprints")
-    if status["escalate"]:
-        say(f"{status['escalate']} finished cell(s) hit their step cap still improving: retraining them "
-            f"with a larger cap (ceiling {cfg.ceiling_epochs:g} passes)")
+    book = _Cells(out / "cells", prints, cfg, train_cfg)
+    todo, status = book.todo(arms, resume, shard, say)
     if todo and images is None:
         images = (image_loader or _default_loader)(manifest, train_cfg.image_size, progress)
-
-    t_start = time.perf_counter()
-    skipped: list[str] = []
-    for a, prev in track(todo, total=len(todo), description="evaluating") if progress else todo:
-        if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-            skipped.append(a.key)
-            continue
-        ref = ref_of(a) if a.kind == "rs2" else None
-        if a.kind == "rs2" and ref is None:  # its budget arm is in another shard or was skipped
-            skipped.append(a.key)
-            say(f"  {a.key}: waiting for {rs2_ref_key(a)} (a re-run trains it)")
-            continue
-        if a.kind == "rs2" and read_cell(cell_dir / f"{a.key}.json", fingerprint(a))[1] == "ok":
-            continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
-        start_cap = None
-        if prev is not None:
-            start_cap = next_cap(int(prev["step_cap"]),
-                                 ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
-        rec = train_cell(a, images, labels, groups, test_rows, videos, train_cfg, cfg, start_cap=start_cap,
-                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref)
-        rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
-                    "protocol": cfg.protocol, "budget_actual": len(a.rows) / len(pool_rows),
-                    "fingerprint": fingerprint(a), **a.extra})
-        if a.kind == "rs2":
-            rec["budget_actual"] = a.budget
-        write_json_atomic(cell_dir / f"{a.key}.json", rec)
-        say(f"  {a.key}: n={rec['n_train']} steps={rec['steps']}/{rec['step_cap']} {rec['wall_s']:.1f}s "
-            f"test AUC={rec['frame_auc']:.4f}{' (capped_improving)' if rec['capped_improving'] else ''}")
-
-    done = []
-    for a in arms:
-        fp = fingerprint(a)
-        rec = read_cell(cell_dir / f"{a.key}.json", fp)[0] if fp is not None else None
-        if rec is not None:
-            done.append(rec)
+    data = _ArmData(images, labels, groups, test_rows, videos, len(pool_rows))
+    skipped = book.train(todo, data, time_budget_s, progress, say)
+    done = book.finished(arms)
     cells = pd.DataFrame(done)
     summary = summarise(cells, cfg.budgets)
     n_fake = int(labels[test_rows].sum())
@@ -670,6 +574,132 @@ def run_evaluation(
         write_parquet_atomic(cells.drop(columns=["metrics"], errors="ignore"), out / "cells.parquet")
     write_json_atomic(out / "summary.json", summary)
     return EvalResult(cells, summary, out)
+
+
+@dataclass
+class _ArmData:
+    """What every arm trains and tests on: the images and columns of the whole manifest."""
+
+    images: np.ndarray | None
+    labels: np.ndarray
+    groups: np.ndarray
+    test_rows: np.ndarray
+    videos: np.ndarray
+    pool_size: int
+
+
+@dataclass
+class _Cells:
+    """The plan's cells on disk (``cells/<key>.json``): which are finished under today's
+    fingerprints, which escalate, and training the rest."""
+
+    cell_dir: Path
+    prints: dict[str, str]
+    cfg: EvalConfig
+    train_cfg: TrainConfig
+
+    def ref_of(self, a: Arm) -> dict | None:
+        """An RS2 arm's reference cell, when finished with a matching fingerprint."""
+        key = rs2_ref_key(a)
+        return read_cell(self.cell_dir / f"{key}.json", self.prints[key])[0] if key in self.prints else None
+
+    def fingerprint(self, a: Arm) -> str | None:
+        if a.kind != "rs2":
+            return self.prints[a.key]
+        ref = self.ref_of(a)
+        return None if ref is None else rs2_fingerprint(self.prints[a.key], ref)
+
+    def escalates(self, rec: Mapping[str, Any]) -> bool:
+        return (self.cfg.protocol == "converged" and rec.get("kind") != "rs2" and capped(rec)
+                and int(rec.get("step_cap") or 0) < ceiling_steps(int(rec["n_train"]), self.train_cfg.batch_size,
+                                                                 self.cfg))
+
+    def state(self, a: Arm) -> tuple[dict | None, str]:
+        """A finished cell is reused unless it is capped_improving below today's ceiling: then
+        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``)."""
+        if a.kind == "rs2":
+            ref = self.ref_of(a)
+            if ref is not None and self.escalates(ref):  # its reference will train longer: so must it
+                return None, "stale" if (self.cell_dir / f"{a.key}.json").exists() else "missing"
+        fp = self.fingerprint(a)
+        if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
+            return None, "stale" if (self.cell_dir / f"{a.key}.json").exists() else "missing"
+        rec, st = read_cell(self.cell_dir / f"{a.key}.json", fp)
+        if st == "ok" and a.kind != "rs2" and self.escalates(rec):
+            return rec, "escalate"
+        return rec, st
+
+    def todo(self, arms: Sequence[Arm], resume: bool, shard: tuple[int, int] | None,
+             say: Callable[[str], None]) -> tuple[list[tuple[Arm, dict | None]], dict[str, int]]:
+        """The arms this process trains (with the cell an escalation continues), and the counts."""
+        status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0}
+        todo: list[tuple[Arm, dict | None]] = []
+        for i, a in enumerate(arms):
+            rec, st = self.state(a) if resume else (None, "missing")
+            status[st] += 1
+            if st == "corrupt":
+                say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
+            if st != "ok" and (shard is None or i % shard[1] == shard[0]):
+                todo.append((a, rec if st == "escalate" else None))
+        if status["stale"]:
+            say(f"{status['stale']} cell(s) in {self.cell_dir} were trained with other settings or data: "
+                "retraining them")
+        if status["ok"]:
+            say(f"reusing {status['ok']} finished cell(s) with matching fingerprints")
+        if status["escalate"]:
+            say(f"{status['escalate']} finished cell(s) hit their step cap still improving: retraining them "
+                f"with a larger cap (ceiling {self.cfg.ceiling_epochs:g} passes)")
+        return todo, status
+
+    def train(self, todo: list[tuple[Arm, dict | None]], data: _ArmData, time_budget_s: float | None,
+              progress: bool, say: Callable[[str], None]) -> list[str]:
+        """Train each arm of ``todo`` into its cell; returns the keys left for a re-run."""
+        from edgedistal.utils.progress import track
+
+        t_start = time.perf_counter()
+        skipped: list[str] = []
+        for a, prev in track(todo, total=len(todo), description="evaluating") if progress else todo:
+            if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
+                skipped.append(a.key)
+                continue
+            ref = self.ref_of(a) if a.kind == "rs2" else None
+            if a.kind == "rs2" and ref is None:  # its budget arm is in another shard or was skipped
+                skipped.append(a.key)
+                say(f"  {a.key}: waiting for {rs2_ref_key(a)} (a re-run trains it)")
+                continue
+            if a.kind == "rs2" and read_cell(self.cell_dir / f"{a.key}.json", self.fingerprint(a))[1] == "ok":
+                continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
+            self._train_one(a, prev, ref, data, say)
+        return skipped
+
+    def _train_one(self, a: Arm, prev: dict | None, ref: dict | None, data: _ArmData,
+                   say: Callable[[str], None]) -> None:
+        cfg, train_cfg = self.cfg, self.train_cfg
+        start_cap = None
+        if prev is not None:
+            start_cap = next_cap(int(prev["step_cap"]),
+                                 ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
+        rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,
+                         start_cap=start_cap,
+                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref)
+        rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
+                    "protocol": cfg.protocol, "budget_actual": len(a.rows) / data.pool_size,
+                    "fingerprint": self.fingerprint(a), **a.extra})
+        if a.kind == "rs2":
+            rec["budget_actual"] = a.budget
+        write_json_atomic(self.cell_dir / f"{a.key}.json", rec)
+        say(f"  {a.key}: n={rec['n_train']} steps={rec['steps']}/{rec['step_cap']} {rec['wall_s']:.1f}s "
+            f"test AUC={rec['frame_auc']:.4f}{' (capped_improving)' if rec['capped_improving'] else ''}")
+
+    def finished(self, arms: Sequence[Arm]) -> list[dict]:
+        """The finished cells of ``arms`` under today's fingerprints, in plan order."""
+        done = []
+        for a in arms:
+            fp = self.fingerprint(a)
+            rec = read_cell(self.cell_dir / f"{a.key}.json", fp)[0] if fp is not None else None
+            if rec is not None:
+                done.append(rec)
+        return done
 
 
 def write_pick_sheets(df: pd.DataFrame, arms: Sequence[Arm], folder: Path) -> list[Path]:

@@ -25,6 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from edgedistal.data.distilled import (
+    ROUNDS_FILE,
+    is_distill_dir,
+    read_embeddings,
+    read_pool_scores,
+    read_rounds,
+    read_summary,
+)
 from edgedistal.errors import EdgedistalError
 from edgedistal.utils.io import read_json, write_text_atomic
 
@@ -75,7 +83,7 @@ def find_run(run_dir: str | os.PathLike[str]) -> RunDirs:
         if cfg.exists() and read_json(cfg).get("distilled_dir"):
             cands.append(Path(read_json(cfg)["distilled_dir"]))
     for cand in cands:
-        if (cand / "distilled.parquet").exists() or (cand / "rounds.parquet").exists():
+        if is_distill_dir(cand):
             dirs.distill_dir = cand
             break
     if dirs.eval_dir is None and dirs.distill_dir is None:
@@ -316,6 +324,10 @@ def fig_compute(summary: dict) -> bytes | None:
 
 
 # -- building ---------------------------------------------------------------------------------
+def _known(v: Any) -> Any:
+    return "?" if v is None else v
+
+
 def _fmt(v: Any, nd: int = 3) -> str:
     if v is None:
         return "–"
@@ -442,15 +454,15 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
     rep = Report(title=f"edgedistal report: {dirs.root.resolve().parent.name if name == 'run' else name}")
     summary = read_json(dirs.eval_dir / "summary.json") if dirs.eval_dir and (dirs.eval_dir / "summary.json").exists() else None
     eval_cfg = read_json(dirs.eval_dir / "eval_config.json") if dirs.eval_dir and (dirs.eval_dir / "eval_config.json").exists() else {}
-    dcfg = read_json(dirs.distill_dir / "config.json") if dirs.distill_dir and (dirs.distill_dir / "config.json").exists() else {}
+    dsum = read_summary(dirs.distill_dir) if dirs.distill_dir else None
     bench = read_json(dirs.root / "run.json") if (dirs.root / "run.json").exists() else {}
 
     if summary:
         rep.p(f"**{summary.get('conclusion', '')}**")
-    elif dcfg:
-        rep.p(f"**Distilled {dcfg.get('selected', '?')} of {dcfg.get('pool', '?')} pool samples "
-              f"({dcfg.get('groups_covered', '?')}/{dcfg.get('groups_in_pool', '?')} groups); "
-              f"final val AUC {_fmt(dcfg.get('final_val_auc'))}. No evaluation in this folder.**")
+    elif dsum is not None:
+        rep.p(f"**Distilled {_known(dsum.selected)} of {_known(dsum.pool)} pool samples "
+              f"({_known(dsum.groups_covered)}/{_known(dsum.groups_in_pool)} groups); "
+              f"final val AUC {_fmt(dsum.final_val_auc)}. No evaluation in this folder.**")
     if bench.get("machine") or bench.get("recipe"):
         rep.p("Machine: " + ", ".join(f"{k} {v}" for k, v in (bench.get("machine") or {}).items()))
         rep.p("Recipe: " + ", ".join(f"{k}={v}" for k, v in (bench.get("recipe") or {}).items()))
@@ -510,23 +522,22 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
     if dirs.distill_dir is not None:
         dd = dirs.distill_dir
         rep.h("What was picked")
-        if dcfg:
-            c = dcfg.get("config", {})
-            rep.p(f"Distillation: mode **{dcfg.get('mode')}**, strategy {c.get('strategy')}, "
-                  f"{dcfg.get('selected')} of {dcfg.get('pool')} pool samples in "
-                  f"{len(dcfg.get('targets', []))} rounds (seed set {dcfg.get('seed_size')}, "
-                  f"{c.get('seed_strategy')}), groups covered {dcfg.get('groups_covered')}/"
-                  f"{dcfg.get('groups_in_pool')}, stop: {dcfg.get('stop_reason')}, final val AUC "
-                  f"{_fmt(dcfg.get('final_val_auc'))}.")
-        rounds = pd.read_parquet(dd / "rounds.parquet") if (dd / "rounds.parquet").exists() else None
+        if dsum is not None:
+            rep.p(f"Distillation: mode **{dsum.mode}**, strategy {dsum.strategy}, "
+                  f"{dsum.selected} of {dsum.pool} pool samples in "
+                  f"{len(dsum.targets)} rounds (seed set {dsum.seed_size}, "
+                  f"{dsum.seed_strategy}), groups covered {dsum.groups_covered}/"
+                  f"{dsum.groups_in_pool}, stop: {dsum.stop_reason}, final val AUC "
+                  f"{_fmt(dsum.final_val_auc)}.")
+        rounds = read_rounds(dd) if (dd / ROUNDS_FILE).exists() else None
         if rounds is not None and not rounds.empty:
             cols = [c for c in ("round", "strategy", "picked", "labelled", "n_real", "n_fake", "groups_new",
                                 "groups_covered", "val_auc", "seconds") if c in rounds]
             rep.table(rounds[cols].round(4))
         rep.fig("composition", fig_composition(rounds), "Real/fake (or method) mix of each round's picks and groups covered.")
-        pool = pd.read_parquet(dd / "pool_scores.parquet") if (dd / "pool_scores.parquet").exists() else None
+        pool = read_pool_scores(dd)
         rep.fig("scores", fig_scores(pool), "Last scoring of the pool: picked vs not picked.")
-        emb = np.load(dd / "embeddings.npy", mmap_mode="r") if (dd / "embeddings.npy").exists() else None
+        emb = read_embeddings(dd)
         png = fig_embeddings(emb, pool)
         old = Path(reuse_dir) / "figures" / "embeddings.png" if reuse_dir else None
         if png is None and old is not None and old.exists():

@@ -297,12 +297,6 @@ def resolve(precision: str, export_dir: str | os.PathLike[str] | None = None,
     return exp
 
 
-def describe_missing(precision: str, export_dir: Any, engine_dir: Any) -> str:
-    where = [f"{d}/" for d in (export_dir, engine_dir) if d]
-    return (f"no {onnx_filename(precision)} or {engine_filename(precision)} in {' or '.join(where)}"
-            if where else "no --onnx-dir / --engine-dir given")
-
-
 # -- verification -----------------------------------------------------------------------------
 def verify(art: Artifact, checkpoint: str | os.PathLike[str] | None = None) -> Artifact:
     """Refuse an artifact that is empty, differs from its sidecar, or from ``checkpoint``."""

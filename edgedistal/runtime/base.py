@@ -90,5 +90,11 @@ class BaseBackend:
             embs.append(np.asarray(e, np.float32))
         return np.concatenate(probs), np.concatenate(embs)
 
+    def __enter__(self) -> BaseBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Free what the backend holds (sessions, buffers, streams)."""
+        """Free what the backend holds (sessions, buffers, streams); ``with backend:`` calls it."""

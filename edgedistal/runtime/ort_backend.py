@@ -16,7 +16,7 @@ import numpy as np
 
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.base import BackendInfo, BaseBackend
-from edgedistal.utils.machine import cpu_threads, usable_cores
+from edgedistal.utils.machine import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ def gpu_providers() -> list[str]:
     """GPU execution providers this ONNX Runtime build offers (TensorRT first)."""
     avail = _ort().get_available_providers()
     return [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in avail]
-
-
-def physical_cores() -> int:
-    """Cores this process may use; ORT's intra-op pool should not oversubscribe them."""
-    return usable_cores()
 
 
 class OrtBackend(BaseBackend):

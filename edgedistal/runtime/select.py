@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.runtime.base import PRECISIONS, Backend
+from edgedistal.runtime.base import PRECISIONS, BaseBackend
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def get_backend(
     cuda_graphs: bool = False,
     workspace_mb: int | None = None,
     prefix: str = "model",
-) -> Backend:
+) -> BaseBackend:
     """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``).
 
     ``workspace_mb`` caps the TensorRT workspace where an engine is built at load time (ONNX
@@ -145,14 +145,14 @@ def get_backend(
 
 def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: Path | None,
           device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None,
-          prefix: str = "model") -> Backend:
+          prefix: str = "model") -> BaseBackend:
     if cand in GPU_BACKENDS:
         dev = device if device and device.startswith("cuda") else "cuda"
     else:  # the CPU backends; torch also runs on Apple MPS when asked for it
         dev = "mps" if cand == "torch" and device == "mps" else "cpu"
     from edgedistal.runtime.artifacts import resolve
 
-    backend: Backend
+    backend: BaseBackend
     if cand == "tensorrt":
         from edgedistal.runtime.trt_backend import TrtBackend
 

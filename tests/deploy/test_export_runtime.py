@@ -21,10 +21,10 @@ from edgedistal.deploy.engines import (
 from edgedistal.deploy.export import (
     export_detector,
     model_filename,
-    run_ort,
     sha256_file,
     torch_reference,
 )
+from edgedistal.deploy.onnx_io import run_ort
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.models.registry import Detector, DetectorConfig, save_checkpoint
 from edgedistal.runtime.artifacts import check_artifacts, onnx_metadata

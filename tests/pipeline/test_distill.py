@@ -225,7 +225,7 @@ PROOF = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "proof_
 @pytest.mark.parametrize("folder", sorted(p.name for p in PROOF.iterdir()) if PROOF.exists() else [])
 def test_old_flat_config_json_reads_and_keeps_its_fingerprint(folder: str) -> None:
     """Runs made before ``train`` nested still load, and fingerprint as they did (so they resume)."""
-    from edgedistal.pipeline.baselines import distilled_name
+    from edgedistal.data.distilled import method_name
 
     old = json.loads((PROOF / folder / "config.json").read_text())["config"]
     cfg = DistillConfig.from_dict(old)
@@ -236,7 +236,7 @@ def test_old_flat_config_json_reads_and_keeps_its_fingerprint(folder: str) -> No
         if want.get(k) == default:
             want.pop(k)
     assert cfg.fingerprint_dict() == want
-    assert distilled_name(PROOF / folder) == old["strategy"]  # what evaluate --distilled reads
+    assert method_name(PROOF / folder) == old["strategy"]  # what evaluate --distilled reads
     again = DistillConfig.from_dict(cfg.to_dict())  # the nested form round-trips
     assert again == cfg
 
@@ -248,9 +248,9 @@ def test_train_settings_have_one_source() -> None:
     with pytest.raises(EdgedistalError, match="train.seed"):
         DistillConfig(seed=1, train=learner_train(seed=2))
     cfg = DistillConfig(seed=3, device="cpu", train=learner_train(lr=1e-3))
-    from edgedistal.pipeline.distill import _train_config
+    from edgedistal.pipeline.distill_config import train_config
 
-    t = _train_config(cfg)
+    t = train_config(cfg)
     assert (t.seed, t.device, t.lr, t.image_size) == (3, "cpu", 1e-3, 64)
     assert "seed" not in cfg.to_dict()["train"]
     changed = DistillConfig(train=learner_train(weight_decay=0.1)).fingerprint_dict()
@@ -276,7 +276,7 @@ def test_distill_help_names_match_the_registries_without_importing_torch():
 
     from edgedistal.acquire.difficulty import DIFFICULTY
     from edgedistal.acquire.registry import STRATEGIES
-    from edgedistal.acquire.scores import SCORES
+    from edgedistal.acquire.uncertainty import SCORES
     from edgedistal.commands import distill as cmd
 
     assert cmd.STRATEGIES == STRATEGIES

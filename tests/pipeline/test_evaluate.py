@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edgedistal.data.distilled import subset_at
 from edgedistal.pipeline.evaluate import (
     EvalConfig,
     aubc,
     balanced_subset,
     carve_val,
-    distilled_subset,
     gain_over_chance,
     random_subset,
     run_evaluation,
@@ -137,12 +137,12 @@ def test_distilled_subset_falls_back_to_pick_order(tmp_path: Path) -> None:
                        "rank": [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]})
     df.to_parquet(tmp_path / "distilled.parquet")
     (tmp_path / "config.json").write_text('{"pool": 40}')
-    sub = distilled_subset(tmp_path, 0.1)  # 4 rows, the first picks (round 0)
+    sub = subset_at(tmp_path, 0.1)  # 4 rows, the first picks (round 0)
     assert sub["sample_id"].tolist() == ["s5", "s6", "s7", "s8"]
     from edgedistal.errors import EdgedistalError
 
     with pytest.raises(EdgedistalError):
-        distilled_subset(tmp_path, 0.5)  # needs 20 rows, has 10
+        subset_at(tmp_path, 0.5)  # needs 20 rows, has 10
 
 
 # -- the full loop on generated data ----------------------------------------------------------

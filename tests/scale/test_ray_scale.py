@@ -136,11 +136,8 @@ def pool(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     torch.manual_seed(2)
     ckpt = save_checkpoint(root / "detector.pt", Detector(DetectorConfig(backbone="resnet18", image_size=SIZE)))
     kwargs = {"name": "torch", "precision": "fp32", "checkpoint": str(ckpt), "device": "cpu", "batch_size": 16}
-    be = get_backend(**kwargs)
-    try:
+    with get_backend(**kwargs) as be:
         score_manifest(m, be, root / "single", batch_size=16, progress=False, use_cache=False)
-    finally:
-        be.close()
     return m, kwargs, root / "single"
 
 

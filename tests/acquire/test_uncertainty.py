@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistal.acquire import scores as S
+from edgedistal.acquire import uncertainty as S
 
 
 def test_binary_probs_expand_and_hand_values():

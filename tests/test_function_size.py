@@ -1,0 +1,42 @@
+"""No function in the loops (``pipeline/``, ``acquire/``) runs over 100 lines: a driver that
+long mixes setup, the loop and the outputs, and each is read (and resumed) on its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "edgedistal"
+MAX_LINES = 100
+FOLDERS = ("pipeline", "acquire")
+
+
+def long_functions(path: Path, limit: int = MAX_LINES) -> list[str]:
+    """``name (N lines)`` of each def in ``path`` longer than ``limit`` (decorators to last line)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            n = node.end_lineno - first + 1
+            if n > limit:
+                out.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_no_function_over_100_lines(folder: str) -> None:
+    bad = [f for p in sorted((PKG / folder).rglob("*.py")) for f in long_functions(p)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_count_sees_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    (tmp_path / "m.py").write_text(f"def f():\n{body}\n\n\ndef g():\n    return 1\n")
+    global PKG
+    old, PKG = PKG, tmp_path
+    try:
+        assert long_functions(tmp_path / "m.py") == [f"{tmp_path.name}/m.py:1 f ({MAX_LINES + 1} lines)"]
+    finally:
+        PKG = old
