@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": _BASE,
     "extract": _BASE | {"data"},
     "models": _BASE | {"data"},
-    "runtime": _BASE | {"data", "extract", "models"},
+    "runtime": _BASE | {"data", "models"},
     "acquire": _BASE | {"data", "extract", "models", "runtime"},
     "deploy": _BASE | {"data", "models", "runtime"},
     "bench": _BASE | {"data", "models", "runtime"},

@@ -36,7 +36,7 @@ def _seconds(value: str | None) -> float | None:
 
 
 @click.command("bench", epilog=EXAMPLES)
-@click.option("--manifest", type=click.Path(dir_okay=False), help="Labelled manifest (Parquet/CSV).")
+@click.option("--manifest", "-m", type=click.Path(dir_okay=False), help="Labelled manifest (Parquet/CSV).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Detector checkpoint (torch backends).")
 @click.option("--onnx-dir", type=click.Path(file_okay=False), help="Folder from `edgedistal export` (ORT).")
 @click.option("--engine-dir", type=click.Path(file_okay=False),

@@ -109,7 +109,7 @@ def _row(rec: dict) -> list[str]:
 
 
 @click.command("distill", epilog=EXAMPLES)
-@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--manifest", "-m", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Manifest (.parquet/.csv); selection draws from its train split only.")
 @out_option("out_dir", default="distilled", file_okay=False,
             help="Run folder: distilled.parquet, rounds.csv, pool_scores.parquet, config.json, milestones/.")

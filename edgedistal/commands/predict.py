@@ -45,14 +45,14 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     from edgedistal.commands.show import SCREENFUL, print_predictions
     from edgedistal.errors import EdgedistalError
     from edgedistal.extract.run import ExtractConfig
-    from edgedistal.runtime.artifacts import check_artifacts
-    from edgedistal.runtime.predict import (
+    from edgedistal.pipeline.predict_files import (
         PredictConfig,
         check_outputs,
         predict_paths,
         require_verdicts,
         write_outputs,
     )
+    from edgedistal.runtime.artifacts import check_artifacts
     from edgedistal.runtime.select import get_backend
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:

@@ -28,7 +28,7 @@ edgedistal score --manifest manifest.parquet --onnx-dir export --model embedder 
 
 
 @click.command(epilog=EXAMPLES)
-@click.option("--manifest", required=True, type=click.Path(path_type=Path))
+@click.option("--manifest", "-m", required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")

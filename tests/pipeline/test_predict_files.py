@@ -15,7 +15,12 @@ import torch
 from edgedistal.errors import EdgedistalError
 from edgedistal.extract.run import ExtractConfig
 from edgedistal.models.registry import Detector, DetectorConfig
-from edgedistal.runtime.predict import PredictConfig, collect_inputs, predict_paths, write_outputs
+from edgedistal.pipeline.predict_files import (
+    PredictConfig,
+    collect_inputs,
+    predict_paths,
+    write_outputs,
+)
 from edgedistal.runtime.torch_backend import TorchBackend
 
 
