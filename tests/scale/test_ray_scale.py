@@ -3,6 +3,7 @@ single-process run, also when a worker is killed mid-run, and an interrupted run
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -174,6 +175,8 @@ def test_score_resumes_an_interrupted_ray_run_and_cli(local_ray, pool, tmp_path)
                                    "--backend", "torch", "--device", "cpu", "--batch-size", "16",
                                    "--ray", "--ray-shard", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert f"{4 - len(shards)} shard(s) run, {len(shards)} already done" in r.output
+    # a shard in flight when the worker died may land after the count above: done can only grow
+    ran, done = map(int, re.search(r"(\d+) shard\(s\) run, (\d+) already done", r.output).groups())
+    assert ran + done == 4 and done >= len(shards), r.output
     assert "0 retried shard(s)" in r.output
     _same_scores(out, ref)
