@@ -9,6 +9,7 @@ import click
 
 from edgedistal.commands.options import device_option, examples, out_option, threads_option
 from edgedistal.errors import EdgedistalError
+from edgedistal.runtime.base import PRECISIONS
 
 EXAMPLES = examples('''
 # what `make engines` built, on the demo data (what `make bench` runs)
@@ -45,7 +46,7 @@ def _seconds(value: str | None) -> float | None:
 @click.option("--demo-dir", type=click.Path(file_okay=False), default=str(DEMO_DIR), show_default=True,
               help="Where `make demo` wrote its outputs (with --demo).")
 @click.option("--backends", default="auto", show_default=True, help="auto, all, or a comma list (torch,onnxruntime,...).")
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
 @click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma list of batch sizes.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls per row.")

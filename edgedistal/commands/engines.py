@@ -9,6 +9,7 @@ import click
 
 from edgedistal.commands.export import parse_precisions
 from edgedistal.commands.options import device_option, examples, out_option, threads_option
+from edgedistal.runtime.base import PRECISIONS
 
 EXAMPLES = examples('''
 # TensorRT engines (or the ONNX Runtime models without TensorRT) from export/
@@ -23,7 +24,7 @@ edgedistal engines --export-dir export -o engines_cpu --device cpu --threads 2
 @click.command(epilog=EXAMPLES)
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(path_type=Path))
 @out_option(default="engines", help="Folder for model_<precision>.{engine,onnx} (and embedder_<precision>.* when export/ holds an embedder), their sidecars, engines.json.")
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
 @click.option("--min-batch", default=1, show_default=True)
 @click.option("--opt-batch", default=32, show_default=True)
 @click.option("--max-batch", default=64, show_default=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import examples, out_option, threads_option
+from edgedistal.runtime.base import PRECISIONS
 
 EXAMPLES = examples('''
 # fp32, fp16 and int8 (calibrated on the distilled subset) into export/
@@ -21,7 +22,7 @@ edgedistal export --checkpoint runs/emb/embedder.pt --calib-distilled d_hybrid -
 
 def parse_precisions(text: str) -> tuple[str, ...]:
     items = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in items if p not in ("fp32", "fp16", "int8")]
+    bad = [p for p in items if p not in PRECISIONS]
     if bad or not items:
         raise click.BadParameter(f"{text!r}: use a comma list of fp32, fp16, int8", param_hint="--precisions")
     return items
@@ -40,7 +41,7 @@ def parse_precisions(text: str) -> tuple[str, ...]:
                    "auto (as `engines`): tensorrt where TensorRT is installed, else cpu.")
 @click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Calibration / parity images.")
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(min=17),
               help="ONNX opset (17 or newer: TensorRT's parser and ORT's quantiser need it).")
 @threads_option("Export, parity and calibration run on the CPU: the ONNX graph does not depend on a device.")

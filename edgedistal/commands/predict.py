@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import device_option, examples, out_option, threads_option
+from edgedistal.runtime.base import TORCH_PRECISIONS
 
 EXAMPLES = examples('''
 # a video and a folder of images with the int8 engine from `engines`
@@ -22,7 +23,7 @@ edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --de
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
 @click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "int8", "bf16"]))
+              type=click.Choice(TORCH_PRECISIONS))
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
 @device_option()

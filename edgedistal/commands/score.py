@@ -14,6 +14,7 @@ from edgedistal.commands.options import (
     ray_options,
     threads_option,
 )
+from edgedistal.runtime.base import TORCH_PRECISIONS
 
 EXAMPLES = examples('''
 # the fp16 ONNX model from `export`, on the best backend here
@@ -33,7 +34,7 @@ edgedistal score --manifest manifest.parquet --onnx-dir export --model embedder 
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
 @click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "int8", "bf16"]),
+              type=click.Choice(TORCH_PRECISIONS),
               help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))

@@ -19,6 +19,7 @@ from typing import Any
 from edgedistal.deploy.export import model_filename
 from edgedistal.errors import EdgedistalError, MissingDependencyError
 from edgedistal.runtime.artifacts import artifact_sidecar, engine_filename
+from edgedistal.runtime.base import PRECISIONS
 from edgedistal.runtime.trt_env import (  # noqa: F401  (what loading an engine checks; builders re-use it)
     check_engine_compatible,
     compat_problems,
@@ -120,7 +121,7 @@ def ensure_export(export_dir: str | os.PathLike[str], demo_if_missing: bool = Fa
         from edgedistal.deploy.export import export_all
 
         log.warning("%s has no model: exporting the demo checkpoint %s", export_dir, demo)
-        export_all(demo, export_dir, precisions=("fp32", "fp16", "int8"))
+        export_all(demo, export_dir, precisions=PRECISIONS)
         return
     raise EdgedistalError(
         f"{export_dir}: no exported model ({model_filename('fp32')})",
@@ -175,7 +176,7 @@ def resolve_int8_target(target: str, have_trt: bool) -> str:
 def build_all(
     export_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    precisions: tuple[str, ...] = PRECISIONS,
     min_batch: int = 1,
     opt_batch: int = 32,
     max_batch: int = 64,

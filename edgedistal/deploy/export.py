@@ -35,6 +35,7 @@ from edgedistal.data.distilled import DISTILLED_FILE
 from edgedistal.deploy.onnx_io import INPUT_NAME, OUTPUT_NAMES, run_ort
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.registry import DeployModel, Detector
+from edgedistal.runtime.base import PRECISIONS
 from edgedistal.utils.io import atomic_path, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def calibration_images(
 def export_all(
     checkpoint: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    precisions: tuple[str, ...] = PRECISIONS,
     calib_manifest: str | os.PathLike[str] | None = None,
     calib_size: int = 256,
     opset: int = OPSET,
@@ -226,7 +227,7 @@ def export_all(
     from edgedistal.deploy.int8 import plan_calibration
     from edgedistal.models.embedder import load_model
 
-    bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+    bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise EdgedistalError(f"unknown precision(s) {bad}", "choose from fp32, fp16, int8")
     if opset < OPSET:  # before any work (and before the int8 calibration warning)
@@ -243,7 +244,7 @@ def export_all(
 def export_detector(
     detector: Detector,
     out_dir: str | os.PathLike[str],
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    precisions: tuple[str, ...] = PRECISIONS,
     calib_manifest: str | os.PathLike[str] | None = None,
     calib_size: int = 256,
     opset: int = OPSET,

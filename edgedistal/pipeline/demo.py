@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from edgedistal.data.distilled import distilled_manifest
 from edgedistal.data.manifest import Manifest
 from edgedistal.data.synth import SynthConfig, write_dataset
+from edgedistal.runtime.base import PRECISIONS
 from edgedistal.utils.io import write_json_atomic
 
 if TYPE_CHECKING:  # torch loads only when a stage runs
@@ -189,10 +190,10 @@ def _deploy(out: Path, manifest: Manifest, train_cfg: TrainConfig, embedder_path
     if not detector_path.exists():
         _train_deployable(manifest, Manifest.load(subset), train_cfg, detector_path)
     if not (export_dir / SIDECAR).exists():
-        export_all(detector_path, export_dir, precisions=("fp32", "fp16", "int8"),
+        export_all(detector_path, export_dir, precisions=PRECISIONS,
                    calib_manifest=subset, calib_size=cfg.calib_size)
     if not (export_dir / "embedder.json").exists():  # the embedder beside the detector
-        export_all(embedder_path, export_dir, precisions=("fp32", "fp16", "int8"),
+        export_all(embedder_path, export_dir, precisions=PRECISIONS,
                    calib_manifest=subset, calib_size=cfg.calib_size)
     return detector_path, export_dir
 

@@ -16,7 +16,10 @@ import numpy as np
 
 from edgedistal.errors import EdgedistalError
 
+#: The one precision vocabulary: what export writes, engines build and every backend serves.
 PRECISIONS = ("fp32", "fp16", "int8")
+#: torch also runs bf16 autocast (a training/scoring mode, not an exported artifact).
+TORCH_PRECISIONS = (*PRECISIONS, "bf16")
 
 
 @dataclass
