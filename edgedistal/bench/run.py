@@ -33,14 +33,15 @@ from edgedistal.bench.env import capture_environment, finish_environment
 from edgedistal.bench.jetson import estimate_section
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, Backend
+from edgedistal.runtime.select import ORDER
 
 _log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: numpy.percentile method used for every percentile (Hyndman & Fan type 7, numpy's default).
 PERCENTILE_METHOD = "linear"
 PERCENTILES = (50, 90, 95, 99)
-#: Backends in the order ``auto`` prefers them (same order as runtime.select).
-KNOWN_BACKENDS = ("tensorrt", "onnxruntime-gpu", "torch-cuda", "onnxruntime", "torch")
+#: Backends in the order ``auto`` prefers them: runtime.select owns the list.
+KNOWN_BACKENDS = ORDER
 #: Relative p50/p99 change between two passes still called stable.
 STABILITY_TOLERANCE = 0.15
 
