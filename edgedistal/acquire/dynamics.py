@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
 
@@ -113,12 +112,14 @@ def scores_from_logits(logits: np.ndarray, labels: np.ndarray, early: float = 0.
 
 
 def _train_cfg(cfg: DynamicsConfig, image_size: int, seed: int):
+    """The detector recipe of the proxy run: no validation, no early stopping, inputs as they are
+    (channels_last off: the dynamics' logits stay the same whatever the CPU's bf16 support)."""
     from edgedistal.models.train import TrainConfig
 
     return TrainConfig(backbone=cfg.backbone, image_size=image_size, batch_size=cfg.batch_size, lr=cfg.lr,
-                       weight_decay=cfg.weight_decay, max_steps=cfg.steps, epochs=cfg.epochs, patience=0,
+                       weight_decay=cfg.weight_decay, max_steps=cfg.steps or None, epochs=cfg.epochs, patience=0,
                        augment=cfg.augment, amp=cfg.amp, seed=seed, device=cfg.device,
-                       num_threads=cfg.num_threads)
+                       num_threads=cfg.num_threads, channels_last=False)
 
 
 @torch.inference_mode()
@@ -151,86 +152,45 @@ def train_recording(
     """Train the proxy on ``images`` and score ``score_images`` (default: the same) at
     ``checkpoints`` evenly spaced steps. Returns (logits ``[T, M]``, final embeddings, cost).
 
-    The loop is the detector's own (model, batched device augmentation, AdamW, one-cycle
-    schedule from :mod:`edgedistal.models.train`), without validation or early stopping: the
-    proxy must see the whole run for its dynamics to mean the same for every sample.
+    The loop is the detector's own (:func:`edgedistal.models.train.fit`, with a per-step hook),
+    without validation or early stopping: the proxy must see the whole run for its dynamics to
+    mean the same for every sample.
     """
-    from edgedistal.models.augment import BatchAugment, spec_for
-    from edgedistal.models.predict import amp_dtype, autocast, resolve_device
-    from edgedistal.models.registry import build_detector
-    from edgedistal.models.train import (
-        _batch,
-        _param_groups,
-        _place,
-        lr_factor,
-        optimizer_step,
-        seed_everything,
-    )
+    from edgedistal.models.predict import resolve_device
+    from edgedistal.models.train import fit
 
     t0 = time.perf_counter()
     seed = cfg.seed if seed is None else seed
     tcfg = _train_cfg(cfg, images.shape[1], seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    seed_everything(seed)
-    device = resolve_device(cfg.device)
-    model = build_detector(tcfg.detector_config()).to(device)
     n = len(images)
     bs = min(cfg.batch_size, n)
     total = int(cfg.steps) if cfg.steps else max(1, int(round(cfg.epochs * max(1, n // bs))))
     n_ck = max(1, checkpoints if checkpoints is not None else cfg.checkpoints)
     at = sorted({max(1, int(round(total * (j + 1) / n_ck))) for j in range(n_ck)})
-    log.info("%s: training %s on %d images for %d steps, scoring %d images at %d checkpoints",
-             name, cfg.backbone, n, total, len(images if score_images is None else score_images), len(at))
-    y = np.asarray(labels, np.int64)
-    n_pos = int(y.sum())
-    pos_weight = torch.tensor((n - n_pos) / n_pos, device=device) if 0 < n_pos < n else None
-    data = _place(images, device, 0.6)
-    on_device = isinstance(data, torch.Tensor)
-    target = torch.from_numpy(y.astype(np.float32)).to(device)
-    spec = spec_for(cfg.augment)
-    augment = BatchAugment(spec) if spec else None
-    mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype(device, cfg.amp) == torch.float16 else None
-    gen = torch.Generator().manual_seed(seed)
     score_x = images if score_images is None else score_images
+    log.info("%s: training %s on %d images for %d steps, scoring %d images at %d checkpoints",
+             name, cfg.backbone, n, total, len(score_x), len(at))
+    device = resolve_device(cfg.device)
     history: list[np.ndarray] = []
-    emb = np.empty((0, model.embed_dim), np.float32)
-    train_s = score_s = 0.0
-    perm, cursor, seen = torch.randperm(n, generator=gen), 0, 0
-    model.train()
-    t_train = time.perf_counter()
-    for step in range(1, total + 1):
-        if cursor + bs > n:
-            perm, cursor = torch.randperm(n, generator=gen), 0
-        idx = perm[cursor : cursor + bs]
-        cursor += bs
-        xb = _batch(data, idx.to(device) if on_device else idx, device)
-        x = xb.permute(0, 3, 1, 2).float().div_(255.0)
-        if augment is not None:
-            x = augment(x)
-        x = (x - mean) / std
-        with autocast(device, cfg.amp):
-            logit, _ = model(x)
-        loss = F.binary_cross_entropy_with_logits(logit.float(), target[idx.to(device)], pos_weight=pos_weight)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(tcfg, (step - 0.5) / total)
-        optimizer_step(loss, opt, model, scaler, 2.0)
-        seen += bs
-        if step in at:
-            train_s += time.perf_counter() - t_train
-            t_s = time.perf_counter()
-            z, emb = _score(model, score_x, device, cfg.amp, cfg.predict_batch)
-            history.append(z)
-            score_s += time.perf_counter() - t_s
-            log.info("%s: checkpoint %d/%d at step %d/%d (%.0f s training, %.0f s scoring)",
-                     name, len(history), len(at), step, total, train_s, score_s)
-            t_train = time.perf_counter()
-    cost = {"train_s": round(train_s, 3), "score_s": round(score_s, 3), "wall_s": round(time.perf_counter() - t0, 3),
-            "steps": total, "images_trained": seen, "images_scored": len(score_x) * len(history),
-            "checkpoints_at_step": at, "device": str(device)}
+    emb = np.empty((0, 0), np.float32)
+    score_s = [0.0]
+
+    def record(step: int, model) -> None:
+        nonlocal emb
+        if step not in at:
+            return
+        t_s = time.perf_counter()
+        z, emb = _score(model, score_x, device, cfg.amp, cfg.predict_batch)
+        history.append(z)
+        score_s[0] += time.perf_counter() - t_s
+        log.info("%s: checkpoint %d/%d at step %d/%d (%.0f s scoring)", name, len(history), len(at), step, total,
+                 score_s[0])
+
+    result = fit(images, labels, cfg=tcfg, progress=False, on_step=record)
+    wall = time.perf_counter() - t0
+    cost = {"train_s": round(wall - score_s[0], 3), "score_s": round(score_s[0], 3), "wall_s": round(wall, 3),
+            "steps": total, "images_trained": int(result.samples_seen),
+            "images_scored": len(score_x) * len(history), "checkpoints_at_step": at, "device": str(device)}
     return np.stack(history), emb, cost
 
 

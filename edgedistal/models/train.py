@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -406,6 +407,7 @@ def fit(
     model: Detector | None = None,
     resume: str | Path | None = None,
     epoch_rows: int | None = None,
+    on_step: Callable[[int, Detector], None] | None = None,
 ) -> FitResult:
     """Train a detector on uint8 NHWC RGB ``train_x`` (labels 0 real / 1 fake).
 
@@ -417,6 +419,9 @@ def fit(
     sampler and RNG state, best weights so far); if it exists, training continues from it.
     ``epoch_rows`` (RS2, Okanovic et al. 2024): every epoch trains on a fresh uniform subset of
     this many of the rows instead of all of them; ``None`` keeps the plain full pass.
+    ``on_step(step, model)`` runs after every optimiser step (training dynamics record the pool's
+    logits at chosen steps through it, so there is one training loop); it must not draw random
+    numbers or leave the model out of train mode.
     Returns the model on the CPU in eval mode.
     """
     t_start = time.perf_counter()
@@ -497,6 +502,8 @@ def fit(
             run.seen += bs
             loss_sum += loss.detach()
             loss_count += 1
+            if on_step is not None:
+                on_step(run.step, model)
 
             over_budget = cfg.time_budget_s is not None and time.perf_counter() - t_start > cfg.time_budget_s
             if run.step % eval_every == 0 or run.step == total or over_budget:

@@ -59,6 +59,19 @@ def test_training_is_reproducible_with_a_seed(small):
     assert a.steps == 6 and a.samples_seen == 6 * 16 and len(a.history) == 2
 
 
+def test_on_step_sees_every_step_in_train_mode_and_changes_nothing(small):
+    """The per-step hook (how training dynamics record logits) is called once per step with the
+    model in train mode, and a hook that only reads leaves the run bit-identical."""
+    tx, ty, vx, vy = small
+    cfg = TrainConfig(**TINY, augment="light", seed=3, amp="off")
+    seen: list[tuple[int, bool]] = []
+    hooked = fit(tx, ty, vx, vy, cfg, progress=False,
+                 on_step=lambda step, model: seen.append((step, model.training)))
+    plain = fit(tx, ty, vx, vy, cfg, progress=False)
+    assert seen == [(s, True) for s in range(1, 7)]
+    np.testing.assert_array_equal(predict(hooked.model, vx)[0], predict(plain.model, vx)[0])
+
+
 def test_training_beats_chance_on_held_out_groups():
     x, y, g = _synth(32, 32)
     tr, te = g < 24, g >= 24  # whole identities held out
