@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edgedistal.acquire.state import Strategy
 from edgedistal.acquire.strategies import (
     Badge,
@@ -52,8 +54,60 @@ _REGISTRY = {
 }
 STRATEGIES = tuple(_REGISTRY)
 WRAPPERS = ("balanced", "groupspread", "groupcap", "paired", "coldstart")
-#: Keyword arguments that configure a wrapper rather than the base strategy.
-WRAPPER_KW = ("real_fraction", "max_per_group", "max_per_video", "cold", "threshold")
+#: Keyword arguments that configure a wrapper rather than the base strategy, by wrapper
+#: (``real_fraction`` alone implies balanced).
+WRAPPER_KW_OF = {"balanced": ("real_fraction",), "groupcap": ("max_per_group", "max_per_video"),
+                 "coldstart": ("cold", "threshold")}
+WRAPPER_KW = tuple(k for keys in WRAPPER_KW_OF.values() for k in keys)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A strategy string parsed once: ``"balanced+groupcap+ccs"`` → wrappers
+    ``("balanced", "groupcap")`` and base ``"ccs"``. Every reader of a strategy name asks this
+    instead of splitting the string again."""
+
+    base: str
+    wrappers: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, name: str) -> StrategySpec:
+        parts = str(name).lower().replace("-", "_").split("+")
+        base, wrappers = parts[-1], tuple(parts[:-1])
+        if base not in _REGISTRY or any(w not in WRAPPERS for w in wrappers):
+            from edgedistal.errors import EdgedistalError
+
+            raise EdgedistalError(
+                f"unknown strategy {name!r}",
+                f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
+            )
+        return cls(base, wrappers)
+
+    def has(self, wrapper: str) -> bool:
+        return wrapper in self.wrappers
+
+    @property
+    def name(self) -> str:
+        return "+".join((*self.wrappers, self.base))
+
+
+def _wrapper_settings(spec: StrategySpec, kw: dict[str, object]) -> dict[str, object]:
+    """Pop the wrapper settings out of ``kw``; a setting whose wrapper is not in the chain is
+    refused (it used to be dropped silently). ``threshold`` without coldstart stays the base
+    strategy's own (Lightly's engine has one)."""
+    out: dict[str, object] = {}
+    for wrapper, keys in WRAPPER_KW_OF.items():
+        for key in keys:
+            if key not in kw or kw[key] is None:
+                continue
+            if wrapper == "balanced" or spec.has(wrapper):
+                out[key] = kw.pop(key)
+            elif key != "threshold":
+                from edgedistal.errors import EdgedistalError
+
+                raise EdgedistalError(f"--param {key} configures the {wrapper}+ wrapper, which {spec.name!r} does "
+                                      "not have", f"use --strategy {wrapper}+{spec.name}, or drop {key}")
+    return out
 
 
 def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw: object) -> Strategy:
@@ -66,17 +120,10 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
     strategy's name, default typiclust) and ``threshold`` (coldstart's val-AUC switch).
     Nesting, inside out: coldstart, groupcap, balanced, groupspread, paired.
     """
-    parts = name.lower().replace("-", "_").split("+")
-    base = parts[-1]
-    bad = [w for w in parts[:-1] if w not in WRAPPERS]
-    if base not in _REGISTRY or bad:
-        from edgedistal.errors import EdgedistalError
-
-        raise EdgedistalError(
-            f"unknown strategy {name!r}",
-            f"choose one of {', '.join(STRATEGIES)}, optionally prefixed by {'+, '.join(WRAPPERS)}+",
-        )
-    wkw = {key: kw.pop(key) for key in WRAPPER_KW if key in kw and kw[key] is not None}
+    spec = StrategySpec.parse(name)
+    base, parts = spec.base, [*spec.wrappers, spec.base]
+    kw = dict(kw)
+    wkw = _wrapper_settings(spec, kw)
     try:
         strat: Strategy = _REGISTRY[base](**kw)
     except TypeError as exc:  # --param notakey=5, or a value of the wrong kind

@@ -129,8 +129,8 @@ def _row(rec: dict) -> list[str]:
 @click.option("--real-fraction", type=click.FloatRange(0, 1), default=None,
               help="Share of picks from the real class (wraps the strategy in balanced+; 0.5 = even).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Other strategy settings, repeatable: strata=50, neighbours=10, threshold=0.75, cold=probcover, "
-              "max_per_group=2, max_per_video=1 …")
+              help="Other strategy settings, repeatable: strata=50, neighbours=10; for coldstart+ threshold=0.75, "
+              "cold=probcover; for groupcap+ max_per_group=2, max_per_video=1 (refused without their wrapper) …")
 @click.option("--balanced/--no-balanced", default=False, help="Balance picks by class (wraps the strategy).")
 @click.option("--label-aware/--no-label-aware", default=True, show_default=True,
               help="Let balanced+/paired+ read every pool label (the dataset is labelled); "

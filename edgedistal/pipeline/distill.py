@@ -32,7 +32,7 @@ from edgedistal.acquire.loop import (
     run_loop,
     schedule,
 )
-from edgedistal.acquire.registry import get_strategy
+from edgedistal.acquire.registry import StrategySpec, get_strategy
 from edgedistal.data.distilled import (
     DistillResult,
     materialise,
@@ -138,7 +138,7 @@ def _score_checkpoint(cfg: DistillConfig, manifest: Manifest, out: Path, progres
 def _check_scores_strategy(cfg: DistillConfig) -> None:
     """Precomputed scores hold probabilities and embeddings only: no MC-dropout passes (BALD),
     no training dynamics (the difficulty scores of --mode labelled)."""
-    wants = {cfg.strategy.split("+")[-1], str(cfg.strategy_kw.get("score", ""))}
+    wants = {StrategySpec.parse(cfg.strategy).base, str(cfg.strategy_kw.get("score", ""))}
     if "bald" in wants:
         raise EdgedistalError("BALD needs MC-dropout passes, which `edgedistal score` output does not hold",
                               "pick --score entropy/margin, or drop --scores and add --mc-dropout 10")
@@ -164,12 +164,13 @@ def _check_embedder_strategy(cfg: DistillConfig, scores_dir: str | os.PathLike[s
         path = Path(scores_dir) / SCORES_FILE
         if not path.exists() or not embedder_only(pd.read_parquet(path, columns=["prob"])):
             return
-    parts = cfg.strategy.lower().replace("-", "_").split("+")
+    spec = StrategySpec.parse(cfg.strategy)
     fix = ("use an embedding strategy (typiclust, probcover, kcenter, random; wrappers balanced+/groupcap+ "
            "with --label-aware), or score the pool with a detector (--checkpoint)")
-    if parts[-1] not in EMBEDDING_STRATEGIES or "coldstart" in parts[:-1]:
+    if spec.base not in EMBEDDING_STRATEGIES or spec.has("coldstart"):
         raise EdgedistalError(f"strategy {cfg.strategy!r} needs probabilities, which embedder scores do not have", fix)
-    if not cfg.label_aware and (cfg.balanced or any(w in parts for w in ("balanced", "paired", "mundig", "mundig_div"))
+    if not cfg.label_aware and (cfg.balanced or spec.has("balanced") or spec.has("paired")
+                                or spec.base in ("mundig", "mundig_div")
                                 or "real_fraction" in cfg.strategy_kw):
         raise EdgedistalError("--no-label-aware balancing predicts classes from probabilities, which embedder "
                               "scores do not have", fix)
@@ -324,7 +325,7 @@ def _select(cfg: DistillConfig, pool: Manifest, val: Manifest, out: Path, plan: 
         if workdir.exists():
             shutil.rmtree(workdir)
     strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
-    wants_bald = cfg.strategy.split("+")[-1] == "bald" or cfg.strategy_kw.get("score") == "bald"
+    wants_bald = StrategySpec.parse(cfg.strategy).base == "bald" or cfg.strategy_kw.get("score") == "bald"
     if wants_bald and cfg.mc_dropout <= 0 and learner is None:
         raise EdgedistalError("the BALD score needs MC-dropout samples", "add --mc-dropout 10")
     mode = cfg.mode
@@ -417,9 +418,9 @@ def model_free(cfg: DistillConfig) -> bool:
     """Whether the selection reads no model output: ``random`` under label-reading wrappers
     (``balanced+random``: plain balanced sampling), a random seed set, no early stop on val.
     Such a run trains no proxy; its picks are the same as if it had trained one."""
-    parts = cfg.strategy.split("+")
-    wrapped = cfg.balanced or "real_fraction" in cfg.strategy_kw or any(p in ("balanced", "paired") for p in parts)
-    return (parts[-1] == "random" and all(p in _LABEL_WRAPPERS for p in parts[:-1])
+    spec = StrategySpec.parse(cfg.strategy)
+    wrapped = cfg.balanced or "real_fraction" in cfg.strategy_kw or spec.has("balanced") or spec.has("paired")
+    return (spec.base == "random" and all(w in _LABEL_WRAPPERS for w in spec.wrappers)
             and (cfg.label_aware or not wrapped) and cfg.seed_strategy == "random"
             and cfg.patience == 0 and cfg.mc_dropout == 0)
 

@@ -211,3 +211,27 @@ def test_mundig_without_the_package_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mundig)
     with pytest.raises(EdgedistalError, match="lightly-mundig"):
         get_strategy("mundig").select(_state(), 5)
+
+
+def test_strategy_spec_parses_once_and_refuses_unknown_parts():
+    from edgedistal.acquire.registry import StrategySpec
+    from edgedistal.errors import EdgedistalError
+
+    spec = StrategySpec.parse("Balanced+GroupCap+CCS")
+    assert spec == StrategySpec("ccs", ("balanced", "groupcap")) and spec.name == "balanced+groupcap+ccs"
+    assert spec.has("groupcap") and not spec.has("paired")
+    assert StrategySpec.parse("cluster-margin").base == "cluster_margin"
+    for bad in ("nosuch", "wrapped+random", "balanced+"):
+        with pytest.raises(EdgedistalError, match="unknown strategy"):
+            StrategySpec.parse(bad)
+
+
+def test_a_wrapper_setting_without_its_wrapper_is_refused_not_dropped():
+    from edgedistal.errors import EdgedistalError
+
+    with pytest.raises(EdgedistalError, match="groupcap\\+ wrapper"):
+        get_strategy("balanced+typiclust", max_per_group=3)
+    with pytest.raises(EdgedistalError, match="coldstart\\+ wrapper"):
+        get_strategy("hybrid", cold="probcover")
+    assert get_strategy("groupcap+random", max_per_group=3).max_per_group == 3
+    assert get_strategy("random", real_fraction=0.4).real_fraction == 0.4  # alone, it implies balanced
