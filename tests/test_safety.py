@@ -318,6 +318,16 @@ def test_convert_checkpoint_needs_trust_and_then_loads_safely(tmp_path: Path, ca
     assert payload["best"] == 0.9 and type(payload["best"]) is float
 
 
+def test_convert_checkpoint_with_trust_still_runs_nothing(tmp_path: Path, capsys) -> None:
+    """Even vouched for, a checkpoint that needs a global outside the numpy allow-list is
+    refused and its code never runs."""
+    marker = tmp_path / "marker"
+    bad = _malicious(tmp_path / "old.pt", marker)
+    code, _, err = run(["convert-checkpoint", bad, "-o", tmp_path / "new.pt", "--trust"], capsys)
+    assert_one_line_error(code, err, bad)
+    assert "never writes" in err and not marker.exists() and not (tmp_path / "new.pt").exists()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "text", "list", "no_state"])
 def test_damaged_checkpoints_and_states_are_one_line(tmp_path: Path, damage: str) -> None:
     import torch

@@ -8,8 +8,8 @@ goes through :func:`load_pt` (``weights_only=True``). The rule is generic: any c
 (detector, embedder, training state) is ``{"config": <plain dict>, "state_dict": ..., ...}``.
 
 A file that needs more (older edgedistal checkpoints stored numpy scalars) is refused with the
-one command that converts it, which the user runs knowingly: ``edgedistal convert-checkpoint
-OLD -o NEW --trust`` (:func:`convert_trusted`).
+one command that converts it: ``edgedistal convert-checkpoint OLD -o NEW --trust``
+(:func:`convert_trusted`, which allows those numpy types and nothing else).
 """
 
 from __future__ import annotations
@@ -83,9 +83,25 @@ def require_dict(payload: Any, path: str | os.PathLike[str], keys: tuple[str, ..
     return payload
 
 
+#: What old edgedistal checkpoints held besides tensors and plain types: numpy scalars and
+#: arrays. Conversion reads exactly these through torch's allow-list; nothing else is unpickled.
+CONVERTIBLE_GLOBALS = ("numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
+                       "numpy._core.multiarray.scalar", "numpy.core.multiarray._reconstruct",
+                       "numpy.core.multiarray.scalar")
+
+
+def _allowed_global(name: str) -> object:
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
 def convert_trusted(old: str | os.PathLike[str], new: str | os.PathLike[str]) -> Path:
-    """Unpickle ``old`` fully (the caller vouched for it), store it as plain types in ``new``
-    and prove ``new`` loads with ``weights_only=True``."""
+    """Read ``old`` with ``weights_only=True`` plus an allow-list of the numpy types older
+    checkpoints held (:data:`CONVERTIBLE_GLOBALS`), store it as plain types in ``new`` and prove
+    ``new`` loads with ``weights_only=True``. A file needing any other global is refused, so no
+    code from the file can run even when the caller vouched for it."""
     import torch
 
     from edgedistal.utils.io import atomic_path
@@ -97,7 +113,21 @@ def convert_trusted(old: str | os.PathLike[str], new: str | os.PathLike[str]) ->
         raise EdgedistalError(f"{new}: is the input; converting in place would lose the original",
                               "pass another NEW path")
     try:
-        payload = torch.load(old, map_location="cpu", weights_only=False)  # noqa: S614 - explicitly trusted
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(old)
+    except Exception as exc:
+        raise EdgedistalError(f"{old}: cannot read it ({exc.__class__.__name__}: {str(exc)[:160]})",
+                              "the file is damaged or not a PyTorch file") from exc
+    foreign = [g for g in needed if g not in CONVERTIBLE_GLOBALS]
+    if foreign:
+        raise EdgedistalError(f"{old}: holds objects edgedistal never writes ({', '.join(foreign[:5])})",
+                              "only checkpoints written by edgedistal can be converted; nothing was unpickled")
+    try:
+        import numpy as np
+
+        # dtype objects rebuild through their class (numpy.dtypes.Float64DType, …): plain data types
+        dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+        with torch.serialization.safe_globals([*(_allowed_global(g) for g in needed), *dtypes]):
+            payload = torch.load(old, map_location="cpu", weights_only=True)
         data = plain(payload)
     except TypeError as exc:
         raise EdgedistalError(f"{old}: {exc}", "this file holds objects edgedistal never writes") from exc
