@@ -173,22 +173,22 @@ def train_recording(
     device = resolve_device(cfg.device)
     history: list[np.ndarray] = []
     emb = np.empty((0, 0), np.float32)
-    score_s = [0.0]
+    score_s = 0.0
 
     def record(step: int, model) -> None:
-        nonlocal emb
+        nonlocal emb, score_s
         if step not in at:
             return
         t_s = time.perf_counter()
         z, emb = _score(model, score_x, device, cfg.amp, cfg.predict_batch)
         history.append(z)
-        score_s[0] += time.perf_counter() - t_s
+        score_s += time.perf_counter() - t_s
         log.info("%s: checkpoint %d/%d at step %d/%d (%.0f s scoring)", name, len(history), len(at), step, total,
-                 score_s[0])
+                 score_s)
 
     result = fit(images, labels, cfg=tcfg, progress=False, on_step=record)
     wall = time.perf_counter() - t0
-    cost = {"train_s": round(wall - score_s[0], 3), "score_s": round(score_s[0], 3), "wall_s": round(wall, 3),
+    cost = {"train_s": round(wall - score_s, 3), "score_s": round(score_s, 3), "wall_s": round(wall, 3),
             "steps": total, "images_trained": int(result.samples_seen),
             "images_scored": len(score_x) * len(history), "checkpoints_at_step": at, "device": str(device)}
     return np.stack(history), emb, cost

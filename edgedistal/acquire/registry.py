@@ -58,7 +58,6 @@ WRAPPERS = ("balanced", "groupspread", "groupcap", "paired", "coldstart")
 #: (``real_fraction`` alone implies balanced).
 WRAPPER_KW_OF = {"balanced": ("real_fraction",), "groupcap": ("max_per_group", "max_per_video"),
                  "coldstart": ("cold", "threshold")}
-WRAPPER_KW = tuple(k for keys in WRAPPER_KW_OF.values() for k in keys)
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
     Nesting, inside out: coldstart, groupcap, balanced, groupspread, paired.
     """
     spec = StrategySpec.parse(name)
-    base, parts = spec.base, [*spec.wrappers, spec.base]
+    base = spec.base
     kw = dict(kw)
     wkw = _wrapper_settings(spec, kw)
     try:
@@ -136,20 +135,20 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
             f"strategy {base!r} does not take {', '.join(f'{k}={v!r}' for k, v in kw.items())} ({exc})",
             f"its --param keys are: {', '.join(accepted) or 'none'}",
         ) from exc
-    if "coldstart" in parts[:-1]:
+    if spec.has("coldstart"):
         from edgedistal.acquire.coldstart import ColdStart
 
         cold = get_strategy(str(wkw.get("cold", "typiclust")))
         strat = ColdStart(strat, cold, **({"threshold": float(wkw["threshold"])} if "threshold" in wkw else {}))
-    if "groupcap" in parts[:-1]:  # inside balanced: exact class quotas, caps still span both
+    if spec.has("groupcap"):  # inside balanced: exact class quotas, caps still span both
         from edgedistal.acquire.groups import GroupCap  # classes (counted over the picks so far)
 
         caps = {key: int(wkw[key]) for key in ("max_per_group", "max_per_video") if key in wkw}
         strat = GroupCap(strat, **caps)
-    if "balanced" in parts[:-1] or balanced or "real_fraction" in wkw:
+    if spec.has("balanced") or balanced or "real_fraction" in wkw:
         strat = Balanced(strat, real_fraction=float(wkw.get("real_fraction", 0.5)))
-    if "groupspread" in parts[:-1] or group_cap > 0:  # outermost: the cap spans both classes
+    if spec.has("groupspread") or group_cap > 0:  # outermost: the cap spans both classes
         strat = GroupSpread(strat, max(1, group_cap))
-    if "paired" in parts[:-1]:
+    if spec.has("paired"):
         strat = Paired(strat)
     return strat

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,8 @@ def _table(head: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def render_html(report: dict[str, Any], figures: dict[str, Path | None], headlines: list[str] = (),
-                warnings: list[str] = ()) -> str:
+def render_html(report: dict[str, Any], figures: dict[str, Path | None], headlines: Sequence[str] = (),
+                warnings: Sequence[str] = ()) -> str:
     """The page; ``figures`` maps latency_png / percentiles_png / accuracy_png to files; the
     headlines and noise warnings (computed by bench.report) go first, as in bench.md."""
     env = report["environment"]
