@@ -77,6 +77,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="distillation folder(s) to evaluate; without any, --strategy is distilled here")
     ap.add_argument("--strategy", default="balanced+random")
     ap.add_argument("--distill-steps", type=int, default=600)
+    ap.add_argument("--init", default=None, help="embedder.pt (`edgedistal pretrain`) that starts EVERY arm")
+    ap.add_argument("--baselines", default="random,balanced,stratified,rs2",
+                    help="comma list of random, balanced, stratified, rs2")
+    ap.add_argument("--full-seeds", type=int, default=None,
+                    help="seeds of the full arm (default: those of the largest budget; 0: no full arm, e.g. "
+                         "when it converged in its own run, benchmarks/train_dfdc.py)")
     ap.add_argument("--reuse-cells", default=None,
                     help="copy cells from an earlier evaluation (only fingerprint-matching ones are used)")
     ap.add_argument("--threads", type=int, default=None)
@@ -155,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tcfg = TrainConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                        max_steps=args.steps if args.protocol == "steps" else 1000, augment=args.augment,
-                       amp=args.amp, device=str(dev), num_threads=args.threads, eval_every=0, patience=3)
+                       amp=args.amp, device=str(dev), num_threads=args.threads, eval_every=0, patience=3,
+                       init=args.init)
     ecfg = EvalConfig(budgets=budgets, seeds=args.seeds, protocol=args.protocol, max_epochs=args.max_epochs,
                       ceiling_epochs=max(args.ceiling_epochs, args.max_epochs), min_steps=args.min_steps,
-                      patience=args.patience)
+                      patience=args.patience, baselines=tuple(args.baselines.split(",")),
+                      include_full=args.full_seeds != 0, full_seeds=args.full_seeds or None)
     t0 = time.perf_counter()
     deadline = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
     if args.workers > 1:
@@ -180,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     run = {"machine": machine_summary(str(dev)) | {"device": str(dev)}, "command": command,
            "recipe": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "lr", "augment", "amp",
                                                     "protocol", "max_epochs", "ceiling_epochs", "min_steps",
-                                                    "patience", "seeds", "max_pool", "max_test", "workers")}
+                                                    "patience", "seeds", "max_pool", "max_test", "workers",
+                                                    "init", "baselines", "full_seeds")}
            | {"budgets": list(budgets)},
            "timing_s": {"distill": t_distill, "evaluate": t_eval, "total": time.perf_counter() - t_start},
            "caveats": caveats}

@@ -8,7 +8,7 @@ Data: :class:`Manifest` (load/save/split), :func:`read_layout` (a dataset folder
 Training: :func:`train_on_manifest` + :class:`TrainConfig`, :func:`load_checkpoint`.
 Distillation: :func:`run_distill` + :class:`DistillConfig`.
 Evaluation: :func:`run_evaluation` + :class:`EvalConfig`, :func:`write_report`.
-Deployment: :func:`export_all` (ONNX), :func:`get_backend` + :func:`score_manifest`.
+Deployment: :func:`export_all` (ONNX), :class:`BackendSpec` / :func:`get_backend` + :func:`score_manifest`.
 Errors: :class:`EdgedistalError` (``str(err)`` is the problem, ``err.hint`` the fix).
 
 Example — distil a dataset folder to a fifth of its train split::
@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "EvalConfig": "edgedistal.pipeline.evaluate",
     "write_report": "edgedistal.pipeline.report",
     "export_all": "edgedistal.deploy.export",
+    "BackendSpec": "edgedistal.runtime.select",
     "get_backend": "edgedistal.runtime.select",
     "score_manifest": "edgedistal.acquire.scorer",
     "EdgedistalError": "edgedistal.errors",

@@ -185,3 +185,26 @@ def test_a_command_that_fails_to_import_says_so(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert "edgedistal.commands.bench failed to import" in err and "missing_dependency" in err
     assert "Traceback" not in err
+
+
+#: The training recipe (one argument group, options.recipe_options) and the commands that train.
+RECIPE = ("--backbone", "--image-size", "--lr", "--amp")
+
+
+@pytest.mark.parametrize("flag", RECIPE)
+def test_training_recipe_is_one_argument_group(flag: str) -> None:
+    """train, distill and evaluate declare the recipe once: same type, validator and default."""
+    opts = {n: _option(COMMAND_OBJECTS[n], flag) for n in ("train", "distill", "evaluate")}
+    assert all(opts.values()), f"{flag} missing from {[n for n, o in opts.items() if o is None]}"
+    kinds = {(type(o.type).__name__, repr(getattr(o.type, "min", None)), str(o.default)) for o in opts.values()}
+    assert len(kinds) == 1, f"{flag} differs between train, distill and evaluate: {kinds}"
+
+
+def test_recipe_validators_refuse_bad_values_in_every_trainer(tmp_path) -> None:
+    """evaluate once took ``--lr 0`` and ``--train-batch-size 0`` (plain float/int)."""
+    runner = CliRunner()
+    for args in (["train", "-m", "x.parquet", "--lr", "0"], ["distill", "-m", "x.parquet", "--lr", "0"],
+                 ["evaluate", "-m", "x.parquet", "-d", "x", "--lr", "0"],
+                 ["evaluate", "-m", "x.parquet", "-d", "x", "--train-batch-size", "0"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2 and ("--lr" in res.output or "--train-batch-size" in res.output), (args, res.output)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgedistal.acquire.kernels import kmeans, knn, min_sq_dist
-from edgedistal.acquire.state import SelectionState, Strategy
+from edgedistal.acquire.state import SelectionState, Strategy, chain
 
 
 def purity_radius(x: torch.Tensor, labels: np.ndarray, purity: float = 0.95) -> float:
@@ -156,23 +156,15 @@ def attach_features(strategy: Strategy, features: np.ndarray) -> bool:
     """Give every :class:`ColdStart` in a wrapper chain that has none the label-free ``features``;
     returns whether there was one (the CLI computes features only then)."""
     found = False
-    node: object | None = strategy
-    while node is not None:
+    for node in chain(strategy):
         if isinstance(node, ColdStart):
             if node.features is None:
                 node.features = features
             found = True
-            node = node.warm
-        else:
-            node = getattr(node, "inner", None)
     return found
 
 
 def needs_features(strategy: Strategy) -> bool:
-    """Whether a wrapper chain holds a :class:`ColdStart` still waiting for features."""
-    node: object | None = strategy
-    while node is not None:
-        if isinstance(node, ColdStart):
-            return node.features is None
-        node = getattr(node, "warm", None) or getattr(node, "inner", None)
-    return False
+    """Whether a wrapper chain's first :class:`ColdStart` is still waiting for features."""
+    first = next((n for n in chain(strategy) if isinstance(n, ColdStart)), None)
+    return first is not None and first.features is None

@@ -109,8 +109,8 @@ def _wrapper_settings(spec: StrategySpec, kw: dict[str, object]) -> dict[str, ob
     return out
 
 
-def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw: object) -> Strategy:
-    """Build a strategy by name; ``balanced`` / ``group_cap > 0`` add the wrappers.
+def get_strategy(name: str, *, balanced: bool = False, group_spread: int = 0, **kw: object) -> Strategy:
+    """Build a strategy by name; ``balanced`` / ``group_spread > 0`` add the wrappers.
 
     ``name`` may also carry wrappers as prefixes, e.g. ``"balanced+groupspread+hybrid"`` or
     ``"paired+hybrid"`` (pairing is outermost: it completes whatever the others pick).
@@ -147,8 +147,8 @@ def get_strategy(name: str, *, balanced: bool = False, group_cap: int = 0, **kw:
         strat = GroupCap(strat, **caps)
     if spec.has("balanced") or balanced or "real_fraction" in wkw:
         strat = Balanced(strat, real_fraction=float(wkw.get("real_fraction", 0.5)))
-    if spec.has("groupspread") or group_cap > 0:  # outermost: the cap spans both classes
-        strat = GroupSpread(strat, max(1, group_cap))
+    if spec.has("groupspread") or group_spread > 0:  # outermost: the cap spans both classes
+        strat = GroupSpread(strat, max(1, group_spread))
     if spec.has("paired"):
         strat = Paired(strat)
     return strat

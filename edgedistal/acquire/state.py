@@ -8,6 +8,7 @@ that are neither labelled nor excluded. Randomness comes only from ``state.gener
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -107,3 +108,13 @@ class Strategy(Protocol):
     name: str
 
     def select(self, state: SelectionState, k: int) -> np.ndarray: ...
+
+
+def chain(strategy: Strategy) -> Iterator[Strategy]:
+    """The strategy and every strategy it hands over to, outermost first — the one walker of a
+    wrapper chain: a wrapper (``balanced+``, ``groupcap+`` …) hands over to its ``inner``, a cold
+    start to its ``warm`` strategy (its ``cold`` one only runs on label-free features)."""
+    node: Strategy | None = strategy
+    while node is not None:
+        yield node
+        node = getattr(node, "inner", None) or getattr(node, "warm", None)

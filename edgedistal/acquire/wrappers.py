@@ -166,6 +166,8 @@ class Paired:
 
 def with_base(strategy: Strategy, base: Strategy) -> Strategy:
     """The same wrapper chain around another base strategy: the loop's random seed set keeps the
-    run's class balance and pairing (``balanced+paired+hybrid`` → ``balanced+paired+random``)."""
+    run's class balance and pairing (``balanced+paired+hybrid`` → ``balanced+paired+random``).
+    It rebuilds the wrappers only (``inner`` links; :func:`~edgedistal.acquire.state.chain`
+    walks them): a cold start is a base here, replaced whole."""
     inner = getattr(strategy, "inner", None)
     return base if inner is None else replace(strategy, inner=with_base(inner, base))  # type: ignore[type-var]

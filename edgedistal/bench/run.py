@@ -9,7 +9,7 @@ the same backend family) is measured once per backend × precision on a labelled
 fast int8 row can never hide a broken model.
 
 The backend factory is injectable: tests drive the whole loop with scripted fake backends and a
-fake clock; the CLI uses :func:`edgedistal.runtime.select.get_backend`.
+fake clock; the CLI opens :class:`edgedistal.runtime.select.BackendSpec`.
 
 Environment capture lives in :mod:`edgedistal.bench.env` and the ``--profile jetson`` FLOP
 estimate in :mod:`edgedistal.bench.jetson`.
@@ -518,9 +518,9 @@ def runtime_factory(
     checkpoint: str | None, onnx_dir: str | None, engine_dir: str | None, device: str | None,
     workspace_mb: int | None, cuda_graphs: bool = False,
 ) -> tuple[Factory, list[str], dict[str, Any]]:
-    """A factory over :func:`edgedistal.runtime.select.get_backend` and what it supports.
+    """A factory over :class:`edgedistal.runtime.select.BackendSpec` and what it supports.
 
-    ``workspace_mb`` goes to ``get_backend``, which applies it where an engine is built at load
+    ``workspace_mb`` goes into the spec, which applies it where an engine is built at load
     time (ONNX Runtime's TensorRT EP); the notes say so, and that prebuilt engines keep theirs.
     """
     from edgedistal.runtime import select
@@ -531,10 +531,9 @@ def runtime_factory(
         notes["workspace_tensorrt"] = "tensorrt engines keep the cap they were built with (engines --workspace-mb)"
 
     def factory(name: str, precision: str, batch_size: int) -> Backend:
-        return select.get_backend(
-            name, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-            device=device, batch_size=batch_size, cuda_graphs=cuda_graphs, workspace_mb=workspace_mb,
-        )
+        return select.BackendSpec(name, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                                  device=device, batch_size=batch_size, cuda_graphs=cuda_graphs,
+                                  workspace_mb=workspace_mb).open()
 
     return factory, list(select.available_backends()), notes
 

@@ -10,9 +10,7 @@ import click
 from edgedistal.commands.options import (
     AMOUNT,
     DEFAULT_BUDGETS,
-    DEFAULT_IMAGE_SIZE,
     DEFAULT_STRATEGY,
-    IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_FLOAT,
@@ -20,6 +18,7 @@ from edgedistal.commands.options import (
     examples,
     on_interrupt,
     out_option,
+    recipe_options,
     threads_option,
 )
 
@@ -135,7 +134,9 @@ def _row(rec: dict) -> list[str]:
 @click.option("--label-aware/--no-label-aware", default=True, show_default=True,
               help="Let balanced+/paired+ read every pool label (the dataset is labelled); "
               "--no-label-aware simulates active learning: predicted classes, no pairs.")
-@click.option("--group-cap", type=NON_NEGATIVE, default=0, show_default=True, help="Max picks per group per round (0: no cap).")
+@click.option("--group-spread", "--group-cap", "group_spread", type=NON_NEGATIVE, default=0, show_default=True,
+              help="At most N picks per group in each round (the groupspread+ wrapper; 0: off). Not groupcap+, "
+              "which caps videos per group over the whole selection. --group-cap is its old name.")
 @click.option("--seed-size", default="0.05", show_default=True, type=AMOUNT, help="Seed set: fraction or count.")
 @click.option("--seed-strategy", type=click.Choice(["random", "kcenter", "strategy"]), default="random",
               show_default=True, help="strategy: the run's own strategy picks the seed set (coldstart+: label-free).")
@@ -160,14 +161,7 @@ def _row(rec: dict) -> list[str]:
 @click.option("--embedder", default=None, type=click.Path(dir_okay=False),
               help="Score the pool once with this embedder (`edgedistal pretrain`) into OUT/scores, then select "
               "in its space as --scores does (typiclust, probcover, kcenter, random; balanced+/groupcap+ wrap them).")
-@click.option("--backbone", default="resnet18", show_default=True)
-@click.option("--image-size", type=IMAGE_SIZE, default=DEFAULT_IMAGE_SIZE, show_default=True)
-@click.option("--steps", type=POSITIVE, default=None, help="Training steps per fit (overrides --epochs).")
-@click.option("--epochs", type=POSITIVE_FLOAT, default=5.0, show_default=True)
-@click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
-@click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True)
-@click.option("--amp", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp16", "off"]),
-              help="Learner precision.")
+@recipe_options(epochs=5.0, augment=None, init=None, amp_help="Learner precision.")
 @click.option("--mc-dropout", type=NON_NEGATIVE, default=0, show_default=True, help="MC-dropout passes (needed for BALD).")
 @click.option("--refresh-every", type=NON_NEGATIVE, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
 @click.option("--patience", type=NON_NEGATIVE, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
@@ -181,9 +175,8 @@ def _row(rec: dict) -> list[str]:
 def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | None, strategy: str,
             beta: float | None, score_name: str | None, real_fraction: float | None, params: tuple[str, ...],
             checkpoints: int, folds: int, dynamics_dir: str | None, scores_dir: str | None,
-            checkpoint: str | None, embedder: str | None, balanced: bool, group_cap: int, seed_size: str,
-            seed_strategy: str, rounds: int | None, batch: str | None, mode: str, backbone: str,
-            image_size: int, steps: int | None, epochs: float, batch_size: int, lr: float, amp: str,
+            checkpoint: str | None, embedder: str | None, balanced: bool, group_spread: int, seed_size: str,
+            seed_strategy: str, rounds: int | None, batch: str | None, mode: str, recipe: dict,
             mc_dropout: int, refresh_every: int, label_aware: bool, patience: int, seed: int, device: str,
             threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
@@ -201,11 +194,10 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
         kw["score"] = score_name
     cfg = DistillConfig(
         budget=_number(budget, "--budget"), milestones=_floats(milestones, "--milestones"), strategy=strategy,
-        strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_cap,
+        strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_spread,
         seed_size=_number(seed_size, "--seed-size"),
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
-        train=learner_train(backbone=backbone, image_size=image_size, max_steps=steps, epochs=epochs,
-                            batch_size=batch_size, lr=lr, amp=amp),
+        train=learner_train(**recipe),
         mc_dropout=mc_dropout, refresh_every=refresh_every, patience=patience, seed=seed,
         device=device, materialise=materialise, num_threads=threads, checkpoints=checkpoints, folds=folds,
         dynamics_dir=dynamics_dir, scores_dir=scores_dir, checkpoint=checkpoint, embedder=embedder,

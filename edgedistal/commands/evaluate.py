@@ -12,11 +12,10 @@ import click
 
 from edgedistal.commands.options import (
     DEFAULT_BUDGETS,
-    DEFAULT_IMAGE_SIZE,
-    IMAGE_SIZE,
     device_option,
     on_interrupt,
     out_option,
+    recipe_options,
     threads_option,
 )
 from edgedistal.errors import EdgedistalError
@@ -162,16 +161,9 @@ Examples:
 @click.option("--min-steps", default=200, show_default=True, type=int,
               help="[--distilled] converged: least steps for any arm.")
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
-@click.option("--backbone", default="resnet18", show_default=True, help="[--distilled] timm model name.")
-@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE, help="[--distilled]")
-@click.option("--init", "init", default=None, type=click.Path(dir_okay=False),
-              help="[--distilled] Start EVERY arm (methods, baselines, full pool) from this embedder's backbone "
-                   "(`edgedistal pretrain`; same --backbone); part of each cell's fingerprint.")
-@click.option("--train-batch-size", default=64, show_default=True, type=int, help="[--distilled]")
-@click.option("--lr", default=2e-3, show_default=True, type=float, help="[--distilled]")
-@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard",
-              show_default=True, help="[--distilled]")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
+@recipe_options(epochs=None, steps=False, batch_flag="--train-batch-size", tag="[--distilled]",
+                init="Start EVERY arm (methods, baselines, full pool) from this embedder's backbone "
+                     "(`edgedistal pretrain`; same --backbone); part of each cell's fingerprint.")
 @click.option("--random-mode", type=click.Choice(["samples", "groups"]), default="samples", show_default=True,
               help="[--distilled] random baseline: uniform samples or whole groups.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
@@ -179,8 +171,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
              steps: int | None, epochs: float | None, max_epochs: float,
-             min_steps: int, early_stop: bool, backbone: str, image_size: int, init: str | None, train_batch_size: int,
-             lr: float, augment: str, amp: str, random_mode: str, resume: bool) -> None:
+             min_steps: int, early_stop: bool, recipe: dict, random_mode: str, resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
     random / balanced / stratified baselines and the full pool, all trained the same way."""
     from edgedistal.utils.io import check_output_dir, check_output_file, looks_like_json
@@ -199,9 +190,8 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
     if distilled:
         from edgedistal.models.embedder import check_init
 
-        check_init(init, backbone)
-        train = dict(backbone=backbone, image_size=image_size, batch_size=train_batch_size, lr=lr,
-                     augment=augment, amp=amp, device=device, num_threads=threads, init=init)
+        check_init(recipe.get("init"), recipe["backbone"])
+        train = dict(**recipe, device=device, num_threads=threads)
         if early_stop:
             protocol = "converged"
         if protocol == "steps" and steps is None and epochs is not None:

@@ -10,6 +10,7 @@ every command the same ``--threads``, ``--device``, ``-o/--out`` and ``Examples:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import textwrap
@@ -183,6 +184,67 @@ def ray_options(shard_help: str):
             "--ray", "ray_address", default=None, is_flag=False, flag_value="auto", metavar="[auto|ADDRESS]",
             help="Run on Ray: `--ray` / `--ray auto` joins this machine's cluster (or starts a local one), "
                  "`--ray HOST:6379` a given one. Needs `pip install edgedistal[ray]`.")(f)
+
+    return deco
+
+
+# -- the detector training recipe: one argument group for train, distill and evaluate ----------
+AMP = click.Choice(["auto", "bf16", "fp16", "off"])
+AUGMENT = click.Choice(["none", "light", "standard"])
+#: TrainConfig's name for a recipe option where the two differ.
+RECIPE_FIELD = {"steps": "max_steps", "train_batch_size": "batch_size"}
+INIT_HELP = "Start the backbone from this embedder (`edgedistal pretrain`'s embedder.pt; same --backbone)."
+
+
+def recipe_options(*, epochs: float | None = 10.0, steps: bool = True, augment: str | None = "standard",
+                   init: str | None = INIT_HELP, batch_flag: str = "--batch-size", tag: str = "",
+                   amp_help: str = "") -> Callable[[F], F]:
+    """The training-recipe options (Polygraphy-style argument group): declared once, with one
+    name, type and validator each, and handed to the command as ``recipe``, a dict of
+    :class:`~edgedistal.models.train.TrainConfig` fields (only the options given a value).
+
+    ``epochs=None`` / ``steps=False`` / ``augment=None`` / ``init=None`` leave that option out
+    (evaluate's steps and epochs belong to its protocol; distill's learner does not augment);
+    ``batch_flag`` renames the batch size where ``--batch-size`` means inference
+    (``evaluate --train-batch-size``); ``tag`` prefixes each help (``[--distilled]``)."""
+    pre = f"{tag} " if tag else ""
+    opts = [
+        click.option("--backbone", default="resnet18", show_default=True, help=f"{pre}Any timm model name."),
+        click.option("--image-size", type=IMAGE_SIZE, default=DEFAULT_IMAGE_SIZE, show_default=True,
+                     help=f"{pre}Input side in pixels."),
+    ]
+    if steps:
+        opts.append(click.option("--steps", type=POSITIVE, default=None,
+                                 help=f"{pre}Optimizer steps (wins over --epochs)."))
+    if epochs is not None:
+        opts.append(click.option("--epochs", type=POSITIVE_FLOAT, default=epochs, show_default=True,
+                                 help=f"{pre}Passes over the training rows."))
+    opts += [
+        click.option(batch_flag, type=POSITIVE, default=64, show_default=True,
+                     help=f"{pre}Training batch size."),
+        click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True, help=f"{pre}Peak learning rate."),
+    ]
+    if augment is not None:
+        opts.append(click.option("--augment", type=AUGMENT, default=augment, show_default=True,
+                                 help=f"{pre}Training augmentation."))
+    opts.append(click.option("--amp", type=AMP, default="auto", show_default=True,
+                             help=f"{pre}{amp_help or 'Precision: auto picks bf16 only where this CPU/GPU runs it fast.'}"))
+    if init:
+        opts.append(click.option("--init", "init", default=None, type=click.Path(dir_okay=False), help=f"{pre}{init}"))
+
+    def deco(f: F) -> F:
+        names: list[str] = []  # the parameter names these options get (run_config.yaml keeps them)
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            recipe = {RECIPE_FIELD.get(k, k): kw.pop(k) for k in names}
+            return f(*args, recipe={k: v for k, v in recipe.items() if v is not None}, **kw)
+
+        for opt in reversed(opts):
+            before = len(getattr(wrapper, "__click_params__", []))
+            wrapper = opt(wrapper)
+            names.extend(p.name for p in wrapper.__click_params__[before:])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
 
     return deco
 

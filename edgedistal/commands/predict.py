@@ -54,7 +54,7 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
         write_outputs,
     )
     from edgedistal.runtime.artifacts import check_artifacts
-    from edgedistal.runtime.select import get_backend
+    from edgedistal.runtime.select import BackendSpec
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:
         raise EdgedistalError("no model given", "pass --checkpoint, --onnx-dir or --engine-dir")
@@ -63,8 +63,8 @@ def predict(paths: tuple[Path, ...], checkpoint: Path | None, onnx_dir: Path | N
     if out is not None:
         check_outputs(out, overwrite)
     check_artifacts([precision], onnx_dir, engine_dir, checkpoint)
-    with get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-                     device=device, batch_size=64) as be:
+    with BackendSpec(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                     device=device, batch_size=64).open() as be:
         res = predict_paths(paths, be, cfg)
     shown = None if show_all else SCREENFUL if show is None else show
     print_predictions(res.files, f"edgedistal predict — {be.info.name} {be.info.precision} on {be.info.device}",

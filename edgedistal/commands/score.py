@@ -64,7 +64,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     from edgedistal.data.manifest import Manifest
     from edgedistal.errors import EdgedistalError
     from edgedistal.runtime.artifacts import check_artifacts
-    from edgedistal.runtime.select import get_backend
+    from edgedistal.runtime.select import BackendSpec
     from edgedistal.utils.io import check_output_dir
 
     if checkpoint is None and onnx_dir is None and engine_dir is None:
@@ -75,15 +75,13 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
     m = Manifest.load(manifest)
     if split:
         m = m.split(split)
+    spec = BackendSpec(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
+                       device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs, prefix=prefix)
     if ray_address is not None:
         from edgedistal.commands.extract import ray_summary
         from edgedistal.scale.ray_jobs import ray_score
 
-        kwargs = {"name": backend, "precision": precision, "checkpoint": checkpoint, "onnx_dir": onnx_dir,
-                  "engine_dir": engine_dir, "device": device, "batch_size": micro_batch or batch_size,
-                  "cuda_graphs": cuda_graphs, **({"prefix": prefix} if prefix != "model" else {})}
-        kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
-        summary = ray_score(m, out, kwargs, batch_size=batch_size, address=ray_address, actors=ray_actors,
+        summary = ray_score(m, out, spec.fields(), batch_size=batch_size, address=ray_address, actors=ray_actors,
                             shard_batches=ray_shard)
         b = summary["backend"]
         click.echo(f"backend: {b['name']} on {b['device']} ({b['precision']}; {b['detail']})")
@@ -91,9 +89,7 @@ def score(manifest: Path, checkpoint: Path | None, onnx_dir: Path | None, engine
         click.echo(f"scored {len(m):,} images at {summary['images_per_s']:,.1f} images/s → {out}/scores.parquet, "
                    f"{out}/embeddings.npy [{len(m)}x{summary['embedding_dim']}]")
         return
-    with get_backend(backend, precision, checkpoint=checkpoint, onnx_dir=onnx_dir, engine_dir=engine_dir,
-                     device=device, batch_size=micro_batch or batch_size, cuda_graphs=cuda_graphs,
-                     prefix=prefix) as be:
+    with spec.open() as be:
         click.echo(f"backend: {be.info.name} on {be.info.device} ({be.info.precision}; {be.info.detail})")
         res = score_manifest(m, be, out, batch_size=batch_size, progress=True)
     click.echo(f"scored {len(m):,} images at {res.images_per_s:,.1f} images/s → {out}/scores.parquet, "

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from edgedistal.commands.options import (
-    DEFAULT_IMAGE_SIZE,
-    IMAGE_SIZE,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_FLOAT,
@@ -17,6 +15,7 @@ from edgedistal.commands.options import (
     examples,
     on_interrupt,
     out_option,
+    recipe_options,
     threads_option,
 )
 
@@ -42,38 +41,28 @@ edgedistal train -m manifest.parquet --init runs/emb/embedder.pt --backbone resn
 @click.option("--distilled", "distilled", default=None, type=click.Path(path_type=Path),
               help="Train on this `distill` output's subset (DIR/distilled.parquet, or a manifest) "
                    "instead of the whole train split; val and test stay the manifest's.")
-@click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
-@click.option("--image-size", default=DEFAULT_IMAGE_SIZE, show_default=True, type=IMAGE_SIZE)
-@click.option("--steps", default=None, type=POSITIVE, help="Optimizer steps (wins over --epochs).")
-@click.option("--epochs", default=10.0, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--batch-size", default=64, show_default=True, type=POSITIVE)
-@click.option("--lr", default=2e-3, show_default=True, type=POSITIVE_FLOAT)
+@recipe_options(epochs=10.0)
 @click.option("--weight-decay", default=0.05, show_default=True, type=FiniteFloat(at_least=0))
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
-@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="standard", show_default=True)
 @click.option("--eval-every", default=0, show_default=True, type=NON_NEGATIVE, help="Steps between val evaluations (0: each epoch).")
 @click.option("--patience", default=5, show_default=True, type=NON_NEGATIVE, help="Evaluations without val-AUC gain before stopping (0: off).")
 @click.option("--balanced/--no-balanced", default=True, show_default=True, help="Class-balanced loss.")
 @click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True))
 @click.option("--embed-dim", default=None, type=POSITIVE, help="Project embeddings to this size (default: backbone features).")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True)
 @device_option()
 @threads_option()
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")
 @click.option("--pretrained", is_flag=True, help="Download timm pretrained weights (needs internet).")
-@click.option("--init", "init", default=None, type=click.Path(dir_okay=False),
-              help="Start the backbone from this embedder (`edgedistal pretrain`'s embedder.pt; same --backbone).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (CUDA).")
 @click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT, help="Stop after this many minutes, keeping the best weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train_state.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a started or finished run in --out (refused without it).")
-def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str, image_size: int, steps: int | None, epochs: float,
-          batch_size: int, lr: float, weight_decay: float, schedule: str, augment: str, eval_every: int,
-          patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, amp: str, device: str,
+def train(manifest_path: Path, out: Path, distilled: Path | None, recipe: dict, weight_decay: float, schedule: str,
+          eval_every: int, patience: int, balanced: bool, drop_rate: float, embed_dim: int | None, device: str,
           threads: int | None, seed: int, split_seed: int, weights: str | None, pretrained: bool,
-          init: str | None, compile_: bool, time_budget_min: float | None, resume: bool, overwrite: bool) -> None:
+          compile_: bool, time_budget_min: float | None, resume: bool, overwrite: bool) -> None:
     """Train a detector on the train split of a manifest; early-stop on val; report test metrics."""
     from edgedistal.commands.show import num, print_metrics, warn
     from edgedistal.data.manifest import Manifest, require_both_classes
@@ -82,16 +71,15 @@ def train(manifest_path: Path, out: Path, distilled: Path | None, backbone: str,
     from edgedistal.utils.lock import output_lock
 
     cfg = TrainConfig(
-        backbone=backbone, image_size=image_size, embed_dim=embed_dim, drop_rate=drop_rate,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule, max_steps=steps,
-        epochs=epochs, eval_every=eval_every, patience=patience, balanced=balanced, augment=augment,
-        amp=amp, seed=seed, device=device, num_threads=threads, pretrained=pretrained, weights=weights,
-        init=init, compile=compile_, time_budget_s=time_budget_min * 60 if time_budget_min else None,
+        **recipe, embed_dim=embed_dim, drop_rate=drop_rate, weight_decay=weight_decay, schedule=schedule,
+        eval_every=eval_every, patience=patience, balanced=balanced, seed=seed, device=device, num_threads=threads,
+        pretrained=pretrained, weights=weights, compile=compile_,
+        time_budget_s=time_budget_min * 60 if time_budget_min else None,
     )
     check_output_dir(out)
     from edgedistal.models.embedder import check_init
 
-    check_init(init, backbone)
+    check_init(cfg.init, cfg.backbone)
     manifest = Manifest.load(manifest_path)
     require_both_classes(manifest, manifest_path)
     if distilled is not None:

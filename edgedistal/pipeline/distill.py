@@ -324,7 +324,7 @@ def _select(cfg: DistillConfig, pool: Manifest, val: Manifest, out: Path, plan: 
         state_path.unlink(missing_ok=True)
         if workdir.exists():
             shutil.rmtree(workdir)
-    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
+    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_spread=cfg.group_cap, **dict(cfg.strategy_kw))
     wants_bald = StrategySpec.parse(cfg.strategy).base == "bald" or cfg.strategy_kw.get("score") == "bald"
     if wants_bald and cfg.mc_dropout <= 0 and learner is None:
         raise EdgedistalError("the BALD score needs MC-dropout samples", "add --mc-dropout 10")

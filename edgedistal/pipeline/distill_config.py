@@ -56,7 +56,9 @@ class DistillConfig:
     #: The dataset being distilled is labelled, so label-aware wrappers (balanced, paired) may read
     #: every pool row's label; False simulates active learning (labels only for picked rows).
     label_aware: bool = True
-    group_cap: int = 0  # > 0: at most this many picks per group per round
+    #: > 0: at most this many picks per group per round (CLI ``--group-spread``, the groupspread+
+    #: wrapper; the field keeps its old name so old runs' fingerprints still match)
+    group_cap: int = 0
     seed_size: float = 0.05
     seed_strategy: str = "random"  # or "kcenter" (on label-free thumbnails)
     rounds: int | None = None  # equal rounds after the seed set (default 5) ...

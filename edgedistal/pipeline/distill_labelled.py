@@ -127,7 +127,7 @@ def _select_budgets(cfg: DistillConfig, pool: Manifest, dyn: Dynamics, targets: 
     """One selection per target count (each its own ``round``); milestone snapshots as they come.
     Returns ``{count: (picks, reasons)}``, the round log and the selection's seconds."""
     n = len(pool)
-    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_cap=cfg.group_cap, **dict(cfg.strategy_kw))
+    strategy = get_strategy(cfg.strategy, balanced=cfg.balanced, group_spread=cfg.group_cap, **dict(cfg.strategy_kw))
     info = PoolInfo(labels=pool.labels, groups=pool.df["group"].to_numpy(dtype=object),
                     methods=pool.df["method"].to_numpy(dtype=object).astype(str))
     probs = dyn.table["prob"].to_numpy(np.float32, copy=True)  # parquet arrays are read-only

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from edgedistal.errors import EdgedistalError
 from edgedistal.runtime.base import PRECISIONS, BaseBackend
@@ -72,32 +74,67 @@ def _artifact(candidate: str, precision: str, checkpoint: Path | None, onnx_dir:
     return None
 
 
-def get_backend(
-    name: str = "auto",
-    precision: str = "fp32",
-    *,
-    checkpoint: str | os.PathLike[str] | None = None,
-    onnx_dir: str | os.PathLike[str] | None = None,
-    engine_dir: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    batch_size: int = 32,
-    cuda_graphs: bool = False,
-    workspace_mb: int | None = None,
-    prefix: str = "model",
-) -> BaseBackend:
-    """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``).
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which backend serves which model, said once: ``score``, ``predict`` and ``bench`` build one
+    from their options and :meth:`open` it; Ray actors get its :meth:`fields` and open it there.
 
     ``workspace_mb`` caps the TensorRT workspace where an engine is built at load time (ONNX
     Runtime's TensorRT EP); a ``tensorrt`` engine keeps the cap it was built with
     (``engines --workspace-mb``), and torch or the CPU/CUDA EPs have no such pool.
     ``prefix``: which model of the folders to serve, ``model`` (the detector) or ``embedder``.
     """
+
+    name: str = "auto"
+    precision: str = "fp32"
+    checkpoint: str | None = None
+    onnx_dir: str | None = None
+    engine_dir: str | None = None
+    device: str | None = None
+    batch_size: int = 32
+    cuda_graphs: bool = False
+    workspace_mb: int | None = None
+    prefix: str = "model"
+
+    def __post_init__(self) -> None:
+        for key in ("checkpoint", "onnx_dir", "engine_dir"):  # paths travel (Ray, digests) as text
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, key, os.fspath(value))
+
+    def fields(self) -> dict[str, Any]:
+        """Plain fields for a Ray actor or a digest; ``workspace_mb`` / ``prefix`` only when set,
+        so digests of specs written before they existed do not change."""
+        out = asdict(self)
+        if self.workspace_mb is None:
+            out.pop("workspace_mb")
+        if self.prefix == "model":
+            out.pop("prefix")
+        return out
+
+    def open(self) -> BaseBackend:
+        """Build the backend (see :func:`get_backend`); use it as a context manager."""
+        return open_backend(self)
+
+
+def get_backend(name: str = "auto", precision: str = "fp32", **kw: Any) -> BaseBackend:
+    """Build a backend by name (``auto``, ``tensorrt``, ``onnxruntime[-gpu]``, ``torch[-cuda]``);
+    ``kw`` are the other :class:`BackendSpec` fields (checkpoint, onnx_dir, engine_dir, device,
+    batch_size, cuda_graphs, workspace_mb, prefix)."""
+    return open_backend(BackendSpec(name, precision, **kw))
+
+
+def open_backend(spec: BackendSpec) -> BaseBackend:
+    """The backend ``spec`` names: ``auto`` takes the first of :data:`ORDER` that is installed,
+    has its artifact and runs the precision; a named one fails in one line if it cannot."""
+    precision, device = spec.precision, spec.device
     if precision not in (*PRECISIONS, "bf16"):
         raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8 (bf16: torch)")
-    name = ALIASES.get(name, name)
-    ckpt = Path(checkpoint) if checkpoint else None
-    onnx = Path(onnx_dir) if onnx_dir else None
-    eng = Path(engine_dir) if engine_dir else None
+    name = ALIASES.get(spec.name, spec.name)
+    ckpt = Path(spec.checkpoint) if spec.checkpoint else None
+    onnx = Path(spec.onnx_dir) if spec.onnx_dir else None
+    eng = Path(spec.engine_dir) if spec.engine_dir else None
+    prefix = spec.prefix
     if ckpt is not None and not ckpt.exists():
         raise EdgedistalError(f"{ckpt}: checkpoint not found", "train one with `edgedistal train`")
     if device and device.startswith("cuda") and not _cuda():  # never fall back to the CPU silently
@@ -111,8 +148,7 @@ def get_backend(
         for cand in avail:
             why = _artifact(cand, precision, ckpt, onnx, eng, prefix)
             if why is None:
-                backend = _make(cand, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb,
-                                prefix)
+                backend = _make(cand, spec)
                 log.info("backend auto: picked %s (%s, %s)", cand, backend.info.device, backend.info.detail)
                 return backend
             reasons.append(f"{cand}: {why}")
@@ -140,12 +176,13 @@ def get_backend(
     if why:
         raise EdgedistalError(f"backend {name!r} cannot run {precision}: {why}",
                               "export/build the missing artifact or pick another backend")
-    return _make(name, precision, ckpt, onnx, eng, device, batch_size, cuda_graphs, workspace_mb, prefix)
+    return _make(name, spec)
 
 
-def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: Path | None,
-          device: str | None, batch_size: int, cuda_graphs: bool, workspace_mb: int | None = None,
-          prefix: str = "model") -> BaseBackend:
+def _make(cand: str, spec: BackendSpec) -> BaseBackend:
+    precision, device, batch_size, prefix = spec.precision, spec.device, spec.batch_size, spec.prefix
+    onnx = Path(spec.onnx_dir) if spec.onnx_dir else None
+    eng = Path(spec.engine_dir) if spec.engine_dir else None
     if cand in GPU_BACKENDS:
         dev = device if device and device.startswith("cuda") else "cuda"
     else:  # the CPU backends; torch also runs on Apple MPS when asked for it
@@ -166,12 +203,12 @@ def _make(cand: str, precision: str, ckpt: Path | None, onnx: Path | None, eng: 
 
         art = resolve(precision, onnx, eng, prefix)
         assert art is not None and art.onnx is not None
-        backend = OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=workspace_mb)
+        backend = OrtBackend(art.onnx, precision, dev, batch_size, workspace_mb=spec.workspace_mb)
         backend.serves_embedder = prefix == "embedder"
         return backend
     from edgedistal.models.embedder import load_model
     from edgedistal.runtime.torch_backend import TorchBackend
 
-    assert ckpt is not None
-    detector, _ = load_model(ckpt)  # a detector or an embedder: both serve (prob, embedding)
-    return TorchBackend(detector, precision, dev, batch_size, cuda_graphs=cuda_graphs)
+    assert spec.checkpoint is not None
+    detector, _ = load_model(Path(spec.checkpoint))  # a detector or an embedder: both serve (prob, embedding)
+    return TorchBackend(detector, precision, dev, batch_size, cuda_graphs=spec.cuda_graphs)

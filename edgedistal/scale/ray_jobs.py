@@ -50,7 +50,8 @@ RAY_DIR = ".ray"
 CRASH_LIMIT = 2
 #: Default retries of a shard whose worker died (and restarts of that worker).
 RETRIES = 3
-#: get_backend's keyword defaults (shard digests see the full spec).
+#: BackendSpec's field defaults (shard digests see the full spec; BackendSpec.fields() leaves
+#: workspace_mb and prefix out at their defaults, as specs written before them did).
 BACKEND_DEFAULTS = {"name": "auto", "precision": "fp32", "checkpoint": None, "onnx_dir": None,
                     "engine_dir": None, "device": None, "batch_size": 32, "cuda_graphs": False}
 
@@ -286,9 +287,9 @@ class _ScoreActor(_ShardActor):
     def __init__(self, runs_dir: str, shard_dir: str, backend: dict, batch_size: int,
                  die_once: str | None = None, retries: int = RETRIES) -> None:
         super().__init__(runs_dir, die_once, retries)
-        from edgedistal.runtime.select import get_backend
+        from edgedistal.runtime.select import BackendSpec
 
-        self.backend = get_backend(**backend)
+        self.backend = BackendSpec(**backend).open()
         self.shard_dir = Path(shard_dir)
         self.batch_size = batch_size
 
@@ -357,7 +358,7 @@ def ray_score(
     """:func:`edgedistal.acquire.scorer.score_manifest` on Ray: identical ``scores.parquet`` and
     ``embeddings.npy``; returns the summary (``scores.json``, with a ``ray`` entry).
 
-    ``backend`` holds :func:`~edgedistal.runtime.select.get_backend`'s keyword arguments; each
+    ``backend`` holds :class:`~edgedistal.runtime.select.BackendSpec` fields (``spec.fields()``); each
     actor builds it once. A shard is ``shard_batches`` whole chunks of ``batch_size`` rows (default
     about 4096 rows), so every ``backend.infer`` call sees exactly the images it sees in the
     single-process run. ``gpu=None``: GPU actors when the cluster has GPUs and the backend may use

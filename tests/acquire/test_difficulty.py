@@ -227,3 +227,18 @@ def test_radial_bins_cover_every_pixel_at_common_sizes(size):
     assert (m > 0).sum(1).tolist() == [1] * (size * size)  # each pixel in exactly one ring
     spec = azimuthal_spectrum(np.random.default_rng(0).integers(0, 255, (2, size, size, 3), np.uint8))
     assert spec.shape == (2, 32) and np.isfinite(spec).all()
+
+
+def test_chain_walks_wrappers_then_the_warm_strategy_and_features_reach_every_cold_start():
+    """One walker (state.chain) for every reader of a wrapper chain: wrappers hand over to
+    ``inner``, a cold start to ``warm``; the features go to the cold start, found at any depth."""
+    from edgedistal.acquire.coldstart import attach_features, needs_features
+    from edgedistal.acquire.state import chain
+
+    strat = get_strategy("groupspread+balanced+coldstart+hybrid", cold="probcover")
+    names = [type(n).__name__ for n in chain(strat)]
+    assert names[:3] == ["GroupSpread", "Balanced", "ColdStart"] and names[-1] == "Hybrid"
+    assert needs_features(strat)
+    assert attach_features(strat, np.zeros((4, 2), np.float32))
+    assert not needs_features(strat)
+    assert not attach_features(get_strategy("balanced+typiclust"), np.zeros((4, 2), np.float32))

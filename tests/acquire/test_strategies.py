@@ -107,7 +107,7 @@ def test_balanced_splits_by_predicted_class_and_groupspread_caps():
 
 def test_groupspread_relaxes_cap_instead_of_underfilling():
     s = _state(n=60, n_lab=0, mc=False)  # 10 groups of 6
-    picks = get_strategy("kcenter", group_cap=1).select(s, 25)
+    picks = get_strategy("kcenter", group_spread=1).select(s, 25)
     assert len(set(picks.tolist())) == 25
     _, counts = np.unique(s.groups[picks], return_counts=True)
     assert counts.max() == 3  # cap grows 1 → 2 → 3 only as needed

@@ -250,7 +250,7 @@ def test_workspace_cap_reaches_the_backend_that_builds_an_engine(monkeypatch, tm
     from edgedistal.runtime import ort_backend, select
 
     seen: dict = {}
-    monkeypatch.setattr(select, "get_backend", lambda *a, **kw: seen.update(kw) or "backend")
+    monkeypatch.setattr(select, "open_backend", lambda spec: seen.update(vars(spec)) or "backend")
     factory, _, notes = runtime_factory(None, str(tmp_path), None, "cuda", 1024)
     assert factory("onnxruntime-gpu", "fp16", 1) == "backend" and seen["workspace_mb"] == 1024
     assert "trt_max_workspace_size" in notes["workspace_applied"]
