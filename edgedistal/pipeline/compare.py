@@ -385,7 +385,8 @@ def warnings(summary: dict, metric: str) -> list[str]:
         out.append(f"{len(over)} subset arm(s) keep more than 100 % of the full arm's gain over chance "
                    f"(largest: {arm} at {b:.0%}, {g:.0%}): that says the protocol under-trains the full "
                    "pool, not that the subset is better data.")
-    seeds = {c["n_seeds"] for c in summary["curves"].values()} | {full.get("n_seeds", 0)}
+    # a full arm left out (0 seeds) has no difference to call; a 1-seed arm has no spread
+    seeds = {c["n_seeds"] for c in summary["curves"].values()} | ({full["n_seeds"]} if full.get("n_seeds") else set())
     if seeds and min(seeds) < 2:
         out.append("Some arms have 1 seed, no spread: their differences cannot be called wins or ties.")
     if summary.get("not_converged"):

@@ -238,7 +238,10 @@ def fig_scores(pool: pd.DataFrame) -> bytes | None:
     plt = _plt()
     picked = (pool["rank"] >= 0).to_numpy() if "rank" in pool else np.zeros(len(pool), bool)
     unc = next((c for c in ("entropy", "margin", "least_confidence") if c in pool), None)
-    cols = ["prob"] + ([unc] if unc else [])
+    # an embedder's scores carry no probability (all NaN): nothing to draw for that column
+    cols = [c for c in ["prob"] + ([unc] if unc else []) if np.isfinite(pool[c].to_numpy(dtype=float)).any()]
+    if not cols:
+        return None
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4))
     axes = np.atleast_1d(axes)
     for ax, col in zip(axes, cols, strict=True):

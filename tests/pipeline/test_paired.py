@@ -298,3 +298,13 @@ def test_ceiling_and_seeds_do_not_change_the_cell_fingerprint() -> None:
                                          budgets=(0.3,)))
     assert a == b  # old cells stay reusable; the first cap's recipe is what they were trained with
     assert a != train_fingerprint(tc, EvalConfig(max_epochs=24.0, patience=4))
+
+
+def test_a_left_out_full_arm_is_not_a_one_seed_arm():
+    """--full-seeds 0 (the full arm converged in its own run) once printed 'Some arms have 1 seed'."""
+    from edgedistal.pipeline.compare import warnings
+
+    curves = {"m": {"n_seeds": 5, "points": []}, "balanced": {"n_seeds": 5, "points": []}}
+    assert not any("1 seed" in w for w in warnings({"full": {"n_seeds": 0}, "curves": curves}, "frame_auc"))
+    curves["m"]["n_seeds"] = 1
+    assert any("1 seed" in w for w in warnings({"full": {"n_seeds": 0}, "curves": curves}, "frame_auc"))

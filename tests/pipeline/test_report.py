@@ -114,3 +114,16 @@ def test_report_cli_and_bad_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgedistalError, match="neither an evaluation"):
         find_run(tmp_path / "empty")
+
+
+def test_scores_figure_skips_columns_without_values():
+    """An embedder's pool scores have no probability (NaN): no empty, warning-raising histogram."""
+    import numpy as np
+    import pandas as pd
+
+    from edgedistal.pipeline.report import fig_scores
+
+    pool = pd.DataFrame({"prob": np.full(20, np.nan), "rank": np.r_[np.arange(5), -np.ones(15, int)]})
+    assert fig_scores(pool) is None
+    pool["prob"] = np.linspace(0, 1, 20)
+    assert isinstance(fig_scores(pool), bytes)
