@@ -8,6 +8,7 @@ import click
 
 from edgedistal.commands.options import device_option, examples, out_option, threads_option
 from edgedistal.runtime.base import TORCH_PRECISIONS
+from edgedistal.runtime.select import ORDER as BACKEND_ORDER
 
 EXAMPLES = examples('''
 # a video and a folder of images with the int8 engine from `engines`
@@ -25,7 +26,7 @@ edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --de
 @click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
               type=click.Choice(TORCH_PRECISIONS))
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
+              type=click.Choice(("auto", *BACKEND_ORDER)))
 @device_option()
 @threads_option()
 @click.option("--frames", default=16, show_default=True, help="Frames sampled evenly per video.")

@@ -15,6 +15,7 @@ from edgedistal.commands.options import (
     threads_option,
 )
 from edgedistal.runtime.base import TORCH_PRECISIONS
+from edgedistal.runtime.select import ORDER as BACKEND_ORDER
 
 EXAMPLES = examples('''
 # the fp16 ONNX model from `export`, on the best backend here
@@ -37,7 +38,7 @@ edgedistal score --manifest manifest.parquet --onnx-dir export --model embedder 
               type=click.Choice(TORCH_PRECISIONS),
               help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "torch", "torch-cuda", "onnxruntime", "onnxruntime-gpu", "tensorrt"]))
+              type=click.Choice(("auto", *BACKEND_ORDER)))
 @click.option("--model", "model_kind", default="auto", show_default=True,
               type=click.Choice(["auto", "detector", "embedder"]),
               help="Which model of the folders to run; auto: the checkpoint's kind, else the detector "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistal.errors import EdgedistalError
-from edgedistal.runtime.base import PRECISIONS, BaseBackend
+from edgedistal.runtime.base import TORCH_PRECISIONS, BaseBackend
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def open_backend(spec: BackendSpec) -> BaseBackend:
     """The backend ``spec`` names: ``auto`` takes the first of :data:`ORDER` that is installed,
     has its artifact and runs the precision; a named one fails in one line if it cannot."""
     precision, device = spec.precision, spec.device
-    if precision not in (*PRECISIONS, "bf16"):
+    if precision not in TORCH_PRECISIONS:
         raise EdgedistalError(f"unknown precision {precision!r}", "choose from fp32, fp16, int8 (bf16: torch)")
     name = ALIASES.get(spec.name, spec.name)
     ckpt = Path(spec.checkpoint) if spec.checkpoint else None

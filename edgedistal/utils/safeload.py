@@ -1,6 +1,6 @@
 """Loading ``.pt`` files without running their code: tensors and plain types only.
 
-``torch.load(weights_only=False)`` unpickles arbitrary objects, and an object's ``__reduce__``
+A full (non-weights-only) ``torch.load`` unpickles arbitrary objects, and an object's ``__reduce__``
 runs any function it names: a detector or training state from someone else could run code on
 load. Every edgedistal ``.pt`` therefore holds only tensors and plain types (dict, list, tuple,
 str, int, float, bool, None) — :func:`plain` makes a payload so before saving — and every load
