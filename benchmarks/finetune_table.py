@@ -1,6 +1,8 @@
-"""One Markdown table from fine-tune curve results (eval_curve_dfdc.py's results.json): per
+"""Markdown tables from fine-tune curve results (eval_curve_dfdc.py's results.json): per
 method and budget, the test AUC and the paired difference against the strongest baseline, for
-each run given (e.g. from scratch and --init), so the README quotes a generated table.
+each run given (e.g. from scratch and --init), so the README quotes a generated table; with two
+runs, also the paired difference between them per arm and budget (same seeds: same training
+seed, val carve and baseline draws), e.g. what ``--init`` adds.
 
     .venv/bin/python benchmarks/finetune_table.py \\
         scratch=benchmarks/results/finetune_embedder_dfdc/results.json \\
@@ -39,5 +41,33 @@ def table(runs: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+def between(runs: dict[str, Path]) -> str:
+    """``first − second`` per arm and budget, paired over the seeds both finished."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from edgedistal.pipeline.compare import paired_diff
+
+    (na, pa), (nb, pb) = list(runs.items())[:2]
+    cells = [{(c["arm"], round(c["budget"], 4), c["seed"]): c["frame_auc"] for c in json.loads(Path(p).read_text())["cells"]}
+             for p in (pa, pb)]
+    arms = sorted({k[0] for k in cells[0]} & {k[0] for k in cells[1]})
+    budgets = sorted({k[1] for k in cells[0]})
+    lines = [f"Paired difference {na} − {nb}, test AUC [95 % t-interval], seeds:", "",
+             "| arm | " + " | ".join(f"{100 * b:g} %" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    all_means = []
+    for arm in arms:
+        row = []
+        for b in budgets:
+            d = paired_diff(*({k[2]: v for k, v in c.items() if k[:2] == (arm, b)} for c in cells))
+            all_means.append(d["mean"])
+            mark = "" if d["verdict"] == "tie" else f" **{d['verdict']}**"
+            row.append(f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}], {d['n']}{mark}")
+        lines.append(f"| {arm} | " + " | ".join(row) + " |")
+    lines += ["", f"Mean over arms and budgets: {sum(all_means) / len(all_means):+.3f}."]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table(dict(a.split("=", 1) for a in sys.argv[1:])))
+    given = dict(a.split("=", 1) for a in sys.argv[1:])
+    print(table(given))
+    if len(given) == 2:
+        print("\n" + between(dict(reversed(list(given.items())))))
