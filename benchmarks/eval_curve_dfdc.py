@@ -63,6 +63,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ceiling-epochs", type=float, default=96.0, help="converged: cap ceiling (passes)")
     ap.add_argument("--min-steps", type=int, default=200)
     ap.add_argument("--patience", type=int, default=4)
+    ap.add_argument("--val-source", default="carve", choices=["carve", "split"],
+                    help="converged: early-stop on a carve of each arm (carve) or on the shared val split (split)")
+    ap.add_argument("--val-max", type=int, default=None, help="--val-source split: at most this many val rows")
     ap.add_argument("--steps", type=int, default=1000, help="steps protocol: steps per model")
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--image-size", type=int, default=None)
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                        init=args.init)
     ecfg = EvalConfig(budgets=budgets, seeds=args.seeds, protocol=args.protocol, max_epochs=args.max_epochs,
                       ceiling_epochs=max(args.ceiling_epochs, args.max_epochs), min_steps=args.min_steps,
-                      patience=args.patience, baselines=tuple(args.baselines.split(",")),
+                      patience=args.patience, val_source=args.val_source, val_max=args.val_max,
+                      baselines=tuple(args.baselines.split(",")),
                       include_full=args.full_seeds != 0, full_seeds=args.full_seeds or None)
     t0 = time.perf_counter()
     deadline = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {"machine": machine_summary(str(dev)) | {"device": str(dev)}, "command": command,
            "recipe": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "lr", "augment", "amp",
                                                     "protocol", "max_epochs", "ceiling_epochs", "min_steps",
-                                                    "patience", "seeds", "max_pool", "max_test", "workers",
+                                                    "patience", "val_source", "val_max", "seeds", "max_pool", "max_test", "workers",
                                                     "init", "baselines", "full_seeds")}
            | {"budgets": list(budgets)},
            "timing_s": {"distill": t_distill, "evaluate": t_eval, "total": time.perf_counter() - t_start},

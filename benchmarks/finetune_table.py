@@ -4,6 +4,10 @@ each run given (e.g. from scratch and --init), so the README quotes a generated 
 runs, also the paired difference between them per arm and budget (same seeds: same training
 seed, val carve and baseline draws), e.g. what ``--init`` adds.
 
+``--on val`` makes the same tables from each cell's best val AUC instead of its test AUC — the
+table that CHOOSES a method (then test reports it once). It is only meaningful when every arm
+stopped on the same val rows (``--val-source split``); a carve run is refused.
+
     .venv/bin/python benchmarks/finetune_table.py \\
         scratch=benchmarks/results/finetune_embedder_dfdc/results.json \\
         init=benchmarks/results/finetune_embedder_dfdc_init/results.json
@@ -25,8 +29,27 @@ def cell(p: dict) -> str:
             f"[{p['ci_lo']:+.3f}, {p['ci_hi']:+.3f}], {p['paired_n']} seeds; {verdict})")
 
 
-def table(runs: dict[str, Path]) -> str:
-    data = {name: json.loads(Path(path).read_text())["summary"] for name, path in runs.items()}
+def val_summary(result: dict) -> dict:
+    """The run's summary recomputed on val: each cell's best val AUC on the shared val rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import pandas as pd
+
+    from edgedistal.pipeline.compare import summarise
+
+    cells = pd.DataFrame(result["cells"])
+    if "val_source" not in cells or not (cells["val_source"] == "split").all():
+        raise SystemExit("--on val needs a run whose arms all stopped on the shared val split (--val-source split)")
+    keep = [c for c in cells.columns if not c.startswith(("frame_", "video_"))]
+    return summarise(cells[keep].assign(frame_auc=cells["best_val_auc"]), result["summary"]["budgets"])
+
+
+def load(path: str | Path, on: str = "test") -> dict:
+    result = json.loads(Path(path).read_text())
+    return val_summary(result) if on == "val" else result["summary"]
+
+
+def table(runs: dict[str, Path], on: str = "test") -> str:
+    data = {name: load(path, on) for name, path in runs.items()}
     budgets = next(iter(data.values()))["budgets"]
     lines = ["| run | method | " + " | ".join(f"{100 * b:g} %" for b in budgets) + " |",
              "|---|---|" + "---|" * len(budgets)]
@@ -67,7 +90,14 @@ def between(runs: dict[str, Path]) -> str:
 
 
 if __name__ == "__main__":
-    given = dict(a.split("=", 1) for a in sys.argv[1:])
-    print(table(given))
-    if len(given) == 2:
+    argv = sys.argv[1:]
+    on = "test"
+    if "--on" in argv:
+        i = argv.index("--on")
+        on = argv[i + 1]
+        del argv[i:i + 2]
+    given = dict(a.split("=", 1) for a in argv)
+    print(f"AUC on {on}:\n")
+    print(table(given, on))
+    if len(given) == 2 and on == "test":
         print("\n" + between(dict(reversed(list(given.items())))))

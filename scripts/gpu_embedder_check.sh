@@ -3,7 +3,8 @@
 #   pretrain a SimCLR embedder on the packed DFDC dev train pool (PRETRAIN_MIN minutes),
 #   frozen linear-probe val AUC vs random init + embeddings of all rows (benchmarks/pretrain_dfdc.py),
 #   distil balanced typicality in its space at 5 %, then evaluate it against the baselines with
-#   every arm initialised from the embedder (--init), converged protocol.
+#   every arm initialised from the embedder (--init), converged protocol, every arm early-stopping
+#   on the same val rows (--val-source split).
 #
 #   OUT=/path bash scripts/gpu_embedder_check.sh                      # on the GPU machine
 #   SMOKE=1 OUT=/tmp/gpu_emb_smoke bash scripts/gpu_embedder_check.sh  # tiny CPU dry run here
@@ -23,11 +24,11 @@ step() {  # step NAME SECONDS CMD...
 }
 if [ "${SMOKE:-0}" = 1 ]; then
   PRE="--quick --device cpu"
-  DEV=cpu; BB=resnet10t; SIZE=32; EVAL="--seeds 1 --max-epochs 2 --min-steps 5 --steps 20 --train-batch-size 32 --threads 1"
+  DEV=cpu; BB=resnet10t; SIZE=32; EVAL="--seeds 1 --max-epochs 2 --min-steps 5 --steps 20 --train-batch-size 32 --threads 1 --val-source split"
   LIMITS=(200 120 240)
 else
   PRE="--device cuda --pack .gpu/dfdc_pack.npz --backbone resnet18 --image-size 128 --batch-size 256 --budget-min ${PRETRAIN_MIN:-3}"
-  DEV=cuda; BB=resnet18; SIZE=128; EVAL="--seeds 2 --max-epochs 20 --min-steps 200 --train-batch-size 128 --augment light"
+  DEV=cuda; BB=resnet18; SIZE=128; EVAL="--seeds 2 --max-epochs 20 --min-steps 200 --train-batch-size 128 --augment light --val-source split --val-max 1000"
   LIMITS=(300 60 170)
 fi
 step pretrain "${LIMITS[0]}" $PY benchmarks/pretrain_dfdc.py $PRE --work "$WORK" --results "$OUT"

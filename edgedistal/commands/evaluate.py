@@ -49,7 +49,8 @@ def evaluate_checkpoint_mode(checkpoint: Path, manifest_path: Path | None, split
 def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ...], out: Path | None,
                             budgets: str, seeds: str, protocol: str, steps: int | None, epochs: float | None,
                             max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
-                            split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5) -> dict:
+                            split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5,
+                            val_source: str = "carve", val_max: int | None = None) -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.models.train import TrainConfig
@@ -69,7 +70,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                       epochs=epochs if epochs is not None else 10.0, **train)
     ecfg = EvalConfig(budgets=bs, seeds=parse_seeds(seeds), protocol=protocol, random_mode=random_mode,
                       max_epochs=max_epochs, min_steps=min_steps, patience=patience,
-                      ceiling_epochs=max(ceiling_epochs, max_epochs),
+                      val_source=val_source, val_max=val_max, ceiling_epochs=max(ceiling_epochs, max_epochs),
                       max_steps=steps if protocol == "converged" else None)
     out = out or Path("runs/eval")
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
@@ -160,6 +161,12 @@ Examples:
               help="[--distilled] converged: first step cap = this many passes over the arm's rows.")
 @click.option("--min-steps", default=200, show_default=True, type=int,
               help="[--distilled] converged: least steps for any arm.")
+@click.option("--val-source", type=click.Choice(["carve", "split"]), default="carve", show_default=True,
+              help="[--distilled] converged: early-stop on a by-group carve of each arm's own rows (carve), or "
+                   "on the manifest's val split, the same rows for every arm (split; labels outside the "
+                   "budget, steadier stopping for small arms).")
+@click.option("--val-max", default=None, type=click.IntRange(min=2),
+              help="[--val-source split] at most this many val rows (whole groups, a fixed draw).")
 @click.option("--early-stop", is_flag=True, hidden=True, help="Old name of --protocol converged.")
 @recipe_options(epochs=None, steps=False, batch_flag="--train-batch-size", tag="[--distilled]",
                 init="Start EVERY arm (methods, baselines, full pool) from this embedder's backbone "
@@ -171,7 +178,8 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
              steps: int | None, epochs: float | None, max_epochs: float,
-             min_steps: int, early_stop: bool, recipe: dict, random_mode: str, resume: bool) -> None:
+             min_steps: int, val_source: str, val_max: int | None, early_stop: bool, recipe: dict, random_mode: str,
+             resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
     random / balanced / stratified baselines and the full pool, all trained the same way."""
     from edgedistal.utils.io import check_output_dir, check_output_file, looks_like_json
@@ -201,7 +209,8 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             on_interrupt(f"re-run the same command: finished models in {folder / 'cells'} are reused")
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed,
-                                    ceiling_epochs=ceiling_epochs, patience=patience)
+                                    ceiling_epochs=ceiling_epochs, patience=patience, val_source=val_source,
+                                    val_max=val_max)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

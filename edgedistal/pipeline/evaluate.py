@@ -19,7 +19,8 @@ every cell):
 
 Pairing: at a budget and seed, every arm (method, baselines, RS2) trains with the same training
 seed (``seed_offset + seed``: same init weights and batch-order generator) and carves its val
-rows with the same seed and rule, so the comparison tests per-seed differences
+rows with the same seed and rule (or, with ``val_source="split"``, all stop on the same shared
+val rows), so the comparison tests per-seed differences
 (:func:`edgedistal.pipeline.compare.paired_diff`). Each cell records ``train_seed`` and
 ``val_seed`` so the pairing can be checked. ``rs2`` (Okanovic et al., ICLR 2024) trains on a
 fresh uniform subset of the budget's size every epoch, drawn from the whole pool, for exactly
@@ -94,6 +95,8 @@ def parse_seeds(value: int | str) -> int | str:
     return n
 #: Test metrics kept per cell (frame and video level), as ``<level>_<name>``.
 METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
+#: Where the converged protocol early-stops (see EvalConfig.val_source).
+VAL_SOURCES = ("carve", "split")
 #: Training options that change where a model runs, not what it learns: not fingerprinted.
 _NOT_FINGERPRINTED = ("device", "num_threads", "time_budget_s", "compile", "device_data_max_frac")
 
@@ -108,7 +111,13 @@ class EvalConfig:
     #: ``samples``: uniform over pool samples (the usual active-learning baseline);
     #: ``groups``: whole identity groups in random order (at most one group cut to hit the size).
     random_mode: str = "samples"
-    val_fraction: float = 0.15  # converged: share of the arm's rows (by group) held out for val
+    #: converged: where each arm early-stops. ``carve``: a by-group ``val_fraction`` of the arm's
+    #: own rows (every label inside the budget); ``split``: the manifest's val split, the same rows
+    #: for every arm (labels outside the budget, as `edgedistal train` uses them): small arms keep
+    #: all their rows for training and stop on a val set large enough to trust.
+    val_source: str = "carve"
+    val_fraction: float = 0.15  # converged, carve: share of the arm's rows (by group) held out for val
+    val_max: int | None = None  # converged, split: at most this many val rows (whole groups, fixed draw)
     max_epochs: float = 30.0  # converged: step cap = this many passes over the arm's train rows
     min_steps: int = 200  # converged: tiny arms still get this many steps
     max_steps: int | None = None  # converged: hard cap for every arm (None: none)
@@ -135,6 +144,10 @@ class EvalConfig:
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise EdgedistalError(f"unknown baseline(s) {sorted(unknown)}", f"use {', '.join(BASELINES)}")
+        if self.val_source not in VAL_SOURCES:
+            raise EdgedistalError(f"unknown val source {self.val_source!r}", f"use one of {', '.join(VAL_SOURCES)}")
+        if self.val_max is not None and self.val_max < 2:
+            raise EdgedistalError(f"val_max {self.val_max} must be ≥ 2", "e.g. --val-max 1000, or leave it out")
         if not (0 < self.val_fraction < 1) or not (self.max_epochs > 0) or self.min_steps < 1:
             raise EdgedistalError("converged protocol needs 0 < val_fraction < 1, max_epochs > 0, min_steps ≥ 1")
         if not (self.ceiling_epochs >= self.max_epochs) or not (self.grow > 1):
@@ -209,6 +222,9 @@ def train_fingerprint(train_cfg: TrainConfig, cfg: EvalConfig) -> dict[str, Any]
     if cfg.protocol == "converged":
         proto.update(val_fraction=cfg.val_fraction, max_epochs=cfg.max_epochs, min_steps=cfg.min_steps,
                      max_steps=cfg.max_steps, patience=cfg.patience)
+        if cfg.val_source != "carve":  # cells made before val_source existed keep their fingerprints
+            proto.update(val_source=cfg.val_source, val_max=cfg.val_max)
+            proto.pop("val_fraction")
         tc.pop("max_steps", None)
         tc.pop("epochs", None)
         tc.pop("patience", None)
@@ -233,6 +249,27 @@ def _default_loader(manifest: Manifest, size: int, progress: bool) -> np.ndarray
     from edgedistal.data.images import load_images
 
     return load_images(manifest.paths, size, progress=progress)
+
+
+def shared_val_rows(df: pd.DataFrame, val_max: int | None, seed: int = 0) -> np.ndarray:
+    """The manifest's val rows every arm early-stops on (``val_source="split"``), sorted.
+
+    With ``val_max``, whole groups in a fixed random order until ``val_max`` rows (the last group
+    cut), so the set is the same for every arm, seed and re-run; it must hold both labels."""
+    rows = np.flatnonzero((df["split"] == "val").to_numpy())
+    if len(rows) == 0:
+        raise EdgedistalError("the manifest has no val split to early-stop on",
+                              "split it with a val fraction (e.g. 0.8/0.1/0.1), or use --val-source carve")
+    if val_max is not None and len(rows) > val_max:
+        groups = df["group"].astype(str).to_numpy()[rows]
+        order = np.random.default_rng(seed).permutation(np.unique(groups))
+        rank = pd.Series(np.arange(len(order)), index=order)[groups].to_numpy()
+        rows = rows[np.argsort(rank, kind="stable")][:val_max]
+    labels = df["label"].to_numpy()[rows]
+    if len(np.unique(labels)) < 2:
+        raise EdgedistalError(f"the shared val set ({len(rows)} rows) holds one label only",
+                              "raise --val-max, or use --val-source carve")
+    return np.sort(rows)
 
 
 def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig) -> int:
@@ -271,13 +308,15 @@ def val_rise_last_third(history: Sequence[dict]) -> float:
 
 def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
                videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *, start_cap: int | None = None,
-               attempts: Sequence[dict] = (), ref: Mapping[str, Any] | None = None) -> dict:
+               attempts: Sequence[dict] = (), ref: Mapping[str, Any] | None = None,
+               val_rows: np.ndarray | None = None) -> dict:
     """Train one arm with the protocol, score the test split, return the cell record.
 
     Converged protocol: train with a first cap (``start_cap``, else ``max_epochs`` passes); while
     the run hits its cap with val AUC still rising, retrain from the same seed with the cap
     ×``grow`` up to the ceiling. ``attempts`` carries earlier runs of this cell (a resumed
-    escalation). ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches."""
+    escalation). ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches.
+    ``val_rows``: the shared val set (``val_source="split"``) instead of a carve of the arm."""
     from edgedistal.models.metrics import compute_metrics
     from edgedistal.models.predict import predict
     from edgedistal.models.train import fit
@@ -290,7 +329,10 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         if ref is None:
             raise EdgedistalError(f"{arm.key}: RS2 needs its budget arm's finished cell")
         epoch_rows = int(ref["n_train"])
-    if cfg.protocol == "converged":
+    if cfg.protocol == "converged" and val_rows is not None:  # every row trains; the shared set stops
+        tr_idx, va_idx = idx, np.asarray(val_rows)
+        tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
+    elif cfg.protocol == "converged":
         frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
         tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
         tr_idx, va_idx = idx[tr], idx[va]
@@ -345,7 +387,8 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
         "val_rise_last_third": rise, "converged": converged,
         "capped_improving": bool(improving and ref is None), "stopped": res.stopped,
-        "train_seed": seed, "val_seed": seed if len(va_idx) else None, "epoch_rows": epoch_rows,
+        "train_seed": seed, "val_seed": seed if len(va_idx) and val_rows is None else None,
+        "val_source": "split" if val_rows is not None and len(va_idx) else ("carve" if len(va_idx) else None), "epoch_rows": epoch_rows,
         "device": res.device, "precision": res.precision, "test_s": test_s,
         "metrics": metrics, **_flatten_metrics(metrics),
     }
@@ -512,7 +555,6 @@ def run_evaluation(
     cfg.budgets = tuple(sorted(float(b) for b in cfg.budgets))
     cfg.validate()
     out = Path(out_dir)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
 
     if images is not None and len(images) != len(manifest):
         raise EdgedistalError(f"{len(images)} images for a manifest of {len(manifest)} rows")
@@ -536,15 +578,18 @@ def run_evaluation(
     videos = df["video"].astype(str).to_numpy()
     sample_ids = df["sample_id"].astype(str).to_numpy()
     recipe = train_fingerprint(train_cfg, cfg)
-    data_digest = manifest_digest(df, np.concatenate([pool_rows, test_rows]))
+    val_rows = shared_val_rows(df, cfg.val_max) if cfg.protocol == "converged" and cfg.val_source == "split" else None
+    data_digest = manifest_digest(df, np.concatenate([pool_rows, test_rows, *([] if val_rows is None else [val_rows])]))
     prints = {a.key: cell_fingerprint(recipe, data_digest, a, sample_ids) for a in arms}
 
+    (out / "cells").mkdir(parents=True, exist_ok=True)  # after every check: a refused run leaves no folder
     write_json_atomic(out / "eval_config.json", {
         "eval": asdict(cfg), "train": asdict(train_cfg),
         "methods": {m: str(d.resolve()) for m, d in methods.items()},
         "distilled_dir": str(next(iter(methods.values())).resolve()),
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)),
         "test_groups": int(len(np.unique(groups[test_rows]))), "split_seed": split_seed,
+        "val_size": None if val_rows is None else int(len(val_rows)),
         "data_digest": data_digest,
     })
 
@@ -554,7 +599,7 @@ def run_evaluation(
     todo, status = book.todo(arms, resume, shard, say)
     if todo and images is None:
         images = (image_loader or _default_loader)(manifest, train_cfg.image_size, progress)
-    data = _ArmData(images, labels, groups, test_rows, videos, len(pool_rows))
+    data = _ArmData(images, labels, groups, test_rows, videos, len(pool_rows), val_rows)
     skipped = book.train(todo, data, time_budget_s, progress, say)
     done = book.finished(arms)
     cells = pd.DataFrame(done)
@@ -586,6 +631,7 @@ class _ArmData:
     test_rows: np.ndarray
     videos: np.ndarray
     pool_size: int
+    val_rows: np.ndarray | None = None  # the shared val set (val_source="split")
 
 
 @dataclass
@@ -681,7 +727,8 @@ class _Cells:
                                  ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
         rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,
                          start_cap=start_cap,
-                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref)
+                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref,
+                         val_rows=data.val_rows)
         rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
                     "protocol": cfg.protocol, "budget_actual": len(a.rows) / data.pool_size,
                     "fingerprint": self.fingerprint(a), **a.extra})

@@ -434,8 +434,10 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
         notes.insert(0, "SCREENING: a standardised logistic head trained per arm and seed on frozen features. "
                         "It ranks subsets cheaply; claims about detectors come from the fine-tune protocol.")
     if summary.get("protocol") == "converged":
-        notes.append(f"Protocol converged: each arm early-stops on a {ev.get('val_fraction')} by-group val carve "
-                     f"of its own rows (patience {ev.get('patience')} evaluations, best val weights), with a first "
+        stop_on = (f"the manifest's val split ({eval_cfg.get('val_size')} rows, the same for every arm; labels "
+                   "outside the budget, which counts training labels only)" if ev.get("val_source") == "split"
+                   else f"a {ev.get('val_fraction')} by-group val carve of its own rows")
+        notes.append(f"Protocol converged: each arm early-stops on {stop_on} (patience {ev.get('patience')} evaluations, best val weights), with a first "
                      f"step cap of {ev.get('max_epochs')} passes over its rows (at least {ev.get('min_steps')} steps"
                      + (f", at most {ev.get('max_steps')}" if ev.get("max_steps") else "") + "); a model that hits "
                      f"its cap with val AUC still rising by more than {ev.get('converge_tol')} over its last third "

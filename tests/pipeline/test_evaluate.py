@@ -293,10 +293,14 @@ def test_cli_compares_several_methods_in_one_table(synth_manifest, tmp_path: Pat
     assert sum(s.startswith("stratified") for s in stems) >= 1  # shared by both methods when mixes agree
     md = (out / "report.md").read_text()
     assert "strongest baseline" in md and "one" in md and "two" in md and "1 seed, no spread" in md
-    bad = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", str(d1), "--budgets", "x"])
+    refused = tmp_path / "refused"
+    bad = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", str(d1), "--budgets", "x",
+                                        "--out", str(refused)])
     assert bad.exit_code != 0
-    clash = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", f"random={d1}"])
+    clash = CliRunner().invoke(evaluate, ["--manifest", str(mpath), "--distilled", f"random={d1}",
+                                          "--out", str(refused)])
     assert clash.exit_code != 0 and "not usable" in str(clash.exception)
+    assert not refused.exists()  # a refused run leaves no folder behind
 
 
 def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_manifest, tmp_path: Path) -> None:
@@ -316,3 +320,42 @@ def test_without_a_distilled_dir_it_distils_once_with_budget_milestones(synth_ma
     pool_n = int((synth_manifest.df["split"] == "train").sum())
     sizes = res.cells.groupby("budget")["n_train"].first()
     assert sizes[0.4] == round(0.4 * pool_n) and sizes[0.2] == round(0.2 * pool_n)
+
+
+def test_shared_val_split_stops_every_arm_on_the_same_rows(synth_manifest, tmp_path: Path) -> None:
+    from edgedistal.pipeline.evaluate import train_fingerprint
+
+    ddir = _fake_distill_dir(synth_manifest, tmp_path / "distill", (0.3,))
+    df = synth_manifest.df
+    n_val = int((df["split"] == "val").sum())
+    pool_n = int((df["split"] == "train").sum())
+    ecfg = EvalConfig(budgets=(0.3,), seeds=1, val_source="split", max_epochs=2, min_steps=3, patience=2,
+                      baselines=("random",), include_full=False)
+    res = run_evaluation(synth_manifest, distilled={"m": ddir}, train_cfg=_tiny_cfg(), eval_cfg=ecfg,
+                         out_dir=tmp_path / "eval", progress=False)
+    cells = res.cells.set_index("arm")
+    assert (cells["n_val"] == n_val).all() and (cells["val_source"] == "split").all()
+    assert cells.loc["random", "n_train"] == int(round(0.3 * pool_n))  # no carve: every budget row trains
+    assert cells["best_val_auc"].notna().all()
+    # the carve's fingerprints are unchanged by the new option; split is a different recipe
+    carve = train_fingerprint(_tiny_cfg(), EvalConfig())
+    assert "val_source" not in carve["protocol"]
+    assert train_fingerprint(_tiny_cfg(), ecfg) != carve
+
+
+def test_shared_val_rows_cap_is_whole_groups_and_fixed(synth_manifest) -> None:
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.pipeline.evaluate import shared_val_rows
+
+    df = synth_manifest.df
+    val = np.flatnonzero((df["split"] == "val").to_numpy())
+    assert np.array_equal(shared_val_rows(df, None), val)
+    cap = len(val) // 2
+    some = shared_val_rows(df, cap)
+    assert len(some) == cap and set(some) <= set(val)
+    assert np.array_equal(some, shared_val_rows(df, cap))  # the same draw every time
+    groups = df["group"].astype(str).to_numpy()
+    counts = pd.Series(groups[some]).value_counts()
+    assert int((counts < pd.Series(groups[val]).value_counts()[counts.index]).sum()) <= 1  # one group cut at most
+    with pytest.raises(EdgedistalError, match="no val split"):
+        shared_val_rows(df.assign(split=df["split"].replace("val", "test")), None)
