@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def cell(p: dict) -> str:
     """``AUC (Δ vs strongest [lo, hi], n; verdict)`` of one comparison point."""
@@ -31,7 +33,6 @@ def cell(p: dict) -> str:
 
 def val_summary(result: dict) -> dict:
     """The run's summary recomputed on val: each cell's best val AUC on the shared val rows."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pandas as pd
 
     from edgedistal.pipeline.compare import summarise
@@ -66,7 +67,6 @@ def table(runs: dict[str, Path], on: str = "test") -> str:
 
 def between(runs: dict[str, Path]) -> str:
     """``first − second`` per arm and budget, paired over the seeds both finished."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from edgedistal.pipeline.compare import paired_diff
 
     (na, pa), (nb, pb) = list(runs.items())[:2]

@@ -329,13 +329,13 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         if ref is None:
             raise EdgedistalError(f"{arm.key}: RS2 needs its budget arm's finished cell")
         epoch_rows = int(ref["n_train"])
-    if cfg.protocol == "converged" and val_rows is not None:  # every row trains; the shared set stops
-        tr_idx, va_idx = idx, np.asarray(val_rows)
-        tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
-    elif cfg.protocol == "converged":
-        frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
-        tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
-        tr_idx, va_idx = idx[tr], idx[va]
+    if cfg.protocol == "converged":
+        if val_rows is not None:  # every row trains; the shared set stops
+            tr_idx, va_idx = idx, np.asarray(val_rows)
+        else:
+            frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
+            tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
+            tr_idx, va_idx = idx[tr], idx[va]
         tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
     else:  # fixed compute: no validation, no early stop, final weights
         tr_idx, va_idx = idx, idx[:0]
@@ -387,8 +387,8 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
         "val_rise_last_third": rise, "converged": converged,
         "capped_improving": bool(improving and ref is None), "stopped": res.stopped,
-        "train_seed": seed, "val_seed": seed if len(va_idx) and val_rows is None else None,
-        "val_source": "split" if val_rows is not None and len(va_idx) else ("carve" if len(va_idx) else None), "epoch_rows": epoch_rows,
+        "train_seed": seed, "val_source": None if not len(va_idx) else "carve" if val_rows is None else "split",
+        "val_seed": seed if len(va_idx) and val_rows is None else None, "epoch_rows": epoch_rows,
         "device": res.device, "precision": res.precision, "test_s": test_s,
         "metrics": metrics, **_flatten_metrics(metrics),
     }
