@@ -34,7 +34,7 @@ fi
 step pretrain "${LIMITS[0]}" $PY benchmarks/pretrain_dfdc.py $PRE --work "$WORK" --results "$OUT"
 EMB=$WORK/embedder/embedder.pt
 step distill "${LIMITS[1]}" $PY -m edgedistal.cli distill --manifest "$WORK/manifest.parquet" --embedder "$EMB" \
-  --strategy balanced+typiclust --budget 0.05 --seed-size 0.01 --device "$DEV" -o "$WORK/d_typ" --overwrite
+  --strategy balanced+typiclust --budget 0.05 --milestones 0.05 --seed-size 0.01 --device "$DEV" -o "$WORK/d_typ" --overwrite
 step evaluate "${LIMITS[2]}" $PY -m edgedistal.cli evaluate -m "$WORK/manifest.parquet" --distilled "emb_typiclust=$WORK/d_typ" \
   --budgets 0.05 --protocol converged --init "$EMB" --backbone "$BB" --image-size "$SIZE" --device "$DEV" \
   $EVAL -o "$OUT/embedder_eval"
