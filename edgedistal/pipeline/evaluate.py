@@ -13,7 +13,8 @@ every cell):
   cap with val AUC still rising, it is retrained from the same seed with the cap ×``grow``, up to
   ``ceiling_epochs`` passes. An arm still rising at the ceiling is flagged ``capped_improving``.
   (Retrained, not extended: the one-cycle schedule anneals to the cap, so a model stopped by
-  patience under a far-away cap would stop at a high learning rate.)
+  patience under a far-away cap would stop at a high learning rate.) Each cell keeps the run
+  with the best val AUC: a longer retraining can stop lower than the run it replaces.
 * ``steps``  – the same number of optimiser steps for every arm ("same compute, which data?").
 * ``epochs`` – the same number of passes for every arm.
 
@@ -306,17 +307,58 @@ def val_rise_last_third(history: Sequence[dict]) -> float:
     return float(slope * (s[-1] - s[0]))
 
 
+def kept_attempt(history: Sequence[Mapping[str, Any]]) -> int:
+    """The attempt whose model a cell keeps: the best val AUC (the later one on a tie).
+
+    A retraining with a larger cap is a new run, not a continuation, and its early stop can land
+    lower than the shorter run it replaces (on DFDC dev, 17 of 23 escalated cells did, by up to
+    0.069 val AUC): keeping the last attempt would score an arm below what it reached."""
+    vals = [a.get("best_val_auc") for a in history]
+    vals = [v if v is not None and math.isfinite(v) else -math.inf for v in vals]
+    return max(range(len(vals)), key=lambda i: (vals[i], i))
+
+
+def needs_reproduce(rec: Mapping[str, Any]) -> bool:
+    """A cell written before cells kept their best attempt, whose best attempt is not its last."""
+    attempts = rec.get("attempts")
+    attempts = [] if attempts is None else list(attempts)
+    return "kept_attempt" not in rec and len(attempts) > 1 and kept_attempt(attempts) != len(attempts) - 1
+
+
+def _improving(attempt: Mapping[str, Any], cfg: EvalConfig) -> bool:
+    """Did this run hit its cap with val AUC still rising (the converged protocol's retrain test)?"""
+    rise = attempt.get("val_rise_last_third")
+    return (cfg.protocol == "converged" and attempt.get("stopped") == "steps" and rise is not None
+            and math.isfinite(rise) and rise > cfg.converge_tol)
+
+
+def _cell_rows(arm: Arm, groups: np.ndarray, cfg: EvalConfig, ref: Mapping[str, Any] | None,
+               val_rows: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The arm's training rows and the rows its early stopping reads (none without val)."""
+    idx = arm.rows
+    if cfg.protocol != "converged":
+        return idx, idx[:0]
+    if val_rows is not None:  # every row trains; the shared set stops
+        return idx, np.asarray(val_rows)
+    frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
+    tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
+    return idx[tr], idx[va]
+
+
 def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
                videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *, start_cap: int | None = None,
                attempts: Sequence[dict] = (), ref: Mapping[str, Any] | None = None,
-               val_rows: np.ndarray | None = None) -> dict:
+               val_rows: np.ndarray | None = None, reproduce_only: bool = False) -> dict:
     """Train one arm with the protocol, score the test split, return the cell record.
 
     Converged protocol: train with a first cap (``start_cap``, else ``max_epochs`` passes); while
     the run hits its cap with val AUC still rising, retrain from the same seed with the cap
-    ×``grow`` up to the ceiling. ``attempts`` carries earlier runs of this cell (a resumed
-    escalation). ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches.
-    ``val_rows``: the shared val set (``val_source="split"``) instead of a carve of the arm."""
+    ×``grow`` up to the ceiling; the cell keeps the attempt with the best val AUC
+    (:func:`kept_attempt`) and tests only that model. ``attempts`` carries earlier runs of this
+    cell (a resumed escalation); when one of them is the best, it is retrained (same seed and
+    cap) to get its model back. ``reproduce_only``: train no new attempt, only that. ``ref``: for
+    an RS2 arm, the cell of the budget arm whose samples it matches. ``val_rows``: the shared val
+    set (``val_source="split"``) instead of a carve of the arm."""
     from edgedistal.models.metrics import compute_metrics
     from edgedistal.models.predict import predict
     from edgedistal.models.train import fit
@@ -329,16 +371,10 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         if ref is None:
             raise EdgedistalError(f"{arm.key}: RS2 needs its budget arm's finished cell")
         epoch_rows = int(ref["n_train"])
+    tr_idx, va_idx = _cell_rows(arm, groups, cfg, ref, val_rows, seed)
     if cfg.protocol == "converged":
-        if val_rows is not None:  # every row trains; the shared set stops
-            tr_idx, va_idx = idx, np.asarray(val_rows)
-        else:
-            frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
-            tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
-            tr_idx, va_idx = idx[tr], idx[va]
         tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
     else:  # fixed compute: no validation, no early stop, final weights
-        tr_idx, va_idx = idx, idx[:0]
         tcfg = dataclasses.replace(tcfg, patience=0)
         if cfg.protocol == "epochs" and ref is None:
             tcfg = dataclasses.replace(tcfg, max_steps=None)
@@ -355,37 +391,48 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         ceiling = max(cap, ceiling_steps(len(tr_idx), tcfg.batch_size, cfg))
     else:
         cap = ceiling = tcfg.max_steps or 0  # 0: the epochs protocol's passes decide
-    history = list(attempts)
-    while True:
-        run_cfg = dataclasses.replace(tcfg, max_steps=cap) if cap else tcfg
-        res = fit(x_tr, y_tr, x_va, y_va, run_cfg, progress=False, epoch_rows=epoch_rows)
-        rise = val_rise_last_third(res.history)
-        improving = cfg.protocol == "converged" and res.stopped == "steps" and (
-            math.isfinite(rise) and rise > cfg.converge_tol)
+
+    def run(max_steps: int) -> Any:
+        return fit(x_tr, y_tr, x_va, y_va, dataclasses.replace(tcfg, max_steps=max_steps) if max_steps else tcfg,
+                   progress=False, epoch_rows=epoch_rows)
+
+    history, models = list(attempts), {}
+    while not reproduce_only:
+        res = run(cap)
         history.append({"step_cap": int(cap or res.steps), "steps": int(res.steps), "stopped": res.stopped,
-                        "best_val_auc": res.best_val_auc, "val_rise_last_third": rise,
+                        "best_val_auc": res.best_val_auc, "val_rise_last_third": val_rise_last_third(res.history),
                         "wall_s": float(res.wall_s)})
-        nxt = next_cap(cap, ceiling, cfg) if improving and ref is None else None
+        if kept_attempt(history) == len(history) - 1:
+            models = {len(history) - 1: res}  # only the best run so far stays in memory
+        nxt = next_cap(cap, ceiling, cfg) if _improving(history[-1], cfg) and ref is None else None
         if nxt is None:
             break
         cap = nxt
+    k = kept_attempt(history)
+    reproduce_s, reproduced = 0.0, None
+    if k not in models:  # the best run was trained by an earlier process: the same seed and cap again
+        models = {k: run(int(history[k]["step_cap"]))}
+        reproduce_s, reproduced = float(models[k].wall_s), models[k].best_val_auc
+    res = models[k]
     t0 = time.perf_counter()
     probs, _ = predict(res.model, images[test_idx], device=tcfg.device)
     test_s = time.perf_counter() - t0
     metrics = compute_metrics(labels[test_idx], probs, videos[test_idx])
+    improving = _improving(history[-1], cfg)
     # None under a fixed-compute protocol: without val there is nothing to judge convergence by
     converged = None if cfg.protocol != "converged" or ref is not None else not improving
     return {
         "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)),
         "n_real": int((labels[idx] == 0).sum()), "n_fake": int((labels[idx] == 1).sum()),
         "n_groups": int(len(np.unique(groups[idx]))),
-        "steps": int(res.steps), "step_cap": int(cap or res.steps), "epochs": float(res.epochs),
+        "steps": int(res.steps), "step_cap": int(history[-1]["step_cap"]), "epochs": float(res.epochs),
         "samples_seen": int(res.samples_seen), "wall_s": float(res.wall_s),
-        "wall_s_all_attempts": float(sum(a["wall_s"] for a in history)),
+        "wall_s_all_attempts": float(sum(a["wall_s"] for a in history)), "kept_attempt": k,
+        "reproduce_s": reproduce_s, "reproduced_val_auc": reproduced,
         "ceiling_steps": int(ceiling or res.steps), "attempts": history,
         "images_per_s": float(res.images_per_s), "best_step": int(res.best_step),
         "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
-        "val_rise_last_third": rise, "converged": converged,
+        "val_rise_last_third": history[-1]["val_rise_last_third"], "converged": converged,
         "capped_improving": bool(improving and ref is None), "stopped": res.stopped,
         "train_seed": seed, "val_source": None if not len(va_idx) else "carve" if val_rows is None else "split",
         "val_seed": seed if len(va_idx) and val_rows is None else None, "epoch_rows": epoch_rows,
@@ -611,7 +658,7 @@ def run_evaluation(
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "skipped_cells": skipped,
         "planned_cells": len(arms), "finished_cells": len(done),
         "resume": {"reused": status["ok"], "stale_retrained": status["stale"], "corrupt_retrained": status["corrupt"],
-                   "escalated": status["escalate"]},
+                   "escalated": status["escalate"], "reproduced": status["reproduce"]},
     })
     if len(done) < len(arms):
         summary["conclusion"] += f" (incomplete: {len(done)}/{len(arms)} models finished)"
@@ -662,10 +709,12 @@ class _Cells:
 
     def state(self, a: Arm) -> tuple[dict | None, str]:
         """A finished cell is reused unless it is capped_improving below today's ceiling: then
-        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``)."""
+        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``); or
+        unless it predates kept attempts and kept a worse run than its best: then that run is
+        retrained (``reproduce``)."""
         if a.kind == "rs2":
             ref = self.ref_of(a)
-            if ref is not None and self.escalates(ref):  # its reference will train longer: so must it
+            if ref is not None and (self.escalates(ref) or needs_reproduce(ref)):  # its reference changes
                 return None, "stale" if (self.cell_dir / f"{a.key}.json").exists() else "missing"
         fp = self.fingerprint(a)
         if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
@@ -673,12 +722,15 @@ class _Cells:
         rec, st = read_cell(self.cell_dir / f"{a.key}.json", fp)
         if st == "ok" and a.kind != "rs2" and self.escalates(rec):
             return rec, "escalate"
+        if st == "ok" and a.kind != "rs2" and needs_reproduce(rec):
+            return rec, "reproduce"
         return rec, st
 
     def todo(self, arms: Sequence[Arm], resume: bool, shard: tuple[int, int] | None,
              say: Callable[[str], None]) -> tuple[list[tuple[Arm, dict | None]], dict[str, int]]:
         """The arms this process trains (with the cell an escalation continues), and the counts."""
-        status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0}
+        status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0,
+                                 "reproduce": 0}
         todo: list[tuple[Arm, dict | None]] = []
         for i, a in enumerate(arms):
             rec, st = self.state(a) if resume else (None, "missing")
@@ -686,7 +738,7 @@ class _Cells:
             if st == "corrupt":
                 say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
             if st != "ok" and (shard is None or i % shard[1] == shard[0]):
-                todo.append((a, rec if st == "escalate" else None))
+                todo.append((a, rec if st in ("escalate", "reproduce") else None))
         if status["stale"]:
             say(f"{status['stale']} cell(s) in {self.cell_dir} were trained with other settings or data: "
                 "retraining them")
@@ -695,6 +747,9 @@ class _Cells:
         if status["escalate"]:
             say(f"{status['escalate']} finished cell(s) hit their step cap still improving: retraining them "
                 f"with a larger cap (ceiling {self.cfg.ceiling_epochs:g} passes)")
+        if status["reproduce"]:
+            say(f"{status['reproduce']} finished cell(s) kept a retraining that ended below an earlier "
+                "run on val: retraining that run (same seed and cap) to keep its model")
         return todo, status
 
     def train(self, todo: list[tuple[Arm, dict | None]], data: _ArmData, time_budget_s: float | None,
@@ -721,14 +776,14 @@ class _Cells:
     def _train_one(self, a: Arm, prev: dict | None, ref: dict | None, data: _ArmData,
                    say: Callable[[str], None]) -> None:
         cfg, train_cfg = self.cfg, self.train_cfg
-        start_cap = None
-        if prev is not None:
+        start_cap, reproduce_only = None, prev is not None and not self.escalates(prev) and needs_reproduce(prev)
+        if prev is not None and not reproduce_only:
             start_cap = next_cap(int(prev["step_cap"]),
                                  ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
         rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,
                          start_cap=start_cap,
                          attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref,
-                         val_rows=data.val_rows)
+                         val_rows=data.val_rows, reproduce_only=reproduce_only)
         rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
                     "protocol": cfg.protocol, "budget_actual": len(a.rows) / data.pool_size,
                     "fingerprint": self.fingerprint(a), **a.extra})

@@ -308,3 +308,100 @@ def test_a_left_out_full_arm_is_not_a_one_seed_arm():
     assert not any("1 seed" in w for w in warnings({"full": {"n_seeds": 0}, "curves": curves}, "frame_auc"))
     curves["m"]["n_seeds"] = 1
     assert any("1 seed" in w for w in warnings({"full": {"n_seeds": 0}, "curves": curves}, "frame_auc"))
+
+
+# -- every arm keeps its best run (a longer retraining can stop lower) ---------------------------
+def _fit_that_peaks_at_the_first_cap(calls: list, first_cap: int):
+    """The first run rises to its cap (so it is retrained longer); every longer run stops early, lower."""
+
+    def fit(x, y, xv, yv, cfg, progress=False, epoch_rows=None):
+        cap = cfg.max_steps
+        calls.append(cap)
+        stop = cap if cap <= first_cap else 6
+        hist = [{"step": k, "val_auc": 0.5 + 0.01 * k} for k in range(1, stop + 1)]
+        if cap > first_cap:
+            hist = [{"step": k, "val_auc": 0.55} for k in range(1, stop + 1)]
+        return SimpleNamespace(model=SimpleNamespace(cap=cap), history=hist, steps=stop, epochs=1.0,
+                               samples_seen=stop * 4, wall_s=0.01, images_per_s=1.0, best_step=stop,
+                               best_val_auc=max(h["val_auc"] for h in hist),
+                               stopped="steps" if stop == cap else "early_stop", device="cpu", precision="fp32")
+    return fit
+
+
+@pytest.fixture()
+def peaky_training(monkeypatch):
+    import edgedistal.models.predict as predict_mod
+    import edgedistal.models.train as train_mod
+
+    tested: list = []
+
+    def predict(model, x, device=None):
+        tested.append(model.cap)
+        return np.linspace(0, 1, len(x)), None
+
+    monkeypatch.setattr(predict_mod, "predict", predict)
+
+    def use(first_cap: int):
+        calls: list = []
+        monkeypatch.setattr(train_mod, "fit", _fit_that_peaks_at_the_first_cap(calls, first_cap))
+        return calls, tested
+    return use
+
+
+def test_a_cell_keeps_its_best_run_when_a_longer_retraining_stops_lower(peaky_training) -> None:
+    from edgedistal.models.train import TrainConfig
+
+    images, labels, groups, test, videos = _arm_data()
+    arm = Arm("random", "baseline", 0.5, 0, np.arange(60))
+    cfg = EvalConfig(max_epochs=2, ceiling_epochs=16, min_steps=10, grow=2.0)
+    calls, tested = peaky_training(30)  # the first cap (30 steps) rises to its end; longer runs stop at 0.55
+    rec = train_cell(arm, images, labels, groups, test, videos, TrainConfig(batch_size=4), cfg)
+    assert len(calls) == 2 and rec["attempts"][1]["best_val_auc"] < rec["attempts"][0]["best_val_auc"]
+    assert rec["kept_attempt"] == 0 and tested == [calls[0]]  # only the kept model is tested
+    assert rec["best_val_auc"] == pytest.approx(0.5 + 0.01 * calls[0]) and rec["steps"] == calls[0]
+    assert rec["step_cap"] == calls[1] and rec["reproduce_s"] == 0.0  # the protocol's reach: the last run
+    assert rec["capped_improving"] is False
+
+
+def test_an_old_cell_that_kept_a_worse_run_retrains_only_its_best_run(synth_manifest, tmp_path, peaky_training) -> None:
+    from edgedistal.models.train import TrainConfig
+
+    kw = dict(distilled={"m": _fake_distill_dir(synth_manifest, tmp_path / "d", (0.3,))}, out_dir=tmp_path / "e",
+              progress=False, train_cfg=TrainConfig(batch_size=4, image_size=32), images=np.zeros(
+                  (len(synth_manifest), 32, 32, 3), np.uint8))
+    cfg = EvalConfig(budgets=(0.3,), seeds=1, max_epochs=2, min_steps=5, ceiling_epochs=2, baselines=("random",))
+    calls, tested = peaky_training(10_000)  # every first run rises to its cap; nothing escalates past it
+    first = run_evaluation(synth_manifest, eval_cfg=cfg, **kw)
+    cells = sorted((tmp_path / "e" / "cells").glob("*.json"))
+    assert len(cells) == len(first.cells) == 3
+    for p in cells:  # as written before cells kept their best run: a second, lower run kept
+        rec = json.loads(p.read_text())
+        rec.pop("kept_attempt")
+        rec["attempts"] = rec["attempts"] + [{**rec["attempts"][0], "step_cap": 2 * rec["step_cap"],
+                                              "best_val_auc": 0.51, "stopped": "early_stop"}]
+        rec.update(step_cap=rec["ceiling_steps"], best_val_auc=0.51, capped_improving=False)
+        p.write_text(json.dumps(rec))
+    calls.clear()
+    tested.clear()
+    again = run_evaluation(synth_manifest, eval_cfg=cfg, **kw)
+    assert again.summary["resume"]["reproduced"] == 3
+    first_caps = sorted(first.cells["steps"].tolist())
+    assert sorted(calls) == first_caps == sorted(tested)  # one run per cell, at its best run's cap
+    assert (again.cells["kept_attempt"] == 0).all() and (again.cells["reproduce_s"] > 0).all()
+    assert again.cells["attempts"].apply(len).eq(2).all()  # the history is kept as it was
+    calls.clear()
+    run_evaluation(synth_manifest, eval_cfg=cfg, **kw)
+    assert calls == []  # now finished under the rule: reused
+
+
+def test_a_run_retrained_with_the_same_seed_and_cap_reproduces_on_cpu() -> None:
+    from edgedistal.models.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (48, 32, 32, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 24)
+    cfg = TrainConfig(backbone="resnet10t", image_size=32, batch_size=8, max_steps=8, augment="light",
+                      device="cpu", num_threads=1, patience=3, eval_every=2, seed=3)
+    a, b = (fit(x[:32], y[:32], x[32:], y[32:], cfg, progress=False) for _ in range(2))
+    assert [h["val_auc"] for h in a.history] == [h["val_auc"] for h in b.history]
+    assert a.best_val_auc == b.best_val_auc and a.steps == b.steps
