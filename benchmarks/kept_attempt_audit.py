@@ -63,7 +63,7 @@ def markdown(rows: list[dict], n_cells: int, n_escalated: int, machine: dict, co
         f"{max((r['val_gain'] for r in rows), default=0):.3f} val AUC). {len(done)} were reproduced (their best run "
         f"retrained, same seed and cap); {len(match)} of them matched the logged val AUC exactly.",
         "",
-        "| cell | runs | kept | val: last → best | reproduced val | test AUC: last → best | s |",
+        "| cell | runs | kept | val: last → best | reproduced val | test AUC: last → best | reproduce s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
