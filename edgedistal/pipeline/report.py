@@ -115,6 +115,13 @@ def _plt():
     return plt
 
 
+def _start_of(train: dict) -> str:
+    """Where every arm's weights start: the embedder (``--init``), hub weights, or random."""
+    if train.get("init"):
+        return f"every arm initialised from the embedder {Path(str(train['init'])).name} (`--init`)"
+    return "from pretrained weights" if train.get("pretrained") else "from scratch"
+
+
 def _paired_band(summary: dict, method: str, metric: str) -> tuple[list, list, list]:
     """Budgets and the strongest baseline's mean + the paired 95 % interval of the method's
     difference: a band wholly above that baseline's curve is a win, one that straddles it a tie."""
@@ -480,8 +487,7 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
         methods = ", ".join(summary.get("methods") or {}) or "?"
         rep.p(
             f"Protocol **{summary.get('protocol')}**; {tr.get('backbone')} at {tr.get('image_size')} px, batch "
-            f"{tr.get('batch_size')}, lr {tr.get('lr')}, augment {tr.get('augment')}, from "
-            f"{'pretrained' if tr.get('pretrained') else 'scratch'}. Pool {summary.get('pool_size')} samples, "
+            f"{tr.get('batch_size')}, lr {tr.get('lr')}, augment {tr.get('augment')}, {_start_of(tr)}. Pool {summary.get('pool_size')} samples, "
             f"test {summary.get('test_size')} samples ({eval_cfg.get('test_groups', '?')} held-out groups). "
             f"Methods: {methods}. Baselines: uniform random ({summary.get('random_mode')}), balanced (50/50 "
             "random), stratified (random with a method's label mix, spread over groups). Seeds: "

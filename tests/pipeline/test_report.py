@@ -92,6 +92,18 @@ def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None
             "[-0.055, +0.073] | 2 | tie | tie |") in md
     assert "2× the larger seed standard deviation" in md
     assert "| 20% | hybrid | distilled |" in md and "| 0.25 | 0.25 |" in md  # compute shares of the full arm
+    assert "from scratch. Pool" in md  # where every arm's weights start, said in the protocol line
+
+
+def test_report_says_every_arm_started_from_the_embedder(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "run")
+    cfg_path = run / "eval" / "eval_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["train"]["init"] = "/somewhere/embedder.pt"
+    write_json_atomic(cfg_path, cfg)
+    md = Path(write_report(run)["markdown"]).read_text()
+    assert "every arm initialised from the embedder embedder.pt (`--init`). Pool" in md
+    assert "from scratch" not in md
 
 
 def test_report_of_a_distill_folder_only(tmp_path: Path) -> None:
