@@ -504,8 +504,11 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
         rep.fig("budget_curve", fig_budget_curve(summary),
                 "Test AUC vs budget (mean over paired seeds); the band is the recommended method's paired "
                 "95 % interval against the strongest baseline.")
+        evaluated = {f"{float(x):.3f}" for x in summary.get("budgets") or []}
         for sheet in sorted((dirs.eval_dir / "figures").glob("picks_b*.png")):
             b = sheet.stem.removeprefix("picks_b")
+            if evaluated and b not in evaluated:  # a sheet of another run sharing this --work folder
+                continue
             rep.fig(sheet.stem, sheet.read_bytes(),
                     f"What each method picked at {100 * float(b):g} % next to balanced random (seed 0; "
                     "R/F in the corner, subset size after the name).")

@@ -139,3 +139,14 @@ def test_scores_figure_skips_columns_without_values():
     assert fig_scores(pool) is None
     pool["prob"] = np.linspace(0, 1, 20)
     assert isinstance(fig_scores(pool), bytes)
+
+
+def test_report_shows_only_the_pick_sheets_of_its_own_budgets(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "run")
+    figs = run / "eval" / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    for b in ("0.100", "0.500"):  # 0.5: a sheet left by another run sharing this --work folder
+        (figs / f"picks_b{b}.png").write_bytes(png)
+    md = Path(write_report(run)["markdown"]).read_text()
+    assert "figures/picks_b0.100.png" in md and "picks_b0.500" not in md
