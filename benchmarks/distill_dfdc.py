@@ -170,10 +170,11 @@ def calibrate_steps_fit(args, calib: dict, n_models: int, seconds_left: float) -
 def selection_costs(methods: dict, cells) -> tuple[dict, str]:
     """Each method's selection cost vs one full-pool training (mean over the full arm's seeds)."""
     from edgedistal.pipeline.compare import selection_cost
+    from edgedistal.pipeline.evaluate import method_dir
 
     full = cells[cells["arm"] == "full"]["wall_s"] if "arm" in cells else []
     full_s = float(np.mean(full)) if len(full) else float("nan")
-    costs = {name: selection_cost(d) for name, d in methods.items()}
+    costs = {name: selection_cost(method_dir(d, 0)) for name, d in methods.items()}  # per seed: seed 0's
     for c in costs.values():
         c["vs_full_training"] = c["selection_s"] / full_s
     lines = ["", "", "## Selection cost vs one full-pool training", "",

@@ -237,9 +237,11 @@ def prefix_caveats(methods: dict, budgets: tuple[float, ...]) -> list[str]:
     """Budgets a method has no milestone for are read as its first picks, which at small budgets
     may be its seed set (random by design), not the method: say so."""
     from edgedistal.data.distilled import DistillSummary, milestone_path, read_summary
+    from edgedistal.pipeline.evaluate import method_dir
 
     out = []
     for name, d in methods.items():
+        d = method_dir(d, 0)  # distilled once per seed: every seed ran the same settings
         summary = read_summary(d) or DistillSummary()
         seed = summary.seed_size  # the run's count (0: labelled mode, no seed set) ...
         if not isinstance(seed, int):

@@ -17,6 +17,10 @@
 # Environment: BUDGETS (default 0.01,0.02,0.05), SEEDS (default 5), PY; MILESTONES (default = BUDGETS:
 # the distillation's budget is the largest) and SEL (default runs/embedder_selection_<largest budget>).
 # The distilled subsets depend on the milestones, so another list distils into another SEL.
+# STRATEGIES (default "balanced+kcenter balanced+typiclust"; e.g. add balanced+probcover and the
+# peer mundig). DISTILL_SEEDS=N distils each method N times (distill --seed 0..N-1, into SEL/<name>_<seed>)
+# and pairs seed s with distillation s, so a method's own selection variance enters its interval;
+# unset, each method is one subset (seed 0) shared by every training seed.
 set -euo pipefail
 W=${1:-runs/pretrain_dfdc}
 NAME=${2:-finetune_embedder_dfdc}
@@ -27,16 +31,23 @@ MILESTONES=${MILESTONES:-$BUDGETS}
 TOP=${MILESTONES##*,}
 SEL=${SEL:-runs/embedder_selection_$TOP}
 mkdir -p "$SEL"
-ARMS=()
-for st in balanced+kcenter balanced+typiclust; do
-  name=${st//+/_}
-  d="$SEL/$name"
-  if [ ! -f "$d/distilled.parquet" ]; then
-    rm -rf "$d"
-    "$PY" -m edgedistal.cli distill --manifest "$W/manifest.parquet" --scores "$W/scores" --strategy "$st" \
-      --budget "$TOP" --milestones "$MILESTONES" --seed-size 0.005 --device cpu -o "$d" > "$SEL/$name.log" 2>&1
+distil() {  # strategy, seed, folder: once (a finished folder is kept)
+  if [ ! -f "$3/distilled.parquet" ]; then
+    rm -rf "$3"
+    "$PY" -m edgedistal.cli distill --manifest "$W/manifest.parquet" --scores "$W/scores" --strategy "$1" \
+      --budget "$TOP" --milestones "$MILESTONES" --seed-size 0.005 --seed "$2" --device cpu -o "$3" > "$3.log" 2>&1
   fi
-  ARMS+=(--distilled "emb.$st=$d")  # emb.: selected in the embedder's space
+}
+ARMS=()
+for st in ${STRATEGIES:-balanced+kcenter balanced+typiclust}; do
+  name=${st//+/_}
+  if [ -n "${DISTILL_SEEDS:-}" ]; then
+    for ((s = 0; s < DISTILL_SEEDS; s++)); do distil "$st" "$s" "$SEL/${name}_$s"; done
+    ARMS+=(--distilled "emb.$st=$SEL/${name}_{seed}")  # emb.: selected in the embedder's space
+  else
+    distil "$st" 0 "$SEL/$name"
+    ARMS+=(--distilled "emb.$st=$SEL/$name")
+  fi
 done
 "$PY" benchmarks/eval_curve_dfdc.py --device cpu --threads 1 --workers 2 --budgets "$BUDGETS" \
   --seeds "${SEEDS:-5}" --baselines random,balanced,stratified --full-seeds 0 --max-epochs 12 --patience 4 \

@@ -117,6 +117,8 @@ Examples:
   # two strategies against the baselines (random, balanced, stratified) and the full pool
   edgedistal evaluate -m manifest.parquet --distilled hybrid=runs/d_hybrid \\
       --distilled typiclust=runs/d_typ --budgets 0.1,0.2 --seeds 3 -o runs/eval
+  # each seed's own distillation (distill --seed 0..4 -o runs/d_typ_0 .. runs/d_typ_4)
+  edgedistal evaluate -m manifest.parquet --distilled 'typiclust=runs/d_typ_{seed}' --seeds 5 -o runs/eval
   # screening on frozen features (`edgedistal score` output): 20 paired seeds in seconds
   edgedistal evaluate --protocol screen --features scores/ -m manifest.parquet \
       --distilled hybrid=runs/d_hybrid --seeds 20 -o runs/screen
@@ -138,7 +140,9 @@ Examples:
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
               help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
-                   "methods (NAME defaults to the strategy it ran).")
+                   "methods (NAME defaults to the strategy it ran). A DIR holding {seed} names one "
+                   "distillation per paired seed (distill --seed N -o DIR_N), so the method's own "
+                   "selection variance enters the interval.")
 @click.option("--budgets", default=DEFAULT_BUDGETS, show_default=True,
               help="[--distilled] pool fractions (the budget curve).")
 @click.option("--seeds", default="auto", show_default=True,

@@ -451,8 +451,20 @@ def _valid_name(name: str) -> str:
     return name
 
 
+SEED_FIELD = "{seed}"
+
+
+def method_dir(d: str | Path, seed: int) -> Path:
+    """A method's distillation for one paired seed: ``d`` itself, or ``d`` with ``{seed}`` filled
+    in when the method was distilled once per seed, so that its own selection variance (seed set,
+    k-means start) enters the paired interval instead of one lucky or unlucky subset."""
+    s = str(d)
+    return Path(s.replace(SEED_FIELD, str(seed))) if SEED_FIELD in s else Path(d)
+
+
 def as_methods(distilled: str | Path | Mapping[str, str | Path] | Sequence[Any] | None) -> dict[str, Path]:
-    """Normalise ``DIR``, ``NAME=DIR`` strings, (name, dir) pairs or a mapping into {name: dir}."""
+    """Normalise ``DIR``, ``NAME=DIR`` strings, (name, dir) pairs or a mapping into {name: dir};
+    a ``DIR`` holding ``{seed}`` names one distillation per paired seed (checked at seed 0 here)."""
     if distilled is None:
         return {}
     if isinstance(distilled, Mapping):
@@ -470,9 +482,10 @@ def as_methods(distilled: str | Path | Mapping[str, str | Path] | Sequence[Any] 
     out: dict[str, Path] = {}
     for name, d in items:
         d = Path(d)
-        if not d.is_dir():
-            raise EdgedistalError(f"{d}: distillation folder not found", "pass the --out folder of `edgedistal distill`")
-        name = _valid_name(str(name) if name else method_name(d))
+        if not method_dir(d, 0).is_dir():
+            raise EdgedistalError(f"{method_dir(d, 0)}: distillation folder not found",
+                                  "pass the --out folder of `edgedistal distill`")
+        name = _valid_name(str(name) if name else method_name(method_dir(d, 0)))
         if name in out:
             raise EdgedistalError(f"two distilled methods are named {name!r}", "name them: --distilled NAME=DIR")
         out[name] = d
@@ -500,12 +513,24 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
     groups = df["group"].astype(str).to_numpy()
     row_of = pd.Series(np.arange(len(df)), index=df["sample_id"].astype(str).to_numpy())
     pool_set = set(pool_rows.tolist())
-    subsets = {(m, b): _method_rows(m, d, b, row_of, pool_set) for m, d in methods.items() for b in cfg.budgets}
+    n_seeds = max([cfg.n_full_seeds()] + [cfg.seeds_at(b) for b in cfg.budgets])
+    read: dict[tuple[Path, float], np.ndarray] = {}  # one read per folder and budget
+    for m, d in methods.items():
+        for b in cfg.budgets:
+            for s in range(cfg.seeds_at(b)):
+                key = (method_dir(d, s), b)
+                if not key[0].is_dir():
+                    raise EdgedistalError(f"{key[0]}: distillation folder of {m} for seed {s} not found",
+                                          f"distil it (edgedistal distill --seed {s} -o {key[0]}) or pass fewer --seeds")
+                if key not in read:
+                    read[key] = _method_rows(m, key[0], b, row_of, pool_set)
+    subsets = {(m, b, s): read[(method_dir(d, s), b)]
+               for m, d in methods.items() for b in cfg.budgets for s in range(cfg.seeds_at(b))}
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
     arms: list[Arm] = []
     rs2: list[Arm] = []  # after every other arm: each needs its budget arm's finished cell
     ref_arm = next((a for a in ("random", "balanced") if a in cfg.baselines), None)
-    for s in range(max([cfg.n_full_seeds()] + [cfg.seeds_at(b) for b in cfg.budgets])):
+    for s in range(n_seeds):
         if cfg.include_full and s < cfg.n_full_seeds():
             arms.append(Arm("full", "full", 1.0, s, pool_rows))
         for b in cfg.budgets:
@@ -517,7 +542,7 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
                                       "use larger budgets or a larger pool")
             mixes: dict[str, float] = {}
             for m in methods:
-                rows = subsets[(m, b)]
+                rows = subsets[(m, b, s)]
                 share = float((labels[rows] == 0).mean()) if len(rows) else 0.5
                 strat = stratified_name(share)
                 mixes.setdefault(strat, round(share, 2))
@@ -633,7 +658,7 @@ def run_evaluation(
     write_json_atomic(out / "eval_config.json", {
         "eval": asdict(cfg), "train": asdict(train_cfg),
         "methods": {m: str(d.resolve()) for m, d in methods.items()},
-        "distilled_dir": str(next(iter(methods.values())).resolve()),
+        "distilled_dir": str(method_dir(next(iter(methods.values())), 0).resolve()),
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)),
         "test_groups": int(len(np.unique(groups[test_rows]))), "split_seed": split_seed,
         "val_size": None if val_rows is None else int(len(val_rows)),
@@ -727,18 +752,19 @@ class _Cells:
         return rec, st
 
     def todo(self, arms: Sequence[Arm], resume: bool, shard: tuple[int, int] | None,
-             say: Callable[[str], None]) -> tuple[list[tuple[Arm, dict | None]], dict[str, int]]:
-        """The arms this process trains (with the cell an escalation continues), and the counts."""
+             say: Callable[[str], None]) -> tuple[list[tuple[Arm, dict | None, str]], dict[str, int]]:
+        """The arms this process trains, each with the cell an escalation or reproduction continues
+        and its status (decided here once), and the counts."""
         status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0,
                                  "reproduce": 0}
-        todo: list[tuple[Arm, dict | None]] = []
+        todo: list[tuple[Arm, dict | None, str]] = []
         for i, a in enumerate(arms):
             rec, st = self.state(a) if resume else (None, "missing")
             status[st] += 1
             if st == "corrupt":
                 say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
             if st != "ok" and (shard is None or i % shard[1] == shard[0]):
-                todo.append((a, rec if st in ("escalate", "reproduce") else None))
+                todo.append((a, rec if st in ("escalate", "reproduce") else None, st))
         if status["stale"]:
             say(f"{status['stale']} cell(s) in {self.cell_dir} were trained with other settings or data: "
                 "retraining them")
@@ -752,14 +778,14 @@ class _Cells:
                 "run on val: retraining that run (same seed and cap) to keep its model")
         return todo, status
 
-    def train(self, todo: list[tuple[Arm, dict | None]], data: _ArmData, time_budget_s: float | None,
+    def train(self, todo: list[tuple[Arm, dict | None, str]], data: _ArmData, time_budget_s: float | None,
               progress: bool, say: Callable[[str], None]) -> list[str]:
         """Train each arm of ``todo`` into its cell; returns the keys left for a re-run."""
         from edgedistal.utils.progress import track
 
         t_start = time.perf_counter()
         skipped: list[str] = []
-        for a, prev in track(todo, total=len(todo), description="evaluating") if progress else todo:
+        for a, prev, st in track(todo, total=len(todo), description="evaluating") if progress else todo:
             if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
                 skipped.append(a.key)
                 continue
@@ -770,14 +796,15 @@ class _Cells:
                 continue
             if a.kind == "rs2" and read_cell(self.cell_dir / f"{a.key}.json", self.fingerprint(a))[1] == "ok":
                 continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
-            self._train_one(a, prev, ref, data, say)
+            self._train_one(a, prev, st, ref, data, say)
         return skipped
 
-    def _train_one(self, a: Arm, prev: dict | None, ref: dict | None, data: _ArmData,
+    def _train_one(self, a: Arm, prev: dict | None, status: str, ref: dict | None, data: _ArmData,
                    say: Callable[[str], None]) -> None:
+        """``status`` is :meth:`state`'s: ``escalate`` and ``reproduce`` continue ``prev``."""
         cfg, train_cfg = self.cfg, self.train_cfg
-        start_cap, reproduce_only = None, prev is not None and not self.escalates(prev) and needs_reproduce(prev)
-        if prev is not None and not reproduce_only:
+        start_cap, reproduce_only = None, status == "reproduce"
+        if prev is not None and status == "escalate":
             start_cap = next_cap(int(prev["step_cap"]),
                                  ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
         rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,

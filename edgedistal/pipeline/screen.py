@@ -82,10 +82,11 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def screen_cells(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, pool_rows: np.ndarray,
                  test_rows: np.ndarray, budgets: Sequence[float], seeds: int,
-                 method_rows: Mapping[str, Mapping[float, np.ndarray]] | None = None,
+                 method_rows: Mapping[str, Mapping[Any, np.ndarray]] | None = None,
                  random_mode: str = "samples", include_full: bool = True) -> pd.DataFrame:
     """One row per (arm, budget, seed) with the head's test AUC (``frame_auc``); pure arrays, so
-    tests can plant a signal. ``method_rows[name][budget]`` are manifest row positions."""
+    tests can plant a signal. ``method_rows[name][budget]`` are manifest row positions, or
+    ``method_rows[name][(budget, seed)]`` for a method distilled once per seed."""
     method_rows = method_rows or {}
     x_test, y_test = features[test_rows], labels[test_rows]
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
@@ -118,7 +119,7 @@ def screen_cells(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, p
                                       "use larger budgets or a larger pool")
             mixes: dict[str, float] = {}
             for m, per_b in method_rows.items():
-                idx = np.asarray(per_b[b])
+                idx = np.asarray(per_b[(b, s)] if (b, s) in per_b else per_b[b])
                 share = float((labels[idx] == 0).mean()) if len(idx) else 0.5
                 strat = stratified_name(share)
                 mixes.setdefault(strat, round(share, 2))
@@ -140,7 +141,7 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     summary (``protocol: screen``) and writes ``summary.json``, ``cells.parquet``, ``screen.md``.
     ``eval_split="val"`` scores the heads on val: choose a method there, then report test once."""
     from edgedistal.data.split import ensure_split
-    from edgedistal.pipeline.evaluate import _method_rows, as_methods
+    from edgedistal.pipeline.evaluate import SEED_FIELD, _method_rows, as_methods, method_dir
 
     if seeds < 2:
         raise EdgedistalError("screening needs at least 2 seeds for a paired interval", "e.g. --seeds 20")
@@ -159,7 +160,10 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     methods = as_methods(distilled)
     row_of = pd.Series(np.arange(len(df)), index=df["sample_id"].astype(str).to_numpy())
     pool_set = set(pool_rows.tolist())
-    mrows = {m: {b: _method_rows(m, d, b, row_of, pool_set) for b in budgets} for m, d in methods.items()}
+    mrows = {m: ({(b, s): _method_rows(m, method_dir(d, s), b, row_of, pool_set) for b in budgets
+                  for s in range(seeds)} if SEED_FIELD in str(d) else
+                 {b: _method_rows(m, d, b, row_of, pool_set) for b in budgets})
+             for m, d in methods.items()}
     cells = screen_cells(feats, df["label"].to_numpy(np.int64), df["group"].astype(str).to_numpy(), pool_rows,
                          test_rows, budgets, seeds, mrows, random_mode=random_mode)
     summary = summarise(cells, budgets)

@@ -405,3 +405,41 @@ def test_a_run_retrained_with_the_same_seed_and_cap_reproduces_on_cpu() -> None:
     a, b = (fit(x[:32], y[:32], x[32:], y[32:], cfg, progress=False) for _ in range(2))
     assert [h["val_auc"] for h in a.history] == [h["val_auc"] for h in b.history]
     assert a.best_val_auc == b.best_val_auc and a.steps == b.steps
+
+
+def test_a_method_distilled_per_seed_pairs_seed_s_with_its_own_subset(synth_manifest, tmp_path) -> None:
+    """``DIR_{seed}``: each paired seed trains on that seed's distillation (the method's own
+    selection variance enters the interval); a fixed ``DIR`` gives every seed the same subset."""
+    from edgedistal.errors import EdgedistalError
+    from edgedistal.pipeline.evaluate import as_methods
+
+    df = synth_manifest.df
+    pool = np.flatnonzero((df["split"] == "train").to_numpy())
+    for s in range(3):
+        _fake_distill_dir(synth_manifest, tmp_path / f"d_{s}", (0.3,), seed=100 + s)
+    cfg = EvalConfig(budgets=(0.3,), seeds=3, baselines=("balanced",), include_full=False)
+    per_seed = as_methods({"m": str(tmp_path / "d_{seed}")})
+    rows = {a.seed: a.rows for a in plan_arms(df, pool, per_seed, cfg) if a.arm == "m"}
+    want = {s: np.sort(plan_arms(df, pool, {"m": tmp_path / f"d_{s}"}, cfg)[0].rows) for s in range(3)}
+    assert sorted(rows) == [0, 1, 2]
+    assert all(np.array_equal(np.sort(rows[s]), want[s]) for s in range(3))
+    assert not np.array_equal(want[0], want[1])  # three different subsets, not one
+    fixed = {a.seed: a.rows for a in plan_arms(df, pool, {"m": tmp_path / "d_0"}, cfg) if a.arm == "m"}
+    assert all(np.array_equal(fixed[s], fixed[0]) for s in range(3))
+    with pytest.raises(EdgedistalError, match="d_3: distillation folder of m for seed 3"):  # none: said before training
+        plan_arms(df, pool, per_seed, EvalConfig(budgets=(0.3,), seeds=5, baselines=("balanced",), include_full=False))
+    with pytest.raises(EdgedistalError, match="x_0: distillation folder not found"):
+        as_methods({"m": str(tmp_path / "x_{seed}")})
+
+
+def test_screening_pairs_a_per_seed_method_with_its_own_subsets() -> None:
+    rng = np.random.default_rng(1)
+    n_pool, n_test = 400, 200
+    x = rng.normal(size=(n_pool + n_test, 4)).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(np.int64)
+    groups = np.array([f"g{i}" for i in range(len(x))])
+    pool, test = np.arange(n_pool), np.arange(n_pool, n_pool + n_test)
+    per_seed = {(0.1, s): pool[s * 40:(s + 1) * 40] for s in range(3)}
+    cells = screen_cells(x, labels, groups, pool, test, (0.1,), 3, {"m": per_seed}, include_full=False)
+    m = cells[cells["arm"] == "m"].sort_values("seed")
+    assert list(m["seed"]) == [0, 1, 2] and m["n_train"].tolist() == [40, 40, 40]
