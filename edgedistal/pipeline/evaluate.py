@@ -526,6 +526,11 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
                     read[key] = _method_rows(m, key[0], b, row_of, pool_set)
     subsets = {(m, b, s): read[(method_dir(d, s), b)]
                for m, d in methods.items() for b in cfg.budgets for s in range(cfg.seeds_at(b))}
+    # a method's stratified baseline keeps one name (one paired arm) across seeds: the method's
+    # mean label mix at that budget, which for one fixed subset is simply its mix
+    mix_of = {(m, b): float(np.mean([(labels[subsets[(m, b, s)]] == 0).mean() if len(subsets[(m, b, s)]) else 0.5
+                                     for s in range(cfg.seeds_at(b))]))
+              for m in methods for b in cfg.budgets}
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
     arms: list[Arm] = []
     rs2: list[Arm] = []  # after every other arm: each needs its budget arm's finished cell
@@ -544,8 +549,8 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
             for m in methods:
                 rows = subsets[(m, b, s)]
                 share = float((labels[rows] == 0).mean()) if len(rows) else 0.5
-                strat = stratified_name(share)
-                mixes.setdefault(strat, round(share, 2))
+                strat = stratified_name(mix_of[(m, b)])
+                mixes.setdefault(strat, round(mix_of[(m, b)], 2))
                 arms.append(Arm(m, "distilled", b, s, rows, {"real_share": share, "stratified_arm": strat}))
             if "random" in cfg.baselines:
                 pos = random_subset(pool_groups, n, seed=subset_seed("random", b, s), mode=cfg.random_mode)

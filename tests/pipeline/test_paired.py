@@ -424,6 +424,13 @@ def test_a_method_distilled_per_seed_pairs_seed_s_with_its_own_subset(synth_mani
     assert sorted(rows) == [0, 1, 2]
     assert all(np.array_equal(np.sort(rows[s]), want[s]) for s in range(3))
     assert not np.array_equal(want[0], want[1])  # three different subsets, not one
+    # their label mixes differ, yet the method's stratified baseline is one arm over the seeds
+    cfg_s = EvalConfig(budgets=(0.3,), seeds=3, baselines=("stratified",), include_full=False)
+    arms = plan_arms(df, pool, per_seed, cfg_s)
+    shares = {a.extra["real_share"] for a in arms if a.arm == "m"}
+    strat = [a for a in arms if a.kind == "baseline"]
+    assert len(shares) > 1 and len({a.arm for a in strat}) == 1 and sorted(a.seed for a in strat) == [0, 1, 2]
+    assert {a.extra["stratified_arm"] for a in arms if a.arm == "m"} == {strat[0].arm}
     fixed = {a.seed: a.rows for a in plan_arms(df, pool, {"m": tmp_path / "d_0"}, cfg) if a.arm == "m"}
     assert all(np.array_equal(fixed[s], fixed[0]) for s in range(3))
     with pytest.raises(EdgedistalError, match="d_3: distillation folder of m for seed 3"):  # none: said before training
