@@ -507,6 +507,36 @@ def _method_rows(name: str, ddir: Path, b: float, row_of: pd.Series, pool_set: s
     return rows
 
 
+def method_subsets(methods: Mapping[str, Path], budgets: Sequence[float], seeds_at: Callable[[float], int],
+                   row_of: pd.Series, pool_set: set[int]) -> dict[tuple[str, float, int], np.ndarray]:
+    """Each method's manifest rows per (method, budget, seed): seed ``s`` reads
+    ``method_dir(d, s)``, each folder once per budget; a missing per-seed folder is refused here,
+    before any training."""
+    read: dict[tuple[Path, float], np.ndarray] = {}
+    out: dict[tuple[str, float, int], np.ndarray] = {}
+    for m, d in methods.items():
+        for b in budgets:
+            for s in range(seeds_at(b)):
+                key = (method_dir(d, s), b)
+                if key not in read:
+                    if not key[0].is_dir():
+                        raise EdgedistalError(f"{key[0]}: distillation folder of {m} for seed {s} not found",
+                                              f"distil it (edgedistal distill --seed {s} -o {key[0]}) "
+                                              "or pass fewer --seeds")
+                    read[key] = _method_rows(m, key[0], b, row_of, pool_set)
+                out[(m, b, s)] = read[key]
+    return out
+
+
+def mean_mixes(subsets: Mapping[tuple[str, float, int], np.ndarray], labels: np.ndarray) -> dict[tuple[str, float], float]:
+    """Each (method, budget)'s real share averaged over its seeds: its stratified baseline keeps
+    one name, hence one paired arm, across seeds (for one fixed subset, simply its mix)."""
+    per: dict[tuple[str, float], list[float]] = {}
+    for (m, b, _), rows in subsets.items():
+        per.setdefault((m, b), []).append(float((labels[rows] == 0).mean()) if len(rows) else 0.5)
+    return {k: float(np.mean(v)) for k, v in per.items()}
+
+
 def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Path], cfg: EvalConfig) -> list[Arm]:
     """Every model of the evaluation: per seed the full pool, then per budget methods + baselines."""
     labels = df["label"].to_numpy(np.int64)
@@ -514,23 +544,8 @@ def plan_arms(df: pd.DataFrame, pool_rows: np.ndarray, methods: Mapping[str, Pat
     row_of = pd.Series(np.arange(len(df)), index=df["sample_id"].astype(str).to_numpy())
     pool_set = set(pool_rows.tolist())
     n_seeds = max([cfg.n_full_seeds()] + [cfg.seeds_at(b) for b in cfg.budgets])
-    read: dict[tuple[Path, float], np.ndarray] = {}  # one read per folder and budget
-    for m, d in methods.items():
-        for b in cfg.budgets:
-            for s in range(cfg.seeds_at(b)):
-                key = (method_dir(d, s), b)
-                if not key[0].is_dir():
-                    raise EdgedistalError(f"{key[0]}: distillation folder of {m} for seed {s} not found",
-                                          f"distil it (edgedistal distill --seed {s} -o {key[0]}) or pass fewer --seeds")
-                if key not in read:
-                    read[key] = _method_rows(m, key[0], b, row_of, pool_set)
-    subsets = {(m, b, s): read[(method_dir(d, s), b)]
-               for m, d in methods.items() for b in cfg.budgets for s in range(cfg.seeds_at(b))}
-    # a method's stratified baseline keeps one name (one paired arm) across seeds: the method's
-    # mean label mix at that budget, which for one fixed subset is simply its mix
-    mix_of = {(m, b): float(np.mean([(labels[subsets[(m, b, s)]] == 0).mean() if len(subsets[(m, b, s)]) else 0.5
-                                     for s in range(cfg.seeds_at(b))]))
-              for m in methods for b in cfg.budgets}
+    subsets = method_subsets(methods, cfg.budgets, cfg.seeds_at, row_of, pool_set)
+    mix_of = mean_mixes(subsets, labels)
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
     arms: list[Arm] = []
     rs2: list[Arm] = []  # after every other arm: each needs its budget arm's finished cell

@@ -87,7 +87,12 @@ def screen_cells(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, p
     """One row per (arm, budget, seed) with the head's test AUC (``frame_auc``); pure arrays, so
     tests can plant a signal. ``method_rows[name][budget]`` are manifest row positions, or
     ``method_rows[name][(budget, seed)]`` for a method distilled once per seed."""
+    from edgedistal.pipeline.evaluate import mean_mixes
+
     method_rows = method_rows or {}
+    per_seed = {(m, b, s): np.asarray(per_b[(b, s)] if (b, s) in per_b else per_b[b])
+                for m, per_b in method_rows.items() for b in budgets for s in range(seeds)}
+    mix_of = mean_mixes(per_seed, labels)
     x_test, y_test = features[test_rows], labels[test_rows]
     pool_labels, pool_groups = labels[pool_rows], groups[pool_rows]
     rows: list[dict[str, Any]] = []
@@ -118,11 +123,11 @@ def screen_cells(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, p
                 raise EdgedistalError(f"budget {b} is {n} sample(s) of a {len(pool_rows)}-sample pool",
                                       "use larger budgets or a larger pool")
             mixes: dict[str, float] = {}
-            for m, per_b in method_rows.items():
-                idx = np.asarray(per_b[(b, s)] if (b, s) in per_b else per_b[b])
+            for m in method_rows:
+                idx = per_seed[(m, b, s)]
                 share = float((labels[idx] == 0).mean()) if len(idx) else 0.5
-                strat = stratified_name(share)
-                mixes.setdefault(strat, round(share, 2))
+                strat = stratified_name(mix_of[(m, b)])
+                mixes.setdefault(strat, round(mix_of[(m, b)], 2))
                 cell(m, "distilled", b, s, idx, real_share=share, stratified_arm=strat)
             cell("random", "baseline", b, s,
                  pool_rows[random_subset(pool_groups, n, seed=subset_seed("random", b, s), mode=random_mode)])
@@ -141,7 +146,7 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     summary (``protocol: screen``) and writes ``summary.json``, ``cells.parquet``, ``screen.md``.
     ``eval_split="val"`` scores the heads on val: choose a method there, then report test once."""
     from edgedistal.data.split import ensure_split
-    from edgedistal.pipeline.evaluate import SEED_FIELD, _method_rows, as_methods, method_dir
+    from edgedistal.pipeline.evaluate import as_methods, method_subsets
 
     if seeds < 2:
         raise EdgedistalError("screening needs at least 2 seeds for a paired interval", "e.g. --seeds 20")
@@ -160,10 +165,8 @@ def run_screen(manifest: Manifest, features_dir: str | Path, *, distilled: Any =
     methods = as_methods(distilled)
     row_of = pd.Series(np.arange(len(df)), index=df["sample_id"].astype(str).to_numpy())
     pool_set = set(pool_rows.tolist())
-    mrows = {m: ({(b, s): _method_rows(m, method_dir(d, s), b, row_of, pool_set) for b in budgets
-                  for s in range(seeds)} if SEED_FIELD in str(d) else
-                 {b: _method_rows(m, d, b, row_of, pool_set) for b in budgets})
-             for m, d in methods.items()}
+    subsets = method_subsets(methods, budgets, lambda b: seeds, row_of, pool_set)
+    mrows = {m: {(b, s): rows for (mm, b, s), rows in subsets.items() if mm == m} for m in methods}
     cells = screen_cells(feats, df["label"].to_numpy(np.int64), df["group"].astype(str).to_numpy(), pool_rows,
                          test_rows, budgets, seeds, mrows, random_mode=random_mode)
     summary = summarise(cells, budgets)

@@ -450,3 +450,5 @@ def test_screening_pairs_a_per_seed_method_with_its_own_subsets() -> None:
     cells = screen_cells(x, labels, groups, pool, test, (0.1,), 3, {"m": per_seed}, include_full=False)
     m = cells[cells["arm"] == "m"].sort_values("seed")
     assert list(m["seed"]) == [0, 1, 2] and m["n_train"].tolist() == [40, 40, 40]
+    strat = cells[cells["arm"].str.startswith("stratified")]
+    assert strat["arm"].nunique() == 1 and sorted(strat["seed"]) == [0, 1, 2]  # one paired arm
