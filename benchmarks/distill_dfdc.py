@@ -135,10 +135,26 @@ def calibrate_steps(args, manifest: Manifest, images: np.ndarray, train_cfg, n_m
                    "overhead_s": overhead, "per_model_budget_s": per_model}
 
 
+def _exit_with_parent() -> None:
+    """A spawned worker outlives a killed parent (it is re-parented and trains on, writing cells for
+    minutes): watch the parent and leave when it is gone. Finished cells are already on disk."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker(k: int, n: int, manifest: Manifest, methods: dict, tcfg, out: Path, ecfg, split_seed: int,
             deadline_wall: float | None) -> int:
     """One shard of the evaluation in its own process (images memory-mapped from the cache)."""
     from edgedistal.pipeline.evaluate import run_evaluation
+
+    _exit_with_parent()
 
     budget = None if deadline_wall is None else max(0.0, deadline_wall - time.time())
     res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=out, resume=True, progress=True,

@@ -50,7 +50,8 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                             budgets: str, seeds: str, protocol: str, steps: int | None, epochs: float | None,
                             max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
                             split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5,
-                            val_source: str = "carve", val_max: int | None = None) -> dict:
+                            val_source: str = "carve", val_max: int | None = None,
+                            full_max_epochs: float | None = None) -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.models.train import TrainConfig
@@ -71,7 +72,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     ecfg = EvalConfig(budgets=bs, seeds=parse_seeds(seeds), protocol=protocol, random_mode=random_mode,
                       max_epochs=max_epochs, min_steps=min_steps, patience=patience,
                       val_source=val_source, val_max=val_max, ceiling_epochs=max(ceiling_epochs, max_epochs),
-                      max_steps=steps if protocol == "converged" else None)
+                      full_max_epochs=full_max_epochs, max_steps=steps if protocol == "converged" else None)
     out = out or Path("runs/eval")
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
                          eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
@@ -163,6 +164,9 @@ Examples:
 @click.option("--epochs", default=None, type=float, help="[--distilled] passes per model (epochs protocol).")
 @click.option("--max-epochs", default=30.0, show_default=True, type=float,
               help="[--distilled] converged: first step cap = this many passes over the arm's rows.")
+@click.option("--full-max-epochs", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="[--distilled] converged: the full arm's first cap in passes (default: --max-epochs); the full "
+                   "pool plateaus late, so e.g. 48 saves retraining it at 12 and 24 passes first.")
 @click.option("--min-steps", default=200, show_default=True, type=int,
               help="[--distilled] converged: least steps for any arm.")
 @click.option("--val-source", type=click.Choice(["carve", "split"]), default="carve", show_default=True,
@@ -181,7 +185,7 @@ Examples:
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
-             steps: int | None, epochs: float | None, max_epochs: float,
+             steps: int | None, epochs: float | None, max_epochs: float, full_max_epochs: float | None,
              min_steps: int, val_source: str, val_max: int | None, early_stop: bool, recipe: dict, random_mode: str,
              resume: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
@@ -214,7 +218,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed,
                                     ceiling_epochs=ceiling_epochs, patience=patience, val_source=val_source,
-                                    val_max=val_max)
+                                    val_max=val_max, full_max_epochs=full_max_epochs)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

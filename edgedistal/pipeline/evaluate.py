@@ -125,6 +125,9 @@ class EvalConfig:
     patience: int = 5  # converged: evaluations without a val-AUC gain before stopping
     converge_tol: float = 0.01  # val AUC rising more than this over the last third = not converged
     ceiling_epochs: float = 96.0  # converged: a still-improving arm is retrained with a larger cap up to this
+    #: converged: the full arm's first cap in passes (None: ``max_epochs``). The full pool converges
+    #: long after small arms; starting it at 12 passes retrains it at 12, 24 and 48 before the run that counts.
+    full_max_epochs: float | None = None
     grow: float = 2.0  # converged: cap × this per retraining
     include_full: bool = True
     full_seeds: int | None = None  # seeds of the full arm (None: the seeds of the largest budget)
@@ -154,6 +157,9 @@ class EvalConfig:
         if not (self.ceiling_epochs >= self.max_epochs) or not (self.grow > 1):
             raise EdgedistalError(f"ceiling_epochs {self.ceiling_epochs} must be ≥ max_epochs {self.max_epochs} "
                                   f"and grow {self.grow} > 1", "e.g. --max-epochs 12 --ceiling-epochs 96")
+        if self.full_max_epochs is not None and not (0 < self.full_max_epochs <= self.ceiling_epochs):
+            raise EdgedistalError(f"full_max_epochs {self.full_max_epochs} must lie in (0, ceiling_epochs "
+                                  f"{self.ceiling_epochs}]", "e.g. --full-max-epochs 48 --ceiling-epochs 96")
 
     def seeds_at(self, budget: float) -> int:
         """Seeds at ``budget`` (``auto``: more where arms are small)."""
@@ -232,6 +238,13 @@ def train_fingerprint(train_cfg: TrainConfig, cfg: EvalConfig) -> dict[str, Any]
     return {"train": tc, "protocol": proto}
 
 
+def full_recipe(recipe: dict, cfg: EvalConfig) -> dict:
+    """The full arm's recipe: its own first cap, where set, is part of it (the other arms' is not)."""
+    if cfg.protocol != "converged" or not cfg.full_max_epochs:
+        return recipe
+    return {**recipe, "protocol": {**recipe["protocol"], "full_max_epochs": cfg.full_max_epochs}}
+
+
 def cell_fingerprint(recipe: dict, data_digest: str, arm: Arm, sample_ids: np.ndarray) -> str:
     return _digest({"recipe": recipe, "data": data_digest, "seed": arm.seed,
                     "subset": _digest(sorted(sample_ids[arm.rows].tolist()))})
@@ -273,9 +286,11 @@ def shared_val_rows(df: pd.DataFrame, val_max: int | None, seed: int = 0) -> np.
     return np.sort(rows)
 
 
-def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig) -> int:
-    """The converged protocol's first step cap: ``max_epochs`` passes, within [min_steps, max_steps]."""
-    steps = max(cfg.min_steps, math.ceil(cfg.max_epochs * n_train / max(1, min(batch_size, n_train))))
+def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig, full: bool = False) -> int:
+    """The converged protocol's first step cap: ``max_epochs`` passes (the full arm:
+    ``full_max_epochs`` where set), within [min_steps, max_steps]."""
+    passes = cfg.full_max_epochs if full and cfg.full_max_epochs else cfg.max_epochs
+    steps = max(cfg.min_steps, math.ceil(passes * n_train / max(1, min(batch_size, n_train))))
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
@@ -387,7 +402,7 @@ def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndar
         cap, ceiling = int(ref["steps"]), int(ref["steps"])
         tcfg = dataclasses.replace(tcfg, patience=0)
     elif cfg.protocol == "converged":
-        cap = start_cap or converged_steps(len(tr_idx), tcfg.batch_size, cfg)
+        cap = start_cap or converged_steps(len(tr_idx), tcfg.batch_size, cfg, full=arm.kind == "full")
         ceiling = max(cap, ceiling_steps(len(tr_idx), tcfg.batch_size, cfg))
     else:
         cap = ceiling = tcfg.max_steps or 0  # 0: the epochs protocol's passes decide
@@ -672,7 +687,8 @@ def run_evaluation(
     recipe = train_fingerprint(train_cfg, cfg)
     val_rows = shared_val_rows(df, cfg.val_max) if cfg.protocol == "converged" and cfg.val_source == "split" else None
     data_digest = manifest_digest(df, np.concatenate([pool_rows, test_rows, *([] if val_rows is None else [val_rows])]))
-    prints = {a.key: cell_fingerprint(recipe, data_digest, a, sample_ids) for a in arms}
+    prints = {a.key: cell_fingerprint(full_recipe(recipe, cfg) if a.kind == "full" else recipe, data_digest, a,
+                                      sample_ids) for a in arms}
 
     (out / "cells").mkdir(parents=True, exist_ok=True)  # after every check: a refused run leaves no folder
     write_json_atomic(out / "eval_config.json", {
@@ -778,13 +794,16 @@ class _Cells:
         status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0,
                                  "reproduce": 0}
         todo: list[tuple[Arm, dict | None, str]] = []
-        for i, a in enumerate(arms):
+        for a in arms:
             rec, st = self.state(a) if resume else (None, "missing")
             status[st] += 1
             if st == "corrupt":
                 say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
-            if st != "ok" and (shard is None or i % shard[1] == shard[0]):
+            if st != "ok":
                 todo.append((a, rec if st in ("escalate", "reproduce") else None, st))
+        if shard is not None:
+            mine = set(self.shares([(a, prev) for a, prev, _ in todo], shard[1])[shard[0]])
+            todo = [t for t in todo if t[0].key in mine]
         if status["stale"]:
             say(f"{status['stale']} cell(s) in {self.cell_dir} were trained with other settings or data: "
                 "retraining them")
@@ -797,6 +816,31 @@ class _Cells:
             say(f"{status['reproduce']} finished cell(s) kept a retraining that ended below an earlier "
                 "run on val: retraining that run (same seed and cap) to keep its model")
         return todo, status
+
+    def cost(self, a: Arm, prev: Mapping[str, Any] | None) -> int:
+        """A cell's expected steps: its next cap (the full arm's own first cap; an escalation's
+        larger one), or its step count under a fixed-compute protocol."""
+        bs = self.train_cfg.batch_size
+        if prev is not None:
+            cap = int(prev.get("step_cap") or 0)
+            return (next_cap(cap, ceiling_steps(int(prev["n_train"]), bs, self.cfg), self.cfg) or cap) if \
+                self.escalates(prev) else cap
+        n = int(a.extra.get("epoch_size") or len(a.rows))
+        if self.cfg.protocol != "converged":
+            return self.train_cfg.max_steps or n
+        return converged_steps(n, bs, self.cfg, full=a.kind == "full")
+
+    def shares(self, todo: Sequence[tuple[Arm, Mapping[str, Any] | None]], n: int) -> list[list[str]]:
+        """Split the cells to train over ``n`` workers, longest first to the least loaded (LPT):
+        every worker computes the same split, and the full arm no longer shares a worker with a
+        third of the rest because of where it stands in the plan."""
+        costs = [self.cost(a, prev) for a, prev in todo]
+        load, keys = [0] * n, [[] for _ in range(n)]
+        for i in sorted(range(len(todo)), key=lambda i: (-costs[i], i)):
+            k = min(range(n), key=lambda j: (load[j], j))
+            load[k] += costs[i]
+            keys[k].append(todo[i][0].key)
+        return keys
 
     def train(self, todo: list[tuple[Arm, dict | None, str]], data: _ArmData, time_budget_s: float | None,
               progress: bool, say: Callable[[str], None]) -> list[str]:

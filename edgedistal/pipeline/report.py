@@ -446,7 +446,9 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
                    else f"a {ev.get('val_fraction')} by-group val carve of its own rows")
         notes.append(f"Protocol converged: each arm early-stops on {stop_on} (patience {ev.get('patience')} evaluations, best val weights), with a first "
                      f"step cap of {ev.get('max_epochs')} passes over its rows (at least {ev.get('min_steps')} steps"
-                     + (f", at most {ev.get('max_steps')}" if ev.get("max_steps") else "") + "); a model that hits "
+                     + (f", at most {ev.get('max_steps')}" if ev.get("max_steps") else "")
+                     + (f"; the full arm's first cap {ev['full_max_epochs']} passes" if ev.get("full_max_epochs") else "")
+                     + "); a model that hits "
                      f"its cap with val AUC still rising by more than {ev.get('converge_tol')} over its last third "
                      f"is retrained with the cap ×{ev.get('grow', 2)} up to {ev.get('ceiling_epochs', '?')} passes, "
                      "and flagged capped_improving if it still rises there; each arm keeps the run with the best val "

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edgedistal.errors import EdgedistalError
 from edgedistal.pipeline.compare import paired_diff, seeds_needed, summarise
 from edgedistal.pipeline.evaluate import Arm, EvalConfig, plan_arms, run_evaluation, train_cell
 from edgedistal.pipeline.screen import screen_cells
@@ -298,6 +299,46 @@ def test_ceiling_and_seeds_do_not_change_the_cell_fingerprint() -> None:
                                          budgets=(0.3,)))
     assert a == b  # old cells stay reusable; the first cap's recipe is what they were trained with
     assert a != train_fingerprint(tc, EvalConfig(max_epochs=24.0, patience=4))
+
+
+def test_the_full_arm_can_start_at_its_own_cap_without_touching_the_other_cells(fake_training) -> None:
+    """--full-max-epochs: the full pool starts at a larger first cap (it plateaus late); only its
+    fingerprint carries it, so the subset cells of an earlier run stay reusable."""
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import full_recipe, train_fingerprint
+
+    images, labels, groups, test, videos = _arm_data()
+    cfg = EvalConfig(max_epochs=2, ceiling_epochs=16, min_steps=10, full_max_epochs=8)
+    tc = TrainConfig(batch_size=4)
+    calls = fake_training(None)
+    train_cell(Arm("random", "baseline", 0.5, 0, np.arange(60)), images, labels, groups, test, videos, tc, cfg)
+    first_subset = calls[0]
+    calls = fake_training(None)
+    rec = train_cell(Arm("full", "full", 1.0, 0, np.arange(60)), images, labels, groups, test, videos, tc, cfg)
+    assert calls[0] == 4 * first_subset and len(calls) == 2 and calls[-1] == rec["ceiling_steps"]
+    plain = train_fingerprint(tc, EvalConfig(max_epochs=2))
+    assert train_fingerprint(tc, cfg) == train_fingerprint(tc, EvalConfig(max_epochs=2, min_steps=10))
+    assert full_recipe(plain, EvalConfig(max_epochs=2)) == plain != full_recipe(plain, cfg)
+    with pytest.raises(EdgedistalError, match="full_max_epochs"):
+        EvalConfig(max_epochs=2, ceiling_epochs=16, full_max_epochs=32).validate()
+
+
+def test_workers_split_the_cells_longest_first_so_the_full_arm_trains_beside_the_rest(tmp_path) -> None:
+    """Sharding by plan position put the full arm (planned first) with a third of the small cells on
+    one worker; the longest-first split gives it a worker and spreads the rest."""
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import _Cells
+
+    cfg = EvalConfig(max_epochs=12, full_max_epochs=48)
+    arms = [Arm("full", "full", 1.0, 0, np.arange(2000))]
+    arms += [Arm(m, "baseline", 0.2, s, np.arange(400)) for s in range(3) for m in ("random", "balanced")]
+    book = _Cells(tmp_path, {a.key: "x" for a in arms}, cfg, TrainConfig(batch_size=32))
+    shares = book.shares([(a, None) for a in arms], 2)
+    assert shares[0] == ["full_s0"] and len(shares[1]) == 6
+    todo, status = book.todo(arms, resume=True, shard=(1, 2), say=lambda m: None)
+    assert [a.key for a, *_ in todo] == [a.key for a in arms[1:]] and status["missing"] == 7
+    even = book.shares([(a, None) for a in arms[1:]], 2)  # equal cells: three each, the plan order kept
+    assert [len(k) for k in even] == [3, 3] and sorted(even[0] + even[1]) == sorted(a.key for a in arms[1:])
 
 
 def test_a_left_out_full_arm_is_not_a_one_seed_arm():
