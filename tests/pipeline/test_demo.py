@@ -36,3 +36,19 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     assert (out / "detector.pt").stat().st_mtime_ns == before
     assert (out / "embedder" / "embedder.pt").stat().st_mtime_ns == emb_before
     assert json.loads((out / "demo.json").read_text())["distilled_rows"] == summary["distilled_rows"]
+
+
+def test_the_demo_evaluation_is_cut_only_where_the_cpu_trains_in_fp32(monkeypatch):
+    """On an AVX2-only CPU the full demo ran 313–317 s (limit 4 min): auto leaves out the embedder
+    arm and one full-pool run there, and nowhere else."""
+    import edgedistal.utils.machine as machine
+    from edgedistal.pipeline.demo import DemoConfig, sized_for_machine
+
+    cpu = DemoConfig(device="cpu")
+    monkeypatch.setattr(machine, "cpu_has_fast_bf16", lambda: True)
+    assert sized_for_machine(cpu) == (cpu, None)
+    monkeypatch.setattr(machine, "cpu_has_fast_bf16", lambda: False)
+    lite, why = sized_for_machine(cpu)
+    assert not lite.evaluate_embedder and lite.full_seeds == 1 and "fp32" in why and "--eval-size full" in why
+    assert sized_for_machine(cpu, "full") == (cpu, None)
+    assert sized_for_machine(DemoConfig(device="cpu"), "lite")[0] == lite
