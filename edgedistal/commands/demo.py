@@ -28,7 +28,7 @@ edgedistal demo --quick -o /tmp/demo --device cpu --threads 1
 @threads_option("Every stage runs in this process, so the cap holds for all of them.")
 @click.option("--eval-size", type=click.Choice(["auto", "full", "lite"]), default="auto", show_default=True,
               help="The evaluation stage: full (every arm), lite (no embedder-space arm, one full-pool run; "
-                   "~35 % fewer training steps), auto (lite on a CPU without fast bf16, where training is "
+                   "about a third fewer training steps), auto (lite on a CPU without fast bf16, where training is "
                    "~2x slower).")
 def demo(out: Path, quick: bool, device: str, threads: int | None, eval_size: str) -> None:
     """Generate a deepfake dataset, distil it, evaluate, report and export the detector.
