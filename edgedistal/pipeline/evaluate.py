@@ -802,7 +802,7 @@ class _Cells:
             if st != "ok":
                 todo.append((a, rec if st in ("escalate", "reproduce") else None, st))
         if shard is not None:
-            mine = set(self.shares([(a, prev) for a, prev, _ in todo], shard[1])[shard[0]])
+            mine = set(self.shares(todo, shard[1])[shard[0]])
             todo = [t for t in todo if t[0].key in mine]
         if status["stale"]:
             say(f"{status['stale']} cell(s) in {self.cell_dir} were trained with other settings or data: "
@@ -817,24 +817,26 @@ class _Cells:
                 "run on val: retraining that run (same seed and cap) to keep its model")
         return todo, status
 
-    def cost(self, a: Arm, prev: Mapping[str, Any] | None) -> int:
+    def next_cap(self, prev: Mapping[str, Any]) -> int | None:
+        """The cap an escalating cell retrains with (None at its ceiling)."""
+        return next_cap(int(prev["step_cap"]), ceiling_steps(int(prev["n_train"]), self.train_cfg.batch_size,
+                                                             self.cfg), self.cfg)
+
+    def cost(self, a: Arm, prev: Mapping[str, Any] | None, status: str) -> int:
         """A cell's expected steps: its next cap (the full arm's own first cap; an escalation's
-        larger one), or its step count under a fixed-compute protocol."""
-        bs = self.train_cfg.batch_size
+        larger one; a reproduction's own), or its step count under a fixed-compute protocol."""
         if prev is not None:
-            cap = int(prev.get("step_cap") or 0)
-            return (next_cap(cap, ceiling_steps(int(prev["n_train"]), bs, self.cfg), self.cfg) or cap) if \
-                self.escalates(prev) else cap
+            return (self.next_cap(prev) if status == "escalate" else None) or int(prev.get("step_cap") or 0)
         n = int(a.extra.get("epoch_size") or len(a.rows))
         if self.cfg.protocol != "converged":
             return self.train_cfg.max_steps or n
-        return converged_steps(n, bs, self.cfg, full=a.kind == "full")
+        return converged_steps(n, self.train_cfg.batch_size, self.cfg, full=a.kind == "full")
 
-    def shares(self, todo: Sequence[tuple[Arm, Mapping[str, Any] | None]], n: int) -> list[list[str]]:
-        """Split the cells to train over ``n`` workers, longest first to the least loaded (LPT):
-        every worker computes the same split, and the full arm no longer shares a worker with a
-        third of the rest because of where it stands in the plan."""
-        costs = [self.cost(a, prev) for a, prev in todo]
+    def shares(self, todo: Sequence[tuple[Arm, Mapping[str, Any] | None, str]], n: int) -> list[list[str]]:
+        """Split the cells to train (:meth:`todo`'s list) over ``n`` workers, longest first to the
+        least loaded (LPT): every worker computes the same split, and the full arm no longer shares
+        a worker with a third of the rest because of where it stands in the plan."""
+        costs = [self.cost(*t) for t in todo]
         load, keys = [0] * n, [[] for _ in range(n)]
         for i in sorted(range(len(todo)), key=lambda i: (-costs[i], i)):
             k = min(range(n), key=lambda j: (load[j], j))
@@ -869,8 +871,7 @@ class _Cells:
         cfg, train_cfg = self.cfg, self.train_cfg
         start_cap, reproduce_only = None, status == "reproduce"
         if prev is not None and status == "escalate":
-            start_cap = next_cap(int(prev["step_cap"]),
-                                 ceiling_steps(int(prev["n_train"]), train_cfg.batch_size, cfg), cfg)
+            start_cap = self.next_cap(prev)
         rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,
                          start_cap=start_cap,
                          attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref,

@@ -333,11 +333,11 @@ def test_workers_split_the_cells_longest_first_so_the_full_arm_trains_beside_the
     arms = [Arm("full", "full", 1.0, 0, np.arange(2000))]
     arms += [Arm(m, "baseline", 0.2, s, np.arange(400)) for s in range(3) for m in ("random", "balanced")]
     book = _Cells(tmp_path, {a.key: "x" for a in arms}, cfg, TrainConfig(batch_size=32))
-    shares = book.shares([(a, None) for a in arms], 2)
+    shares = book.shares([(a, None, "missing") for a in arms], 2)
     assert shares[0] == ["full_s0"] and len(shares[1]) == 6
     todo, status = book.todo(arms, resume=True, shard=(1, 2), say=lambda m: None)
     assert [a.key for a, *_ in todo] == [a.key for a in arms[1:]] and status["missing"] == 7
-    even = book.shares([(a, None) for a in arms[1:]], 2)  # equal cells: three each, the plan order kept
+    even = book.shares([(a, None, "missing") for a in arms[1:]], 2)  # equal cells: three each, the plan order kept
     assert [len(k) for k in even] == [3, 3] and sorted(even[0] + even[1]) == sorted(a.key for a in arms[1:])
 
 
