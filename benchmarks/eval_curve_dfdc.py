@@ -61,6 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--protocol", default="converged", choices=["converged", "steps", "epochs"])
     ap.add_argument("--max-epochs", type=float, default=12.0, help="converged: first cap (passes)")
     ap.add_argument("--ceiling-epochs", type=float, default=96.0, help="converged: cap ceiling (passes)")
+    ap.add_argument("--escalate", choices=("group", "cell"), default="group",
+                    help="converged: the paired arms of a budget and seed climb the caps together, or each alone")
     ap.add_argument("--full-max-epochs", type=float, default=None,
                     help="converged: the full arm's first cap (passes; default --max-epochs)")
     ap.add_argument("--min-steps", type=int, default=200)
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                       patience=args.patience, val_source=args.val_source, val_max=args.val_max,
                       baselines=tuple(args.baselines.split(",")),
                       include_full=args.full_seeds != 0, full_seeds=args.full_seeds or None,
-                      full_max_epochs=args.full_max_epochs)
+                      full_max_epochs=args.full_max_epochs, escalate=args.escalate)
     t0 = time.perf_counter()
     deadline = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
     if args.workers > 1:
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = {"machine": machine_summary(str(dev)) | {"device": str(dev)}, "command": command,
            "recipe": {k: getattr(args, k) for k in ("backbone", "image_size", "batch_size", "lr", "augment", "amp",
-                                                    "protocol", "max_epochs", "full_max_epochs", "ceiling_epochs", "min_steps",
+                                                    "protocol", "max_epochs", "full_max_epochs", "ceiling_epochs", "escalate", "min_steps",
                                                     "patience", "val_source", "val_max", "seeds", "max_pool", "max_test", "workers",
                                                     "init", "baselines", "full_seeds")}
            | {"budgets": list(budgets)},

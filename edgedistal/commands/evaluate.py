@@ -51,7 +51,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                             max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
                             split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5,
                             val_source: str = "carve", val_max: int | None = None,
-                            full_max_epochs: float | None = None) -> dict:
+                            full_max_epochs: float | None = None, escalate: str = "group") -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.models.train import TrainConfig
@@ -72,7 +72,8 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     ecfg = EvalConfig(budgets=bs, seeds=parse_seeds(seeds), protocol=protocol, random_mode=random_mode,
                       max_epochs=max_epochs, min_steps=min_steps, patience=patience,
                       val_source=val_source, val_max=val_max, ceiling_epochs=max(ceiling_epochs, max_epochs),
-                      full_max_epochs=full_max_epochs, max_steps=steps if protocol == "converged" else None)
+                      full_max_epochs=full_max_epochs, max_steps=steps if protocol == "converged" else None,
+                      escalate=escalate)
     out = out or Path("runs/eval")
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
                          eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
@@ -157,6 +158,10 @@ Examples:
               help="[--protocol screen] folder of `edgedistal score` (scores.parquet + embeddings.npy).")
 @click.option("--ceiling-epochs", default=96.0, show_default=True, type=float,
               help="[--distilled] converged: a still-improving arm is retrained with its cap ×2 up to this many passes.")
+@click.option("--escalate", type=click.Choice(["group", "cell"]), default="group", show_default=True,
+              help="[--distilled] converged: who earns a larger cap. group: the paired arms of a budget and seed "
+                   "climb together (every arm trains every cap any of them needed, each keeps its best run on "
+                   "val); cell: each arm on its own val curve (the gate then decides verdicts as much as the subsets).")
 @click.option("--patience", default=5, show_default=True, type=int,
               help="[--distilled] converged: evaluations without a val-AUC gain before stopping.")
 @click.option("--steps", default=None, type=int,
@@ -184,7 +189,7 @@ Examples:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
-             seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, patience: int,
+             seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, escalate: str, patience: int,
              steps: int | None, epochs: float | None, max_epochs: float, full_max_epochs: float | None,
              min_steps: int, val_source: str, val_max: int | None, early_stop: bool, recipe: dict, random_mode: str,
              resume: bool) -> None:
@@ -218,7 +223,7 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed,
                                     ceiling_epochs=ceiling_epochs, patience=patience, val_source=val_source,
-                                    val_max=val_max, full_max_epochs=full_max_epochs)
+                                    val_max=val_max, full_max_epochs=full_max_epochs, escalate=escalate)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

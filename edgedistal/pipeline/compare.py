@@ -432,8 +432,12 @@ def headline(summary: dict, method: str) -> str:
         return (f"{method} beats the strongest baseline at {len(wins)}/{len(rows)} budgets ({where}); best at "
                 f"{100 * best['budget']:g} % of the data: AUC {_fmt_pm(best['mean'], best['std'])} vs "
                 f"{best['baseline']} {_fmt_pm(best['baseline_mean'], best['baseline_std'])} ({ci})")
-    weaker = sorted({name for r in rows for name, v in r.get("vs", {}).items()
-                     if v.get("paired_verdict") == "win" and name != "rs2"})
+    beaten: dict[str, list[str]] = {}  # each weaker baseline beaten, with the budgets where (not the closest one's)
+    for r in rows:
+        for name, v in r.get("vs", {}).items():
+            if v.get("paired_verdict") == "win" and name != "rs2":
+                beaten.setdefault(name, []).append(f"{100 * r['budget']:g} %")
+    weaker = [f"{name} at {', '.join(at)}" for name, at in sorted(beaten.items())]
     need = best.get("seeds_needed")
     more = (f"; a difference this size would need ~{need} paired seeds" if need and need > best["paired_n"]
             else "")

@@ -12,6 +12,8 @@ every cell):
   first run of ``max_epochs`` passes over its rows (at least ``min_steps``); while a run hits its
   cap with val AUC still rising, it is retrained from the same seed with the cap ×``grow``, up to
   ``ceiling_epochs`` passes. An arm still rising at the ceiling is flagged ``capped_improving``.
+  With ``escalate="group"`` (default) the paired arms of a budget and seed climb together: when one
+  earns a larger cap, every arm of the group trains it too (:func:`group_level`).
   (Retrained, not extended: the one-cycle schedule anneals to the cap, so a model stopped by
   patience under a far-away cap would stop at a high learning rate.) Each cell keeps the run
   with the best val AUC: a longer retraining can stop lower than the run it replaces.
@@ -39,7 +41,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -62,6 +63,21 @@ from edgedistal.pipeline.baselines import (  # noqa: F401  (re-exported: the eva
     stratified_name,
     stratified_subset,
     subset_seed,
+)
+from edgedistal.pipeline.cell_training import (  # noqa: F401  (re-exported)
+    METRIC_NAMES,
+    CellRun,
+    attempts_of,
+    cap_sequence,
+    ceiling_steps,
+    converged_steps,
+    group_level,
+    kept_attempt,
+    missing_caps,
+    needs_reproduce,
+    next_cap,
+    train_cell,
+    val_rise_last_third,
 )
 from edgedistal.pipeline.compare import aubc, capped, flag_chance, gain_over_chance, summarise  # noqa: F401
 from edgedistal.utils.io import atomic_path, read_json, write_json_atomic
@@ -94,10 +110,10 @@ def parse_seeds(value: int | str) -> int | str:
     if n < 1:
         raise EdgedistalError("--seeds must be at least 1", "e.g. --seeds 5 or --seeds auto")
     return n
-#: Test metrics kept per cell (frame and video level), as ``<level>_<name>``.
-METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
 #: Where the converged protocol early-stops (see EvalConfig.val_source).
 VAL_SOURCES = ("carve", "split")
+#: Who climbs the converged protocol's caps together (see EvalConfig.escalate).
+ESCALATE = ("group", "cell")
 #: Training options that change where a model runs, not what it learns: not fingerprinted.
 _NOT_FINGERPRINTED = ("device", "num_threads", "time_budget_s", "compile", "device_data_max_frac")
 
@@ -129,6 +145,10 @@ class EvalConfig:
     #: long after small arms; starting it at 12 passes retrains it at 12, 24 and 48 before the run that counts.
     full_max_epochs: float | None = None
     grow: float = 2.0  # converged: cap × this per retraining
+    #: converged: who climbs the caps. ``group``: the paired arms of a budget and seed together
+    #: (every arm trains every cap any of them needed, each keeps its best run on val); ``cell``:
+    #: each arm alone, on its own val curve (the gate then decides verdicts as much as the subsets).
+    escalate: str = "group"
     include_full: bool = True
     full_seeds: int | None = None  # seeds of the full arm (None: the seeds of the largest budget)
     baselines: tuple[str, ...] = BASELINES
@@ -148,6 +168,8 @@ class EvalConfig:
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise EdgedistalError(f"unknown baseline(s) {sorted(unknown)}", f"use {', '.join(BASELINES)}")
+        if self.escalate not in ESCALATE:
+            raise EdgedistalError(f"unknown escalation {self.escalate!r}", f"use one of {', '.join(ESCALATE)}")
         if self.val_source not in VAL_SOURCES:
             raise EdgedistalError(f"unknown val source {self.val_source!r}", f"use one of {', '.join(VAL_SOURCES)}")
         if self.val_max is not None and self.val_max < 2:
@@ -250,15 +272,6 @@ def cell_fingerprint(recipe: dict, data_digest: str, arm: Arm, sample_ids: np.nd
                     "subset": _digest(sorted(sample_ids[arm.rows].tolist()))})
 
 
-# -- training one cell ------------------------------------------------------------------------
-def _flatten_metrics(m: dict) -> dict:
-    out = {}
-    for level in ("frame", "video"):
-        for k in METRIC_NAMES:
-            out[f"{level}_{k}"] = float(m.get(level, {}).get(k, math.nan))
-    return out
-
-
 def _default_loader(manifest: Manifest, size: int, progress: bool) -> np.ndarray:
     from edgedistal.data.images import load_images
 
@@ -284,176 +297,6 @@ def shared_val_rows(df: pd.DataFrame, val_max: int | None, seed: int = 0) -> np.
         raise EdgedistalError(f"the shared val set ({len(rows)} rows) holds one label only",
                               "raise --val-max, or use --val-source carve")
     return np.sort(rows)
-
-
-def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig, full: bool = False) -> int:
-    """The converged protocol's first step cap: ``max_epochs`` passes (the full arm:
-    ``full_max_epochs`` where set), within [min_steps, max_steps]."""
-    passes = cfg.full_max_epochs if full and cfg.full_max_epochs else cfg.max_epochs
-    steps = max(cfg.min_steps, math.ceil(passes * n_train / max(1, min(batch_size, n_train))))
-    return min(steps, cfg.max_steps) if cfg.max_steps else steps
-
-
-def ceiling_steps(n_train: int, batch_size: int, cfg: EvalConfig) -> int:
-    """The converged protocol's ceiling: ``ceiling_epochs`` passes (≥ the first cap, ≤ max_steps)."""
-    steps = max(cfg.min_steps, math.ceil(cfg.ceiling_epochs * n_train / max(1, min(batch_size, n_train))))
-    steps = max(steps, converged_steps(n_train, batch_size, cfg))
-    return min(steps, cfg.max_steps) if cfg.max_steps else steps
-
-
-def next_cap(cap: int, ceiling: int, cfg: EvalConfig) -> int | None:
-    """The cap of the next retraining of a still-improving arm, or None at the ceiling."""
-    return None if cap >= ceiling else min(ceiling, math.ceil(cap * cfg.grow))
-
-
-def val_rise_last_third(history: Sequence[dict]) -> float:
-    """How much val AUC rose over the last third of training (least-squares slope × span)."""
-    pts = [(h["step"], h["val_auc"]) for h in history if math.isfinite(h.get("val_auc", math.nan))]
-    if len(pts) < 3:
-        return math.nan
-    last = pts[-1][0]
-    tail = [(s, v) for s, v in pts if s >= last * 2 / 3]
-    if len(tail) < 2:
-        tail = pts[-2:]
-    s, v = np.array(tail, dtype=float).T
-    if s[-1] == s[0]:
-        return 0.0
-    slope = np.polyfit(s, v, 1)[0]
-    return float(slope * (s[-1] - s[0]))
-
-
-def kept_attempt(history: Sequence[Mapping[str, Any]]) -> int:
-    """The attempt whose model a cell keeps: the best val AUC (the later one on a tie).
-
-    A retraining with a larger cap is a new run, not a continuation, and its early stop can land
-    lower than the shorter run it replaces (on DFDC dev, 17 of 23 escalated cells did, by up to
-    0.069 val AUC): keeping the last attempt would score an arm below what it reached."""
-    vals = [a.get("best_val_auc") for a in history]
-    vals = [v if v is not None and math.isfinite(v) else -math.inf for v in vals]
-    return max(range(len(vals)), key=lambda i: (vals[i], i))
-
-
-def needs_reproduce(rec: Mapping[str, Any]) -> bool:
-    """A cell written before cells kept their best attempt, whose best attempt is not its last."""
-    attempts = rec.get("attempts")
-    attempts = [] if attempts is None else list(attempts)
-    return "kept_attempt" not in rec and len(attempts) > 1 and kept_attempt(attempts) != len(attempts) - 1
-
-
-def _improving(attempt: Mapping[str, Any], cfg: EvalConfig) -> bool:
-    """Did this run hit its cap with val AUC still rising (the converged protocol's retrain test)?"""
-    rise = attempt.get("val_rise_last_third")
-    return (cfg.protocol == "converged" and attempt.get("stopped") == "steps" and rise is not None
-            and math.isfinite(rise) and rise > cfg.converge_tol)
-
-
-def _cell_rows(arm: Arm, groups: np.ndarray, cfg: EvalConfig, ref: Mapping[str, Any] | None,
-               val_rows: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The arm's training rows and the rows its early stopping reads (none without val)."""
-    idx = arm.rows
-    if cfg.protocol != "converged":
-        return idx, idx[:0]
-    if val_rows is not None:  # every row trains; the shared set stops
-        return idx, np.asarray(val_rows)
-    frac = cfg.val_fraction if ref is None else max(1, int(ref["n_val"])) / len(idx)
-    tr, va = carve_val(groups[idx], min(frac, cfg.val_fraction), seed=seed)
-    return idx[tr], idx[va]
-
-
-def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
-               videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *, start_cap: int | None = None,
-               attempts: Sequence[dict] = (), ref: Mapping[str, Any] | None = None,
-               val_rows: np.ndarray | None = None, reproduce_only: bool = False) -> dict:
-    """Train one arm with the protocol, score the test split, return the cell record.
-
-    Converged protocol: train with a first cap (``start_cap``, else ``max_epochs`` passes); while
-    the run hits its cap with val AUC still rising, retrain from the same seed with the cap
-    ×``grow`` up to the ceiling; the cell keeps the attempt with the best val AUC
-    (:func:`kept_attempt`) and tests only that model. ``attempts`` carries earlier runs of this
-    cell (a resumed escalation); when one of them is the best, it is retrained (same seed and
-    cap) to get its model back. ``reproduce_only``: train no new attempt, only that. ``ref``: for
-    an RS2 arm, the cell of the budget arm whose samples it matches. ``val_rows``: the shared val
-    set (``val_source="split"``) instead of a carve of the arm."""
-    from edgedistal.models.metrics import compute_metrics
-    from edgedistal.models.predict import predict
-    from edgedistal.models.train import fit
-
-    idx = arm.rows
-    seed = cfg.seed_offset + arm.seed
-    tcfg = dataclasses.replace(train_cfg, seed=seed)
-    epoch_rows = None
-    if arm.kind == "rs2":
-        if ref is None:
-            raise EdgedistalError(f"{arm.key}: RS2 needs its budget arm's finished cell")
-        epoch_rows = int(ref["n_train"])
-    tr_idx, va_idx = _cell_rows(arm, groups, cfg, ref, val_rows, seed)
-    if cfg.protocol == "converged":
-        tcfg = dataclasses.replace(tcfg, patience=cfg.patience, eval_every=0)
-    else:  # fixed compute: no validation, no early stop, final weights
-        tcfg = dataclasses.replace(tcfg, patience=0)
-        if cfg.protocol == "epochs" and ref is None:
-            tcfg = dataclasses.replace(tcfg, max_steps=None)
-    sort_tr = np.sort(tr_idx)  # sorted reads are much faster on a memory-mapped cache
-    x_tr, y_tr = np.asarray(images[sort_tr]), labels[sort_tr]
-    x_va = np.asarray(images[np.sort(va_idx)]) if len(va_idx) else None
-    y_va = labels[np.sort(va_idx)] if len(va_idx) else None
-
-    if ref is not None:  # RS2: exactly the steps (hence samples) of its budget arm, best val weights
-        cap, ceiling = int(ref["steps"]), int(ref["steps"])
-        tcfg = dataclasses.replace(tcfg, patience=0)
-    elif cfg.protocol == "converged":
-        cap = start_cap or converged_steps(len(tr_idx), tcfg.batch_size, cfg, full=arm.kind == "full")
-        ceiling = max(cap, ceiling_steps(len(tr_idx), tcfg.batch_size, cfg))
-    else:
-        cap = ceiling = tcfg.max_steps or 0  # 0: the epochs protocol's passes decide
-
-    def run(max_steps: int) -> Any:
-        return fit(x_tr, y_tr, x_va, y_va, dataclasses.replace(tcfg, max_steps=max_steps) if max_steps else tcfg,
-                   progress=False, epoch_rows=epoch_rows)
-
-    history, models = list(attempts), {}
-    while not reproduce_only:
-        res = run(cap)
-        history.append({"step_cap": int(cap or res.steps), "steps": int(res.steps), "stopped": res.stopped,
-                        "best_val_auc": res.best_val_auc, "val_rise_last_third": val_rise_last_third(res.history),
-                        "wall_s": float(res.wall_s)})
-        if kept_attempt(history) == len(history) - 1:
-            models = {len(history) - 1: res}  # only the best run so far stays in memory
-        nxt = next_cap(cap, ceiling, cfg) if _improving(history[-1], cfg) and ref is None else None
-        if nxt is None:
-            break
-        cap = nxt
-    k = kept_attempt(history)
-    reproduce_s, reproduced = 0.0, None
-    if k not in models:  # the best run was trained by an earlier process: the same seed and cap again
-        models = {k: run(int(history[k]["step_cap"]))}
-        reproduce_s, reproduced = float(models[k].wall_s), models[k].best_val_auc
-    res = models[k]
-    t0 = time.perf_counter()
-    probs, _ = predict(res.model, images[test_idx], device=tcfg.device)
-    test_s = time.perf_counter() - t0
-    metrics = compute_metrics(labels[test_idx], probs, videos[test_idx])
-    improving = _improving(history[-1], cfg)
-    # None under a fixed-compute protocol: without val there is nothing to judge convergence by
-    converged = None if cfg.protocol != "converged" or ref is not None else not improving
-    return {
-        "n_train": int(len(tr_idx)), "n_val": int(len(va_idx)),
-        "n_real": int((labels[idx] == 0).sum()), "n_fake": int((labels[idx] == 1).sum()),
-        "n_groups": int(len(np.unique(groups[idx]))),
-        "steps": int(res.steps), "step_cap": int(history[-1]["step_cap"]), "epochs": float(res.epochs),
-        "samples_seen": int(res.samples_seen), "wall_s": float(res.wall_s),
-        "wall_s_all_attempts": float(sum(a["wall_s"] for a in history)), "kept_attempt": k,
-        "reproduce_s": reproduce_s, "reproduced_val_auc": reproduced,
-        "ceiling_steps": int(ceiling or res.steps), "attempts": history,
-        "images_per_s": float(res.images_per_s), "best_step": int(res.best_step),
-        "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
-        "val_rise_last_third": history[-1]["val_rise_last_third"], "converged": converged,
-        "capped_improving": bool(improving and ref is None), "stopped": res.stopped,
-        "train_seed": seed, "val_source": None if not len(va_idx) else "carve" if val_rows is None else "split",
-        "val_seed": seed if len(va_idx) and val_rows is None else None, "epoch_rows": epoch_rows,
-        "device": res.device, "precision": res.precision, "test_s": test_s,
-        "metrics": metrics, **_flatten_metrics(metrics),
-    }
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -652,8 +495,9 @@ def run_evaluation(
     ``edgedistal distill`` outputs; without it, distillation runs once with ``distill_cfg``
     (milestones = budgets) into ``out_dir/distill``. ``eval_cfg`` holds budgets, seeds and the
     protocol. ``images`` (uint8, aligned with the manifest) skips loading. ``time_budget_s``:
-    start no new model after this many seconds (a re-run finishes them). ``shard=(k, n)``
-    trains only arms ``i % n == k`` so ``n`` processes can share a GPU.
+    start no new run after this many seconds (a re-run finishes them). ``shard=(k, n)``
+    trains only the k-th of ``n`` longest-first shares of whole groups (:meth:`_Cells.shares`),
+    so ``n`` processes can share the CPU or a GPU.
     """
     from edgedistal.data.split import ensure_split
 
@@ -745,7 +589,8 @@ class _ArmData:
 @dataclass
 class _Cells:
     """The plan's cells on disk (``cells/<key>.json``): which are finished under today's
-    fingerprints, which escalate, and training the rest."""
+    fingerprints, which must train (missing, stale, or below the caps their group climbs to), and
+    training them group by group (:meth:`group_of`), each attempt written as it finishes."""
 
     cell_dir: Path
     prints: dict[str, str]
@@ -763,44 +608,72 @@ class _Cells:
         ref = self.ref_of(a)
         return None if ref is None else rs2_fingerprint(self.prints[a.key], ref)
 
-    def escalates(self, rec: Mapping[str, Any]) -> bool:
-        return (self.cfg.protocol == "converged" and rec.get("kind") != "rs2" and capped(rec)
-                and int(rec.get("step_cap") or 0) < ceiling_steps(int(rec["n_train"]), self.train_cfg.batch_size,
-                                                                 self.cfg))
+    def group_of(self, a: Arm) -> tuple:
+        """The cells that climb the caps together: the paired arms of one budget and seed (each arm
+        alone with ``escalate="cell"``; the full arm always alone). RS2 trains after its reference."""
+        if a.kind == "full":
+            return ("full", a.seed)
+        if self.cfg.escalate == "cell":
+            return (rs2_ref_key(a) if a.kind == "rs2" else a.key,)
+        return (round(a.budget, 9), a.seed)
+
+    def caps_of(self, a: Arm, rec: Mapping[str, Any]) -> list[int]:
+        """A finished cell's cap sequence (from its train size)."""
+        n, bs = int(rec["n_train"]), self.train_cfg.batch_size
+        return cap_sequence(converged_steps(n, bs, self.cfg, full=a.kind == "full"), ceiling_steps(n, bs, self.cfg),
+                            self.cfg)
 
     def state(self, a: Arm) -> tuple[dict | None, str]:
-        """A finished cell is reused unless it is capped_improving below today's ceiling: then
-        it escalates (retrains with a larger cap, its earlier runs kept in ``attempts``); or
-        unless it predates kept attempts and kept a worse run than its best: then that run is
-        retrained (``reproduce``)."""
+        """``ok``, ``missing``, ``stale``, ``corrupt``, or ``reproduce``: a cell written before cells
+        kept their best attempt, which kept a worse run than its best (that run is retrained)."""
         if a.kind == "rs2":
             ref = self.ref_of(a)
-            if ref is not None and (self.escalates(ref) or needs_reproduce(ref)):  # its reference changes
+            if ref is not None and needs_reproduce(ref):  # its reference changes
                 return None, "stale" if (self.cell_dir / f"{a.key}.json").exists() else "missing"
         fp = self.fingerprint(a)
         if fp is None:  # an RS2 arm whose reference must train first: an old cell of it is stale
             return None, "stale" if (self.cell_dir / f"{a.key}.json").exists() else "missing"
         rec, st = read_cell(self.cell_dir / f"{a.key}.json", fp)
-        if st == "ok" and a.kind != "rs2" and self.escalates(rec):
-            return rec, "escalate"
         if st == "ok" and a.kind != "rs2" and needs_reproduce(rec):
             return rec, "reproduce"
         return rec, st
 
+    def _group_states(self, members: Sequence[Arm], states: Mapping[str, tuple[dict | None, str]]
+                      ) -> list[tuple[Arm, dict | None, str]]:
+        """A group's cells with their status: a finished cell below the cap level its group climbs
+        to (:func:`group_level`) ``escalate``s, its earlier runs kept in ``attempts``."""
+        main = [(a, *states[a.key]) for a in members if a.kind != "rs2"]
+        level = 0
+        if self.cfg.protocol == "converged":
+            level = group_level([(attempts_of(rec), self.caps_of(a, rec)) for a, rec, st in main
+                                 if st in ("ok", "reproduce")], self.cfg)
+        out = []
+        for a in members:
+            rec, st = states[a.key]
+            if st == "ok" and a.kind != "rs2" and level and missing_caps(attempts_of(rec), self.caps_of(a, rec), level):
+                st = "escalate"
+            out.append((a, rec if st in ("ok", "escalate", "reproduce") else None, st))
+        return out
+
     def todo(self, arms: Sequence[Arm], resume: bool, shard: tuple[int, int] | None,
              say: Callable[[str], None]) -> tuple[list[tuple[Arm, dict | None, str]], dict[str, int]]:
-        """The arms this process trains, each with the cell an escalation or reproduction continues
-        and its status (decided here once), and the counts."""
+        """The arms this process trains, whole groups with the cell each continues and its status
+        (decided here once; a group's finished cells come along as ``ok``), and the counts."""
+        states = {a.key: self.state(a) if resume else (None, "missing") for a in arms}
+        groups: dict[tuple, list[Arm]] = {}
+        for a in arms:
+            groups.setdefault(self.group_of(a), []).append(a)
         status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0,
                                  "reproduce": 0}
         todo: list[tuple[Arm, dict | None, str]] = []
-        for a in arms:
-            rec, st = self.state(a) if resume else (None, "missing")
-            status[st] += 1
-            if st == "corrupt":
-                say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
-            if st != "ok":
-                todo.append((a, rec if st in ("escalate", "reproduce") else None, st))
+        for members in groups.values():
+            entries = self._group_states(members, states)
+            for a, _, st in entries:
+                status[st] += 1
+                if st == "corrupt":
+                    say(f"{self.cell_dir / a.key}.json: unreadable cell, retraining it")
+            if any(st != "ok" for *_, st in entries):
+                todo.extend(entries)
         if shard is not None:
             mine = set(self.shares(todo, shard[1])[shard[0]])
             todo = [t for t in todo if t[0].key in mine]
@@ -810,80 +683,116 @@ class _Cells:
         if status["ok"]:
             say(f"reusing {status['ok']} finished cell(s) with matching fingerprints")
         if status["escalate"]:
-            say(f"{status['escalate']} finished cell(s) hit their step cap still improving: retraining them "
-                f"with a larger cap (ceiling {self.cfg.ceiling_epochs:g} passes)")
+            who = "their group" if self.cfg.escalate == "group" else "they"
+            say(f"{status['escalate']} finished cell(s) are retrained with a larger cap: {who} hit the step cap "
+                f"still improving (ceiling {self.cfg.ceiling_epochs:g} passes)")
         if status["reproduce"]:
             say(f"{status['reproduce']} finished cell(s) kept a retraining that ended below an earlier "
                 "run on val: retraining that run (same seed and cap) to keep its model")
         return todo, status
 
-    def next_cap(self, prev: Mapping[str, Any]) -> int | None:
-        """The cap an escalating cell retrains with (None at its ceiling)."""
-        return next_cap(int(prev["step_cap"]), ceiling_steps(int(prev["n_train"]), self.train_cfg.batch_size,
-                                                             self.cfg), self.cfg)
-
     def cost(self, a: Arm, prev: Mapping[str, Any] | None, status: str) -> int:
         """A cell's expected steps: its next cap (the full arm's own first cap; an escalation's
-        larger one; a reproduction's own), or its step count under a fixed-compute protocol."""
+        larger one; a reproduction's own), nothing for a finished one, or its step count under a
+        fixed-compute protocol."""
+        if status == "ok":
+            return 0
         if prev is not None:
-            return (self.next_cap(prev) if status == "escalate" else None) or int(prev.get("step_cap") or 0)
+            caps = self.caps_of(a, prev)
+            reach = int(prev.get("step_cap") or 0)
+            nxt = next((c for c in caps if c > reach), None) if status == "escalate" else None
+            return nxt or reach
         n = int(a.extra.get("epoch_size") or len(a.rows))
         if self.cfg.protocol != "converged":
             return self.train_cfg.max_steps or n
         return converged_steps(n, self.train_cfg.batch_size, self.cfg, full=a.kind == "full")
 
     def shares(self, todo: Sequence[tuple[Arm, Mapping[str, Any] | None, str]], n: int) -> list[list[str]]:
-        """Split the cells to train (:meth:`todo`'s list) over ``n`` workers, longest first to the
-        least loaded (LPT): every worker computes the same split, and the full arm no longer shares
-        a worker with a third of the rest because of where it stands in the plan."""
-        costs = [self.cost(*t) for t in todo]
+        """Split the cells to train (:meth:`todo`'s list) over ``n`` workers, whole groups, longest
+        first to the least loaded (LPT): every worker computes the same split, and the full arm no
+        longer shares a worker with a third of the rest because of where it stands in the plan."""
+        groups: dict[tuple, list[int]] = {}
+        for i, t in enumerate(todo):
+            groups.setdefault(self.group_of(t[0]), []).append(i)
+        costs = {g: sum(self.cost(*todo[i]) for i in idx) for g, idx in groups.items()}
         load, keys = [0] * n, [[] for _ in range(n)]
-        for i in sorted(range(len(todo)), key=lambda i: (-costs[i], i)):
+        order = list(groups)
+        for g in sorted(order, key=lambda g: (-costs[g], order.index(g))):
             k = min(range(n), key=lambda j: (load[j], j))
-            load[k] += costs[i]
-            keys[k].append(todo[i][0].key)
+            load[k] += costs[g]
+            keys[k].extend(todo[i][0].key for i in groups[g])
         return keys
 
     def train(self, todo: list[tuple[Arm, dict | None, str]], data: _ArmData, time_budget_s: float | None,
               progress: bool, say: Callable[[str], None]) -> list[str]:
-        """Train each arm of ``todo`` into its cell; returns the keys left for a re-run."""
+        """Train ``todo`` group by group; returns the keys left for a re-run."""
         from edgedistal.utils.progress import track
 
         t_start = time.perf_counter()
+
+        def over() -> bool:
+            return time_budget_s is not None and time.perf_counter() - t_start > time_budget_s
+
+        groups: dict[tuple, list[tuple[Arm, dict | None, str]]] = {}
+        for t in todo:
+            groups.setdefault(self.group_of(t[0]), []).append(t)
         skipped: list[str] = []
-        for a, prev, st in track(todo, total=len(todo), description="evaluating") if progress else todo:
-            if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-                skipped.append(a.key)
-                continue
-            ref = self.ref_of(a) if a.kind == "rs2" else None
-            if a.kind == "rs2" and ref is None:  # its budget arm is in another shard or was skipped
-                skipped.append(a.key)
-                say(f"  {a.key}: waiting for {rs2_ref_key(a)} (a re-run trains it)")
-                continue
-            if a.kind == "rs2" and read_cell(self.cell_dir / f"{a.key}.json", self.fingerprint(a))[1] == "ok":
-                continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
-            self._train_one(a, prev, st, ref, data, say)
+        for entries in track(list(groups.values()), description="evaluating") if progress else groups.values():
+            skipped += self._train_group(entries, data, over, say)
         return skipped
 
-    def _train_one(self, a: Arm, prev: dict | None, status: str, ref: dict | None, data: _ArmData,
-                   say: Callable[[str], None]) -> None:
-        """``status`` is :meth:`state`'s: ``escalate`` and ``reproduce`` continue ``prev``."""
-        cfg, train_cfg = self.cfg, self.train_cfg
-        start_cap, reproduce_only = None, status == "reproduce"
-        if prev is not None and status == "escalate":
-            start_cap = self.next_cap(prev)
-        rec = train_cell(a, data.images, data.labels, data.groups, data.test_rows, data.videos, train_cfg, cfg,
-                         start_cap=start_cap,
-                         attempts=(prev or {}).get("attempts") or ([_attempt_of(prev)] if prev else []), ref=ref,
-                         val_rows=data.val_rows, reproduce_only=reproduce_only)
+    def _train_group(self, entries: Sequence[tuple[Arm, dict | None, str]], data: _ArmData,
+                     over: Callable[[], bool], say: Callable[[str], None]) -> list[str]:
+        """Climb a group's caps level by level: at each level every arm trains the caps it lacks,
+        then the level rises while an arm at it still rose (:func:`group_level`). Every attempt is
+        written as it ends, so a stopped run resumes where it was. RS2 arms train last."""
+        runs = [(a, st, CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos,
+                                self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows))
+                for a, prev, st in entries if a.kind != "rs2"]
+        while True:
+            level = group_level([(r.history, r.caps) for *_, r in runs], self.cfg)
+            work = [(a, r, c) for a, _, r in runs for c in r.missing(level)]
+            if not work:
+                break
+            for a, r, c in work:
+                if over():
+                    return [a.key for a, _, r in runs if r.missing(level)] + [e[0].key for e in entries
+                                                                             if e[0].kind == "rs2"]
+                r.attempt(c)
+                self._write(a, r, data, say)
+        for a, st, r in runs:
+            if st == "reproduce" and not r.trained:
+                self._write(a, r, data, say)
+        skipped = []
+        for a, *_ in (e for e in entries if e[0].kind == "rs2"):
+            ref = self.ref_of(a)
+            if over() or ref is None:  # over time, or its budget arm was skipped
+                skipped.append(a.key)
+                if ref is None:
+                    say(f"  {a.key}: waiting for {rs2_ref_key(a)} (a re-run trains it)")
+                continue
+            if read_cell(self.cell_dir / f"{a.key}.json", self.fingerprint(a))[1] == "ok":
+                continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
+            r = CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos, self.train_cfg,
+                        self.cfg, ref=ref, val_rows=data.val_rows)
+            r.attempt(r.first)
+            self._write(a, r, data, say)
+        return skipped
+
+    def _write(self, a: Arm, run: CellRun, data: _ArmData, say: Callable[[str], None]) -> None:
+        """Write the cell as it stands after its latest run (atomically: a stop never leaves half a cell)."""
+        rec = run.record()
         rec.update({"cell": a.key, "arm": a.arm, "kind": a.kind, "budget": a.budget, "seed": a.seed,
-                    "protocol": cfg.protocol, "budget_actual": len(a.rows) / data.pool_size,
+                    "protocol": self.cfg.protocol, "budget_actual": len(a.rows) / data.pool_size,
                     "fingerprint": self.fingerprint(a), **a.extra})
         if a.kind == "rs2":
             rec["budget_actual"] = a.budget
         write_json_atomic(self.cell_dir / f"{a.key}.json", rec)
-        say(f"  {a.key}: n={rec['n_train']} steps={rec['steps']}/{rec['step_cap']} {rec['wall_s']:.1f}s "
-            f"test AUC={rec['frame_auc']:.4f}{' (capped_improving)' if rec['capped_improving'] else ''}")
+        run.prev = rec
+        last = run.history[-1] if run.history else {}
+        say(f"  {a.key}: n={rec['n_train']} cap={last.get('step_cap')} kept {rec['steps']}/"
+            f"{run.history[rec['kept_attempt']]['step_cap'] if run.history else rec['step_cap']} steps "
+            f"{rec['wall_s']:.1f}s test AUC={rec['frame_auc']:.4f}{' (capped_improving)' if rec['capped_improving'] else ''}")
 
     def finished(self, arms: Sequence[Arm]) -> list[dict]:
         """The finished cells of ``arms`` under today's fingerprints, in plan order."""
@@ -913,11 +822,6 @@ def write_pick_sheets(df: pd.DataFrame, arms: Sequence[Arm], folder: Path) -> li
         except (OSError, ValueError) as exc:  # a sheet is a courtesy: never fail the evaluation
             log_.warning("contact sheet at budget %s not written: %s", b, exc)
     return written
-
-
-def _attempt_of(rec: Mapping[str, Any]) -> dict:
-    """A cell written before escalation existed, as the first entry of ``attempts``."""
-    return {k: rec.get(k) for k in ("step_cap", "steps", "stopped", "best_val_auc", "val_rise_last_third", "wall_s")}
 
 
 def _run_distill(manifest: Manifest, distill_cfg: DistillConfig | None, out: Path, budgets: Sequence[float],

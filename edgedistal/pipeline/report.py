@@ -450,8 +450,10 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
                      + (f"; the full arm's first cap {ev['full_max_epochs']} passes" if ev.get("full_max_epochs") else "")
                      + "); a model that hits "
                      f"its cap with val AUC still rising by more than {ev.get('converge_tol')} over its last third "
-                     f"is retrained with the cap ×{ev.get('grow', 2)} up to {ev.get('ceiling_epochs', '?')} passes, "
-                     "and flagged capped_improving if it still rises there; each arm keeps the run with the best val "
+                     f"is retrained with the cap ×{ev.get('grow', 2)} up to {ev.get('ceiling_epochs', '?')} passes"
+                     + (" — and with it every arm of its budget and seed, so paired arms train the same caps"
+                        if ev.get("escalate", "cell") == "group" else " (each arm on its own val curve)")
+                     + ", and flagged capped_improving if it still rises there; each arm keeps the run with the best val "
                      "AUC (a longer retraining can stop lower). No 'gain kept' is printed against a "
                      "capped_improving full arm. RS2 trains on a fresh random subset of the budget's size every "
                      "epoch, drawn from the whole pool, for the samples its budget's random arm saw. The test "

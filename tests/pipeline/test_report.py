@@ -77,8 +77,8 @@ def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None
     assert set(res["figures"]) == {"budget_curve", "compute", "composition", "scores", "embeddings"}
     first_para = next(line for line in md.splitlines()[1:] if line.strip())
     # the conclusion leads and names the strongest baseline: hybrid's paired interval against
-    # stratified includes 0 (a tie); it beats balanced (weaker) in both seeds — said as such
-    assert first_para.startswith("**hybrid beat only weaker baselines (balanced), never the strongest")
+    # stratified includes 0 (a tie); it beats balanced (weaker) at 20 and 30 % — said as such, with where
+    assert first_para.startswith("**hybrid beat only weaker baselines (balanced at 20 %, 30 %), never the strongest")
     assert "stratified (50 % real)" in first_para and "95 % CI" in first_para
     for name in res["figures"]:
         assert f"(figures/{name}.png)" in md
