@@ -16,16 +16,14 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.train import TrainConfig
 from edgedistal.pipeline.baselines import carve_val
-
-if TYPE_CHECKING:  # evaluate imports this module; the types only
-    from edgedistal.pipeline.evaluate import Arm, EvalConfig
+from edgedistal.pipeline.eval_config import Arm, EvalConfig
 
 #: Test metrics kept per cell (frame and video level), as ``<level>_<name>``.
 METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
