@@ -463,6 +463,8 @@ def run_evaluation(
     })
     if len(done) < len(arms):
         summary["conclusion"] += f" (incomplete: {len(done)}/{len(arms)} models finished)"
+    elif skipped:  # every cell written, but a group stopped mid-climb: its arms stand at different caps
+        summary["conclusion"] += f" (incomplete: {len(skipped)} model(s) still to climb; re-run to finish)"
     if not cells.empty:
         write_parquet_atomic(cells.drop(columns=["metrics"], errors="ignore"), out / "cells.parquet")
     write_json_atomic(out / "summary.json", summary)
