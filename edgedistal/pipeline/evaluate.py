@@ -461,14 +461,20 @@ def run_evaluation(
         "resume": {"reused": status["ok"], "stale_retrained": status["stale"], "corrupt_retrained": status["corrupt"],
                    "escalated": status["escalate"], "reproduced": status["reproduce"]},
     })
-    if len(done) < len(arms):
-        summary["conclusion"] += f" (incomplete: {len(done)}/{len(arms)} models finished)"
-    elif skipped:  # every cell written, but a group stopped mid-climb: its arms stand at different caps
-        summary["conclusion"] += f" (incomplete: {len(skipped)} model(s) still to climb; re-run to finish)"
+    summary["conclusion"] += _incomplete(len(done), len(arms), skipped)
     if not cells.empty:
         write_parquet_atomic(cells.drop(columns=["metrics"], errors="ignore"), out / "cells.parquet")
     write_json_atomic(out / "summary.json", summary)
     return EvalResult(cells, summary, out)
+
+
+def _incomplete(done: int, planned: int, skipped: Sequence[str]) -> str:
+    """What the conclusion adds when the run stopped early ('' when it did not)."""
+    if done < planned:
+        return f" (incomplete: {done}/{planned} models finished)"
+    if skipped:  # every cell written, but a group stopped mid-climb: its arms stand at different caps
+        return f" (incomplete: {len(skipped)} model(s) still to climb; re-run to finish)"
+    return ""
 
 
 @dataclass
