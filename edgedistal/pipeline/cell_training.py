@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -240,12 +240,6 @@ class CellRun:
         if kept_attempt(self.history) == len(self.history) - 1:
             self.models = {len(self.history) - 1: res}
 
-    def next_cap(self) -> int | None:
-        """The cell-by-cell rule: the next cap after the last run when it still rose at its cap."""
-        if self.ref is not None or not self.history or not improving(self.history[-1], self.cfg):
-            return None
-        return next_cap(int(self.history[-1]["step_cap"]), self.ceiling, self.cfg)
-
     def record(self) -> dict:
         """The cell's record: the kept run's test metrics (tested here, taken from ``prev`` when it
         kept the same run, else that run retrained with the same seed and cap), every attempt."""
@@ -293,22 +287,34 @@ class CellRun:
                 **flatten_metrics(metrics)}
 
 
-def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
-               videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *, start_cap: int | None = None,
-               prev: Mapping[str, Any] | None = None, ref: Mapping[str, Any] | None = None,
-               val_rows: np.ndarray | None = None, reproduce_only: bool = False) -> dict:
-    """Train one arm cell by cell and return its record (a group's cells climb together in
-    :class:`edgedistal.pipeline.evaluate._Cells`).
+def climb(runs: Sequence[CellRun], cfg: EvalConfig, on_attempt: Callable[[CellRun], None] | None = None,
+          over: Callable[[], bool] | None = None) -> list[CellRun]:
+    """Train runs that climb the caps together, level by level: at each level every run trains the
+    caps it lacks, then the level rises while a run at it still rose (:func:`group_level`).
+    ``on_attempt`` after each run (a cell is written as it ends); ``over()`` stops before a run.
+    Returns the runs left with caps to train (none when the group finished)."""
+    while True:
+        level = group_level([(r.history, r.caps) for r in runs], cfg)
+        work = [(r, c) for r in runs for c in r.missing(level)]
+        if not work:
+            return []
+        for r, c in work:
+            if over is not None and over():
+                return [r for r in runs if r.missing(level)]
+            r.attempt(c)
+            if on_attempt is not None:
+                on_attempt(r)
 
-    Converged protocol: train with a first cap (``start_cap``, else ``max_epochs`` passes); while
-    the run hits its cap with val AUC still rising, retrain from the same seed with the cap
-    ×``grow`` up to the ceiling; the cell keeps the attempt with the best val AUC
-    (:func:`kept_attempt`) and tests only that model. ``prev``: this cell's earlier record (a
-    resumed escalation). ``reproduce_only``: train no new attempt, only the record's kept run."""
-    run = CellRun(arm, images, labels, groups, test_idx, videos, train_cfg, cfg, prev=prev, ref=ref,
-                  val_rows=val_rows)
-    cap: int | None = start_cap or run.first
-    while not reproduce_only and cap is not None:
-        run.attempt(cap)
-        cap = run.next_cap()
+
+def train_cell(arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
+               videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *,
+               ref: Mapping[str, Any] | None = None, val_rows: np.ndarray | None = None) -> dict:
+    """Train one arm alone (a group of one, :func:`climb`) and return its record.
+
+    Converged protocol: train with a first cap of ``max_epochs`` passes; while the run hits its
+    cap with val AUC still rising, retrain from the same seed with the cap ×``grow`` up to the
+    ceiling; the cell keeps the attempt with the best val AUC (:func:`kept_attempt`) and tests
+    only that model."""
+    run = CellRun(arm, images, labels, groups, test_idx, videos, train_cfg, cfg, ref=ref, val_rows=val_rows)
+    climb([run], cfg)
     return run.record()

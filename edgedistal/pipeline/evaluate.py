@@ -70,6 +70,7 @@ from edgedistal.pipeline.cell_training import (  # noqa: F401  (re-exported)
     attempts_of,
     cap_sequence,
     ceiling_steps,
+    climb,
     converged_steps,
     group_level,
     kept_attempt,
@@ -653,17 +654,9 @@ class _Cells:
         runs = [(a, st, CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos,
                                 self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows))
                 for a, prev, st in entries if a.kind != "rs2"]
-        while True:
-            level = group_level([(r.history, r.caps) for *_, r in runs], self.cfg)
-            work = [(a, r, c) for a, _, r in runs for c in r.missing(level)]
-            if not work:
-                break
-            for a, r, c in work:
-                if over():
-                    return [a.key for a, _, r in runs if r.missing(level)] + [e[0].key for e in entries
-                                                                             if e[0].kind == "rs2"]
-                r.attempt(c)
-                self._write(a, r, data, say)
+        left = climb([r for *_, r in runs], self.cfg, lambda r: self._write(r.arm, r, data, say), over)
+        if left:
+            return [r.arm.key for r in left] + [e[0].key for e in entries if e[0].kind == "rs2"]
         skipped = []
         for a, st, r in runs:
             if st == "reproduce" and not r.trained:
