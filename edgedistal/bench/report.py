@@ -145,8 +145,9 @@ def noise_warnings(report: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: headlines and warnings, results, kernels, skipped rows, stability,
+    the Jetson estimate, the environment, artifacts, inputs and the method."""
     env = report["environment"]
-    v = env.get("versions", {})
     lines = [
         "# edgedistal bench report",
         "",
@@ -158,13 +159,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [*(f"> {n}" for n in report["notes"]), ""]
     lines += [*(f"**{h}.**" for h in headlines(report)), ""] if headlines(report) else []
     lines += [*(f"> **Warning:** {w}." for w in noise_warnings(report)), ""] if noise_warnings(report) else []
-    lines += ["## Results", "", "| backend | device | precision | batch | p50 ms | p90 ms | p95 ms | p99 ms | mean ms "
-              "| compute p50 ms | img/s | peak host MiB | peak dev MiB | AUC | bal. acc | max abs dp vs fp32 |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    skipped = []
+    lines += _result_lines(report)
+    lines += _kernel_lines(report)
+    lines += _skipped_lines(report)
+    lines += _stability_lines(report)
+    lines += _jetson_lines(report)
+    lines += _environment_lines(report)
+    lines += _artifact_lines(report)
+    inp = report.get("inputs") or {}
+    if inp:
+        lines += ["", "## Inputs", "",
+                  f"- manifest `{inp.get('manifest')}` split `{inp.get('split')}`: {inp.get('n_images')} images "
+                  f"({inp.get('n_fake')} fake, {inp.get('n_real')} real)",
+                  f"- checkpoint `{inp.get('checkpoint')}`, ONNX `{inp.get('onnx_dir')}`, engines `{inp.get('engine_dir')}`"]
+    lines += ["", "## Method", "", *(f"- {m}" for m in report["method"])]
+    return "\n".join(lines) + "\n"
+
+
+def _result_lines(report: dict[str, Any]) -> list[str]:
+    lines = ["## Results", "", "| backend | device | precision | batch | p50 ms | p90 ms | p95 ms | p99 ms | mean ms "
+             "| compute p50 ms | img/s | peak host MiB | peak dev MiB | AUC | bal. acc | max abs dp vs fp32 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         if r.get("skipped_reason"):
-            skipped.append(r)
             continue
         lat, comp, acc = r["latency_ms"], r.get("compute_ms"), r.get("accuracy") or {}
         lines.append(
@@ -174,59 +191,80 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_f(r['peak_host_mb'], 0)} | {_f(r['peak_device_mb'], 0)} | {_f(acc.get('auc'), 4)} "
             f"| {_f(acc.get('balanced_acc'), 4)} | {_g(acc.get('max_abs_dp_vs_fp32'))} |"
         )
-    lines += _kernel_lines(report)
-    if skipped:
-        lines += ["", "### Skipped", "", "| backend | precision | batch | reason |", "|---|---|---:|---|"]
-        seen = set()
-        for r in skipped:
-            key = (r["backend"], r["precision"], r["skipped_reason"])
-            batches = [s["batch"] for s in skipped if (s["backend"], s["precision"], s["skipped_reason"]) == key]
-            if key in seen:
-                continue
-            seen.add(key)
-            lines.append(f"| {r['backend']} | {r['precision']} | {','.join(map(str, batches))} | {r['skipped_reason']} |")
+    return lines
+
+
+def _skipped_lines(report: dict[str, Any]) -> list[str]:
+    """One row per (backend, precision, reason), listing the batches it skipped."""
+    skipped = [r for r in report["rows"] if r.get("skipped_reason")]
+    if not skipped:
+        return []
+    lines = ["", "### Skipped", "", "| backend | precision | batch | reason |", "|---|---|---:|---|"]
+    seen = set()
+    for r in skipped:
+        key = (r["backend"], r["precision"], r["skipped_reason"])
+        batches = [s["batch"] for s in skipped if (s["backend"], s["precision"], s["skipped_reason"]) == key]
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"| {r['backend']} | {r['precision']} | {','.join(map(str, batches))} | {r['skipped_reason']} |")
+    return lines
+
+
+def _stability_lines(report: dict[str, Any]) -> list[str]:
     st = report.get("stability")
-    if st:
-        verdict = "STABLE" if st["all_stable"] else "NOT STABLE"
-        lines += ["", "## Stability between passes", "",
-                  f"{verdict} within {st['tolerance']:.0%} — {st['method']}.", "",
-                  "| backend | precision | batch | p50 pass 1 | p50 later | Δp50 | p99 pass 1 | p99 later | Δp99 | stable |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for c in st["rows"]:
-            i = c["pass"]
-            lines.append(
-                f"| {c['backend']} | {c['precision']} | {c['batch']} | {_f(c['p50_pass1'])} | {_f(c[f'p50_pass{i}'])} "
-                f"| {c['p50_rel_change']:.1%} | {_f(c['p99_pass1'])} | {_f(c[f'p99_pass{i}'])} "
-                f"| {c['p99_rel_change']:.1%} | {'yes' if c['stable'] else 'NO'} |"
-            )
-        if st.get("passes"):
-            lines += ["", "Load during each pass (1-min load average; the machine has "
-                      f"{env.get('cpu_logical_cores')} logical cores): "
-                      + "; ".join(f"pass {q['pass']}: {_f(q['loadavg1_start'])} → {_f(q['loadavg1_end'])} "
-                                  f"over {q['wall_s']:g} s" for q in st["passes"])]
+    if not st:
+        return []
+    env = report["environment"]
+    verdict = "STABLE" if st["all_stable"] else "NOT STABLE"
+    lines = ["", "## Stability between passes", "",
+             f"{verdict} within {st['tolerance']:.0%} — {st['method']}.", "",
+             "| backend | precision | batch | p50 pass 1 | p50 later | Δp50 | p99 pass 1 | p99 later | Δp99 | stable |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in st["rows"]:
+        i = c["pass"]
+        lines.append(
+            f"| {c['backend']} | {c['precision']} | {c['batch']} | {_f(c['p50_pass1'])} | {_f(c[f'p50_pass{i}'])} "
+            f"| {c['p50_rel_change']:.1%} | {_f(c['p99_pass1'])} | {_f(c[f'p99_pass{i}'])} "
+            f"| {c['p99_rel_change']:.1%} | {'yes' if c['stable'] else 'NO'} |"
+        )
+    if st.get("passes"):
+        lines += ["", "Load during each pass (1-min load average; the machine has "
+                  f"{env.get('cpu_logical_cores')} logical cores): "
+                  + "; ".join(f"pass {q['pass']}: {_f(q['loadavg1_start'])} → {_f(q['loadavg1_end'])} "
+                              f"over {q['wall_s']:g} s" for q in st["passes"])]
+    return lines
+
+
+def _jetson_lines(report: dict[str, Any]) -> list[str]:
     est = report.get("jetson_estimate")
-    if est:
-        lines += ["", "## Jetson ESTIMATE (not measured)", "", f"**{est['label']}**", ""]
-        if "rows" in est:
-            lines += [f"Model: {est.get('model', '?')}, {est['flops_per_image'] / 1e9:.3f} GFLOPs/image "
-                      f"(torch FlopCounterMode), batch 1, assumed utilisation {est['assumed_utilisation']:.0%}.", "",
-                      "| device | precision | dense peak (T(FL)OPS) | ESTIMATED latency ms | ESTIMATED img/s |",
-                      "|---|---|---:|---:|---:|"]
-            for r in est["rows"]:
-                lines.append(f"| {r['device']} | {r['precision']} | {r['peak_dense_tops']:g} "
-                             f"| {r['estimated_latency_ms']:.3f} (ESTIMATE) | {r['estimated_throughput_ips']:.0f} (ESTIMATE) |")
-            lines += ["", f"Caveat: {est['caveat']}.", "", "Peak sources:"]
-            lines += [f"- {name}: {p['headline']} — {p['source']}" for name, p in est["peaks"].items()]
-        else:
-            lines.append(f"Not computed: {est.get('reason')}")
-    lines += ["", "## Environment", "",
-              f"- CPU flags: {', '.join(env.get('cpu_flags') or []) or 'not recorded'} "
-              f"(int8 dot product: {env.get('int8_dot_product', 'not recorded')})",
-              f"- CPU: {env.get('cpu_model')} ({env.get('cpu_logical_cores')} logical cores, "
-              f"{env.get('cpu_affinity')} usable; torch threads {env.get('torch_threads')}; "
-              f"--threads cap {env.get('threads_cap') or 'none'})",
-              f"- Load average at start/end: {_load(env.get('loadavg_start'))} / {_load(env.get('loadavg_end'))}",
-              f"- Host allocator: {env.get('allocator', 'unchanged')}"]
+    if not est:
+        return []
+    lines = ["", "## Jetson ESTIMATE (not measured)", "", f"**{est['label']}**", ""]
+    if "rows" not in est:
+        return [*lines, f"Not computed: {est.get('reason')}"]
+    lines += [f"Model: {est.get('model', '?')}, {est['flops_per_image'] / 1e9:.3f} GFLOPs/image "
+              f"(torch FlopCounterMode), batch 1, assumed utilisation {est['assumed_utilisation']:.0%}.", "",
+              "| device | precision | dense peak (T(FL)OPS) | ESTIMATED latency ms | ESTIMATED img/s |",
+              "|---|---|---:|---:|---:|"]
+    for r in est["rows"]:
+        lines.append(f"| {r['device']} | {r['precision']} | {r['peak_dense_tops']:g} "
+                     f"| {r['estimated_latency_ms']:.3f} (ESTIMATE) | {r['estimated_throughput_ips']:.0f} (ESTIMATE) |")
+    lines += ["", f"Caveat: {est['caveat']}.", "", "Peak sources:"]
+    return lines + [f"- {name}: {p['headline']} — {p['source']}" for name, p in est["peaks"].items()]
+
+
+def _environment_lines(report: dict[str, Any]) -> list[str]:
+    env = report["environment"]
+    v = env.get("versions", {})
+    lines = ["", "## Environment", "",
+             f"- CPU flags: {', '.join(env.get('cpu_flags') or []) or 'not recorded'} "
+             f"(int8 dot product: {env.get('int8_dot_product', 'not recorded')})",
+             f"- CPU: {env.get('cpu_model')} ({env.get('cpu_logical_cores')} logical cores, "
+             f"{env.get('cpu_affinity')} usable; torch threads {env.get('torch_threads')}; "
+             f"--threads cap {env.get('threads_cap') or 'none'})",
+             f"- Load average at start/end: {_load(env.get('loadavg_start'))} / {_load(env.get('loadavg_end'))}",
+             f"- Host allocator: {env.get('allocator', 'unchanged')}"]
     gpu = env.get("gpu")
     smi = env.get("nvidia_smi") or {}
     lines.append(f"- GPU: {gpu['name'] + ' (sm ' + gpu['capability'] + ', ' + str(gpu['memory_gb']) + ' GB)' if gpu else 'none'}"
@@ -244,15 +282,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                      + (f"applied to {bn['workspace_applied']}" if bn.get("workspace_applied") else "NOT applied")
                      + (f"; {bn['workspace_tensorrt']}" if bn.get("workspace_tensorrt") else "")
                      + "; torch and the CPU/CUDA EPs have no workspace pool")
-    lines += _artifact_lines(report)
-    inp = report.get("inputs") or {}
-    if inp:
-        lines += ["", "## Inputs", "",
-                  f"- manifest `{inp.get('manifest')}` split `{inp.get('split')}`: {inp.get('n_images')} images "
-                  f"({inp.get('n_fake')} fake, {inp.get('n_real')} real)",
-                  f"- checkpoint `{inp.get('checkpoint')}`, ONNX `{inp.get('onnx_dir')}`, engines `{inp.get('engine_dir')}`"]
-    lines += ["", "## Method", "", *(f"- {m}" for m in report["method"])]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _kernel_lines(report: dict[str, Any]) -> list[str]:

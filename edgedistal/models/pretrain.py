@@ -184,16 +184,39 @@ def _load_state(path: Path, fingerprint: str) -> dict[str, Any]:
     return st
 
 
-def pretrain(images: np.ndarray, cfg: PretrainConfig = PretrainConfig(), *, state_path: str | Path | None = None,
-             resume: bool = False, data_digest: str = "", progress: bool = True) -> PretrainResult:
-    """SimCLR-train an embedder on uint8 NHWC RGB ``images`` (no labels: none are taken).
+@dataclass
+class _SimCLR:
+    """The pieces one SimCLR run trains with: backbone, projection head, optimiser, views."""
 
-    ``state_path``: where the resumable training state is written (atomically); with ``resume``
-    and an existing state of the same fingerprint, training continues from it. Returns the
-    embedder on the CPU in eval mode.
-    """
-    t_start = time.perf_counter()
-    _check(images, cfg)
+    model: Embedder
+    head: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    dtype: torch.dtype | None
+    use_cl: bool
+    device: torch.device
+    views: SimCLRViews
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def loss(self, images: np.ndarray, idx: np.ndarray, cfg: PretrainConfig) -> torch.Tensor:
+        """NT-Xent of two views of the rows ``idx`` (uint8 NHWC on the host)."""
+        bs = len(idx)
+        xb = torch.from_numpy(np.ascontiguousarray(images[idx])).to(self.device, non_blocking=True)
+        x = xb.permute(0, 3, 1, 2).float().div_(255.0)
+        v1, v2 = self.views(x)
+        v = (torch.cat([v1, v2]) - self.mean) / self.std
+        if self.use_cl:
+            v = v.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, cfg.amp):
+            z = self.head(self.model.features(v))
+        return nt_xent(z[:bs], z[bs:], cfg.temperature)
+
+
+def _build(cfg: PretrainConfig) -> _SimCLR:
+    """Threads, seed, device, then the models (their init draws from the seed) and optimiser."""
+    from edgedistal.models.train import param_groups
+
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -206,108 +229,123 @@ def pretrain(images: np.ndarray, cfg: PretrainConfig = PretrainConfig(), *, stat
     use_cl = cfg.channels_last and (device.type == "cuda" or dtype is not None)
     if use_cl:
         model.to(memory_format=torch.channels_last)
-    params = [{"params": [p for p in (*model.parameters(), *head.parameters()) if p.ndim > 1],
-               "weight_decay": cfg.weight_decay},
-              {"params": [p for p in (*model.parameters(), *head.parameters()) if p.ndim <= 1], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, **({"fused": True} if device.type == "cuda" else {}))
+    opt = torch.optim.AdamW(param_groups(nn.ModuleList([model, head]), cfg.weight_decay), lr=cfg.lr,
+                            **({"fused": True} if device.type == "cuda" else {}))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
-    views = SimCLRViews(cfg)
-    mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
+    return _SimCLR(model=model, head=head, opt=opt, scaler=scaler, dtype=dtype, use_cl=use_cl, device=device,
+                   views=SimCLRViews(cfg), mean=torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1),
+                   std=torch.tensor(model.config.std, device=device).view(1, 3, 1, 1))
 
+
+@dataclass
+class _Progress:
+    """Where a run is: what the state file stores besides the weights."""
+
+    perm: torch.Tensor
+    cursor: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    elapsed_before: float = 0.0
+    seen: int = 0
+
+
+def _restore(st: dict[str, Any], sim: _SimCLR, gen: torch.Generator) -> _Progress:
+    sim.model.load_state_dict(st["model"])
+    sim.head.load_state_dict(st["head"])
+    sim.opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["gen"])
+    torch.set_rng_state(st["torch_rng"])
+    if sim.device.type == "cuda" and st.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(st["cuda_rng"], sim.device)
+    return _Progress(perm=st["perm"], cursor=int(st["cursor"]), step=int(st["step"]), history=list(st["history"]),
+                     elapsed_before=float(st["elapsed_s"]), seen=int(st["seen"]))
+
+
+def _state(sim: _SimCLR, gen: torch.Generator, run: _Progress, fingerprint: str, elapsed: float) -> dict[str, Any]:
+    return {"fingerprint": fingerprint, "model": sim.model.state_dict(), "head": sim.head.state_dict(),
+            "optimizer": sim.opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(sim.device) if sim.device.type == "cuda" else None,
+            "perm": run.perm, "cursor": run.cursor, "step": run.step, "history": run.history,
+            "elapsed_s": elapsed, "seen": run.seen}
+
+
+def pretrain(images: np.ndarray, cfg: PretrainConfig = PretrainConfig(), *, state_path: str | Path | None = None,
+             resume: bool = False, data_digest: str = "", progress: bool = True) -> PretrainResult:
+    """SimCLR-train an embedder on uint8 NHWC RGB ``images`` (no labels: none are taken).
+
+    ``state_path``: where the resumable training state is written (atomically); with ``resume``
+    and an existing state of the same fingerprint, training continues from it. Returns the
+    embedder on the CPU in eval mode.
+    """
+    from edgedistal.models.train import optimizer_step
+
+    t_start = time.perf_counter()
+    _check(images, cfg)
+    sim = _build(cfg)
     n = len(images)
     bs = min(cfg.batch_size, n)
     gen = torch.Generator().manual_seed(cfg.seed)
     fingerprint = cfg.fingerprint(n, data_digest)
-    perm, cursor, step, history, elapsed_before, seen = torch.randperm(n, generator=gen), 0, 0, [], 0.0, 0
+    run = _Progress(perm=torch.randperm(n, generator=gen))
     state_path = Path(state_path) if state_path is not None else None
     if resume and state_path is not None and state_path.exists():
-        st = _load_state(state_path, fingerprint)
-        model.load_state_dict(st["model"])
-        head.load_state_dict(st["head"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
-        if device.type == "cuda" and st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(st["cuda_rng"], device)
-        perm, cursor, step, history = st["perm"], int(st["cursor"]), int(st["step"]), list(st["history"])
-        elapsed_before, seen = float(st["elapsed_s"]), int(st["seen"])
+        run = _restore(_load_state(state_path, fingerprint), sim, gen)
 
-    def state() -> dict[str, Any]:
-        return {"fingerprint": fingerprint, "model": model.state_dict(), "head": head.state_dict(),
-                "optimizer": opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "perm": perm, "cursor": cursor, "step": step, "history": history,
-                "elapsed_s": elapsed_before + time.perf_counter() - t_start, "seen": seen}
+    def elapsed() -> float:
+        return run.elapsed_before + time.perf_counter() - t_start
 
     total = cfg.max_steps
     log_every = max(1, min(50, total // 20))
     bar = Bar("pretrain", total, progress, eta=True)
-    bar.update(step, "resumed" if step else "")
-    stopped, loss_sum, loss_n, lr = "steps", torch.zeros((), device=device), 0, cfg.lr
+    bar.update(run.step, "resumed" if run.step else "")
+    stopped, loss_sum, loss_n, lr = "steps", torch.zeros((), device=sim.device), 0, cfg.lr
     last_save, t_train = time.perf_counter(), time.perf_counter()
-    model.train()
-    head.train()
+    sim.model.train()
+    sim.head.train()
     try:
-        while step < total:
-            elapsed = elapsed_before + time.perf_counter() - t_start
-            if cfg.time_budget_s is not None and elapsed > cfg.time_budget_s:
+        while run.step < total:
+            spent = elapsed()
+            if cfg.time_budget_s is not None and spent > cfg.time_budget_s:
                 stopped = "time_budget"
                 break
-            if cursor + bs > n:
-                perm, cursor = torch.randperm(n, generator=gen), 0
-            idx = np.sort(perm[cursor : cursor + bs].numpy())
-            cursor += bs
-            xb = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device, non_blocking=True)
-            x = xb.permute(0, 3, 1, 2).float().div_(255.0)
-            v1, v2 = views(x)
-            v = (torch.cat([v1, v2]) - mean) / std
-            if use_cl:
-                v = v.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp):
-                z = head(model.features(v))
-            loss = nt_xent(z[:bs], z[bs:], cfg.temperature)
-            progress_frac = (step + 0.5) / total
+            if run.cursor + bs > n:
+                run.perm, run.cursor = torch.randperm(n, generator=gen), 0
+            idx = np.sort(run.perm[run.cursor : run.cursor + bs].numpy())
+            run.cursor += bs
+            loss = sim.loss(images, idx, cfg)
+            progress_frac = (run.step + 0.5) / total
             if cfg.time_budget_s:
-                progress_frac = max(progress_frac, elapsed / cfg.time_budget_s)
+                progress_frac = max(progress_frac, spent / cfg.time_budget_s)
             lr = cfg.lr * _lr_factor(progress_frac, cfg.warmup)
-            for g in opt.param_groups:
+            for g in sim.opt.param_groups:
                 g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            step += 1
-            seen += bs
+            optimizer_step(loss, sim.opt, sim.model, sim.scaler, None)
+            run.step += 1
+            run.seen += bs
             loss_sum += loss.detach()
             loss_n += 1
-            if step % log_every == 0 or step == total:
-                rec = {"step": step, "loss": float(loss_sum.item() / loss_n), "lr": float(lr),
-                       "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 2)}
-                history.append(rec)
+            if run.step % log_every == 0 or run.step == total:
+                run.history.append({"step": run.step, "loss": float(loss_sum.item() / loss_n), "lr": float(lr),
+                                    "elapsed_s": round(elapsed(), 2)})
                 loss_sum.zero_()
                 loss_n = 0
-                bar.update(step, f"loss {rec['loss']:.3f}")
+                bar.update(run.step, f"loss {run.history[-1]['loss']:.3f}")
             if state_path is not None and time.perf_counter() - last_save > cfg.save_every_s:
-                _save_state(state_path, state())
+                _save_state(state_path, _state(sim, gen, run, fingerprint, elapsed()))
                 last_save = time.perf_counter()
     finally:
         bar.close()
     if loss_n:
-        history.append({"step": step, "loss": float(loss_sum.item() / loss_n), "lr": float(lr),
-                        "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 2)})
+        run.history.append({"step": run.step, "loss": float(loss_sum.item() / loss_n), "lr": float(lr),
+                            "elapsed_s": round(elapsed(), 2)})
     if state_path is not None:
-        _save_state(state_path, state())
+        _save_state(state_path, _state(sim, gen, run, fingerprint, elapsed()))
     train_s = time.perf_counter() - t_train
-    model.eval().to("cpu", memory_format=torch.contiguous_format)
+    sim.model.eval().to("cpu", memory_format=torch.contiguous_format)
     return PretrainResult(
-        model=model, history=history, steps=step, wall_s=elapsed_before + time.perf_counter() - t_start,
-        images_per_s=seen / max(train_s + elapsed_before, 1e-9), stopped=stopped, device=str(device),
-        precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"),
+        model=sim.model, history=run.history, steps=run.step, wall_s=elapsed(),
+        images_per_s=run.seen / max(train_s + run.elapsed_before, 1e-9), stopped=stopped, device=str(sim.device),
+        precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(sim.dtype, "fp32"),
     )
 
 

@@ -134,7 +134,7 @@ def _batch(data: torch.Tensor | np.ndarray, idx: torch.Tensor, device: torch.dev
     return xb.to(device, non_blocking=True)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and norm parameters (the usual AdamW recipe)."""
     decay, no_decay = [], []
     for p in model.parameters():
@@ -244,7 +244,7 @@ def _optimizer(model: Detector, cfg: TrainConfig, device: torch.device) -> tuple
     opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.999)}
     if device.type == "cuda":
         opt_kwargs["fused"] = True
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), **opt_kwargs)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), **opt_kwargs)
     lr_factor(cfg, 0.0)  # validate the schedule name before any work
     dtype = amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
@@ -395,6 +395,99 @@ def _finish(model: Detector, run: _LoopState, bs: int, n: int, wall: float, trai
     )
 
 
+def _schedule(n: int, epoch_rows: int | None, cfg: TrainConfig) -> tuple[int, int, int, int]:
+    """(rows one epoch visits, batch size, total steps, steps between evaluations). RS2's epoch is a
+    fresh subset of ``epoch_rows``; evaluations default to once per epoch, at most ~20 a run (tiny
+    subsets have 1-step epochs)."""
+    n_epoch = min(int(epoch_rows), n) if epoch_rows else n
+    bs = min(cfg.batch_size, n_epoch)
+    steps_per_epoch = max(1, n_epoch // bs)
+    total = int(cfg.max_steps) if cfg.max_steps else max(1, int(round(cfg.epochs * steps_per_epoch)))
+    eval_every = cfg.eval_every or max(steps_per_epoch, math.ceil(total / 20))
+    return n_epoch, bs, total, eval_every
+
+
+@dataclass
+class _Inputs:
+    """The training data as the loop reads it: images (on the device when they fit), labels, the
+    normalisation and augmentation, the class weight and the sampler."""
+
+    data: torch.Tensor | np.ndarray
+    labels: torch.Tensor
+    on_device: bool
+    mean: torch.Tensor
+    std: torch.Tensor
+    augment: BatchAugment | None
+    pos_weight: torch.Tensor | None
+    gen: torch.Generator
+    n: int
+    n_epoch: int
+    device: torch.device
+
+    def new_perm(self) -> torch.Tensor:
+        """The next epoch's order (one host→device copy per epoch, not per step)."""
+        p = torch.randperm(self.n, generator=self.gen)[: self.n_epoch]
+        return p.to(self.device) if self.on_device else p
+
+
+def _inputs(train_x: np.ndarray, train_y: np.ndarray, model: Detector, cfg: TrainConfig, aug_spec: Any,
+            device: torch.device, n_epoch: int) -> _Inputs:
+    n, n_pos = len(train_x), int(train_y.sum())
+    pos_weight = None
+    if cfg.balanced and 0 < n_pos < n:
+        pos_weight = torch.tensor((n - n_pos) / n_pos, device=device)
+    data = _place(train_x, device, cfg.device_data_max_frac)
+    return _Inputs(
+        data=data, labels=torch.from_numpy(train_y.astype(np.float32)).to(device),
+        on_device=isinstance(data, torch.Tensor),
+        mean=torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1),
+        std=torch.tensor(model.config.std, device=device).view(1, 3, 1, 1),
+        augment=BatchAugment(aug_spec) if aug_spec else None, pos_weight=pos_weight,
+        gen=torch.Generator().manual_seed(cfg.seed),  # CPU generator: same batches on any device
+        n=n, n_epoch=n_epoch, device=device,
+    )
+
+
+def _batch_loss(inp: _Inputs, idx: torch.Tensor, train_model: nn.Module, use_cl: bool, cfg: TrainConfig) -> torch.Tensor:
+    """The loss of one batch: uint8 rows → augmented, normalised floats → logits → weighted BCE."""
+    device = inp.device
+    xb = _batch(inp.data, idx, device)
+    yb = inp.labels[idx.to(device, non_blocking=True)] if not inp.on_device else inp.labels[idx]
+    x = xb.permute(0, 3, 1, 2).float().div_(255.0)
+    if inp.augment is not None:
+        x = inp.augment(x)
+    x = (x - inp.mean) / inp.std
+    if use_cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, cfg.amp):
+        logit, _ = train_model(x)
+    target = yb if not cfg.label_smoothing else yb * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+    return F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=inp.pos_weight)
+
+
+def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, progress: float, t_start: float) -> float:
+    """The schedule's rate at ``progress`` (or at the share of the time budget spent, if further)."""
+    if cfg.time_budget_s:
+        progress = max(progress, (time.perf_counter() - t_start) / cfg.time_budget_s)
+    lr_now = cfg.lr * lr_factor(cfg, progress)
+    for group in opt.param_groups:
+        group["lr"] = lr_now
+    return lr_now
+
+
+def _record(run: _LoopState, bs: int, n_epoch: int, train_loss: float, lr_now: float, t_start: float,
+            train_time: float) -> dict[str, Any]:
+    """One history row at an evaluation (val metrics are added by :func:`_validate`)."""
+    return {
+        "step": run.step,
+        "epoch": round(run.step * bs / n_epoch, 4),
+        "train_loss": train_loss,
+        "lr": lr_now,
+        "elapsed_s": round(time.perf_counter() - t_start, 3),
+        "images_per_s": round(run.seen / max(train_time, 1e-9), 1),
+    }
+
+
 def fit(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -427,46 +520,19 @@ def fit(
     t_start = time.perf_counter()
     train_y, val_y, has_val, aug_spec = _check_fit_args(train_x, train_y, val_x, val_y, cfg, model)
     device = _setup_device(cfg)
-
     model, train_model, use_cl = _prepare_model(model, cfg, device)
-
     n = len(train_x)
-    n_epoch = min(int(epoch_rows), n) if epoch_rows else n  # rows one epoch visits (RS2: a fresh subset)
-    bs = min(cfg.batch_size, n_epoch)
-    steps_per_epoch = max(1, n_epoch // bs)
-    total = int(cfg.max_steps) if cfg.max_steps else max(1, int(round(cfg.epochs * steps_per_epoch)))
-    # default: once per epoch, but at most ~20 evaluations a run (tiny subsets have 1-step epochs)
-    eval_every = cfg.eval_every or max(steps_per_epoch, math.ceil(total / 20))
-
-    n_pos = int(train_y.sum())
-    pos_weight = None
-    if cfg.balanced and 0 < n_pos < n:
-        pos_weight = torch.tensor((n - n_pos) / n_pos, device=device)
-
-    data = _place(train_x, device, cfg.device_data_max_frac)
-    labels = torch.from_numpy(train_y.astype(np.float32)).to(device)
+    n_epoch, bs, total, eval_every = _schedule(n, epoch_rows, cfg)
+    inp = _inputs(train_x, train_y, model, cfg, aug_spec, device, n_epoch)
     val_data = _place(val_x, device, cfg.device_data_max_frac * 0.5) if has_val else None
-    augment = BatchAugment(aug_spec) if aug_spec else None
-    mean = torch.tensor(model.config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.config.std, device=device).view(1, 3, 1, 1)
-
     opt, dtype, scaler = _optimizer(model, cfg, device)
 
-    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on any device
-    on_device = isinstance(data, torch.Tensor)
-
-    def new_perm() -> torch.Tensor:  # one host→device copy per epoch, not per step
-        p = torch.randperm(n, generator=gen)[:n_epoch]
-        return p.to(device) if on_device else p
-
-    perm = new_perm()
-
-    run = _LoopState(perm=perm)
+    run = _LoopState(perm=inp.new_perm())
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     fingerprint, settings = resume_fingerprint(cfg, train_x, train_y, val_y) if resume is not None else (None, None)
     if resume is not None and Path(resume).exists():
-        run = _load_training_state(resume, model, opt, gen, device, total, n, on_device, fingerprint, settings)
+        run = _load_training_state(resume, model, opt, inp.gen, device, total, n, inp.on_device, fingerprint, settings)
 
     bar = Bar("training", total, progress, eta=True)
     bar.update(run.step, "resumed" if run.step else "")
@@ -476,27 +542,11 @@ def fit(
         t_train = time.perf_counter()
         while run.step < total:
             if run.cursor + bs > n_epoch:
-                run.perm, run.cursor = new_perm(), 0
+                run.perm, run.cursor = inp.new_perm(), 0
             idx = run.perm[run.cursor : run.cursor + bs]
             run.cursor += bs
-            xb = _batch(data, idx, device)
-            yb = labels[idx.to(device, non_blocking=True)] if not on_device else labels[idx]
-            x = xb.permute(0, 3, 1, 2).float().div_(255.0)
-            if augment is not None:
-                x = augment(x)
-            x = (x - mean) / std
-            if use_cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp):
-                logit, _ = train_model(x)
-            target = yb if not cfg.label_smoothing else yb * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-            loss = F.binary_cross_entropy_with_logits(logit.float(), target, pos_weight=pos_weight)
-            progress_frac = (run.step + 0.5) / total
-            if cfg.time_budget_s:
-                progress_frac = max(progress_frac, (time.perf_counter() - t_start) / cfg.time_budget_s)
-            lr_now = cfg.lr * lr_factor(cfg, progress_frac)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
+            loss = _batch_loss(inp, idx, train_model, use_cl, cfg)
+            lr_now = _set_lr(opt, cfg, (run.step + 0.5) / total, t_start)
             optimizer_step(loss, opt, model, scaler, cfg.grad_clip)
             run.step += 1
             run.seen += bs
@@ -510,25 +560,16 @@ def fit(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 train_time += time.perf_counter() - t_train
-                rec: dict[str, Any] = {
-                    "step": run.step,
-                    "epoch": round(run.step * bs / n_epoch, 4),
-                    "train_loss": float(loss_sum.item() / max(loss_count, 1)),
-                    "lr": lr_now,
-                    "elapsed_s": round(time.perf_counter() - t_start, 3),
-                    "images_per_s": round(run.seen / max(train_time, 1e-9), 1),
-                }
+                rec = _record(run, bs, n_epoch, float(loss_sum.item() / max(loss_count, 1)), lr_now, t_start,
+                              train_time)
                 loss_sum.zero_()
                 loss_count = 0
                 if has_val:
                     _validate(model, val_data, val_y, max(bs, 256), device, cfg.amp, run, rec)
                 run.history.append(rec)
-                info = f"loss {rec['train_loss']:.4f}"
-                if has_val:
-                    info += f" val AUC {rec['val_auc']:.4f}"
-                bar.update(run.step, info)
+                bar.update(run.step, f"loss {rec['train_loss']:.4f}" + (f" val AUC {rec['val_auc']:.4f}" if has_val else ""))
                 if resume is not None:
-                    _save_training_state(resume, run, model, opt, gen, device, total, n, fingerprint, settings)
+                    _save_training_state(resume, run, model, opt, inp.gen, device, total, n, fingerprint, settings)
                 if has_val and cfg.patience and run.bad_evals >= cfg.patience:
                     stopped = "early_stop"
                     break

@@ -266,7 +266,9 @@ class CellRun:
             "val_rise_last_third": top["val_rise_last_third"],
             # None under a fixed-compute protocol: without val there is nothing to judge convergence by
             "converged": None if self.cfg.protocol != "converged" or self.ref is not None else not still,
-            "capped_improving": bool(still and self.ref is None),
+            # still rising at the ceiling; below it (a group stopped mid-climb) the cell is climbing, not capped
+            "capped_improving": bool(still and self.ref is None
+                                     and (not self.ceiling or int(top["step_cap"]) >= self.ceiling)),
             "train_seed": self.seed, "val_source": self.val_source,
             "val_seed": self.seed if self.val_source == "carve" else None, "epoch_rows": self.epoch_rows,
         }

@@ -242,10 +242,13 @@ def test_a_stopped_group_resumes_at_the_cap_it_was_training(tmp_path, monkeypatc
         run()
     on_disk = {p.stem: [h["step_cap"] for h in json.loads(p.read_text())["attempts"]] for p in tmp_path.glob("*.json")}
     assert on_disk == {"random_b0.500_s0": [20, 40], "m_b0.500_s0": [21, 42]}
+    mid = json.loads((tmp_path / "random_b0.500_s0.json").read_text())  # still rising, 40 of 160 steps
+    assert mid["converged"] is False and mid["capped_improving"] is False  # climbing, not capped
     mp.setattr(train_mod, "fit", fit)
     recs = run()
     assert [c for _, c in calls[4:]] == [80, 84, 160, 168]  # no cap trained twice, no kept run retrained
     assert [h["step_cap"] for h in recs["m"]["attempts"]] == [21, 42, 84, 168]
+    assert recs["random"]["capped_improving"] is True  # at its ceiling now
 
 
 def test_auto_seeds_plan_more_seeds_at_small_budgets(synth_manifest) -> None:
