@@ -151,7 +151,7 @@ def test_fuzz_state_files(kit, tmp_path: Path, kind: str) -> None:
     import torch
 
     from edgedistal.acquire.loop import LoopState
-    from edgedistal.models.train import _load_training_state
+    from edgedistal.models.train import load_training_state
 
     rng = np.random.default_rng([SEED, 99])
     path = tmp_path / ("train_state.pt" if kind == "train_state" else "state.json")
@@ -165,7 +165,7 @@ def test_fuzz_state_files(kit, tmp_path: Path, kind: str) -> None:
         path.write_bytes(data)
         try:
             if kind == "train_state":
-                _load_training_state(path, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
+                load_training_state(path, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
             else:
                 LoopState.load(path)
         except EdgedistalError:

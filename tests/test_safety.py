@@ -237,12 +237,12 @@ def test_a_malicious_checkpoint_never_runs(tmp_path: Path) -> None:
 
 
 def test_a_malicious_training_state_never_runs(tmp_path: Path) -> None:
-    from edgedistal.models.train import _load_training_state
+    from edgedistal.models.train import load_training_state
 
     marker = tmp_path / "marker"
     bad = _malicious(tmp_path / "train_state.pt", marker)
     with pytest.raises(EdgedistalError):
-        _load_training_state(bad, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
+        load_training_state(bad, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
     assert not marker.exists()
 
 
@@ -338,7 +338,7 @@ def test_damaged_checkpoints_and_states_are_one_line(tmp_path: Path, damage: str
         load_checkpoint,
         save_checkpoint,
     )
-    from edgedistal.models.train import _load_training_state
+    from edgedistal.models.train import load_training_state
 
     p = tmp_path / "x.pt"
     save_checkpoint(p, build_detector(DetectorConfig(backbone="resnet10t", image_size=32)))
@@ -353,7 +353,7 @@ def test_damaged_checkpoints_and_states_are_one_line(tmp_path: Path, damage: str
     with pytest.raises(EdgedistalError):
         load_checkpoint(p)
     with pytest.raises(EdgedistalError):
-        _load_training_state(p, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
+        load_training_state(p, None, None, None, None, 1, 1, False)  # type: ignore[arg-type]
 
 
 # -- silent wrong results -----------------------------------------------------------------------
@@ -374,18 +374,18 @@ def test_train_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
 
     import edgedistal.models.train as T
 
-    real = T._save_training_state
+    real = T.save_training_state
 
     def save_then_crash(*a, **k):
         real(*a, **k)
         raise Stop
 
-    T._save_training_state = save_then_crash
+    T.save_training_state = save_then_crash
     try:
         with pytest.raises(Stop):
             fit(*data, TrainConfig(**tiny), progress=False, resume=state)
     finally:
-        T._save_training_state = real
+        T.save_training_state = real
     assert state.exists()
     with pytest.raises(EdgedistalError, match="other settings.*lr"):
         fit(*data, TrainConfig(**tiny, lr=0.1), progress=False, resume=state)

@@ -4,13 +4,12 @@ The learner is compute-bound, so the loop avoids everything that is not the forw
 pass: the whole uint8 training set lives on the device when it fits (batches are indexed there),
 augmentations are batched tensor ops on the device, AMP bf16 + channels_last on CUDA, no
 DataLoader worker processes. Early stopping watches validation AUC and restores the best
-weights; the checkpoint carries the config, the history and the metrics.
+weights; the checkpoint carries the config, the history and the metrics. The resume file
+(what an interrupted run continues from, and what it refuses) is :mod:`edgedistal.models.train_state`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import time
@@ -30,6 +29,12 @@ from edgedistal.models.augment import BatchAugment, spec_for
 from edgedistal.models.metrics import binary_metrics, chance_warning
 from edgedistal.models.predict import amp_dtype, autocast, predict, resolve_device
 from edgedistal.models.registry import Detector, DetectorConfig, build_detector, save_checkpoint
+from edgedistal.models.train_state import (
+    LoopState,
+    load_training_state,
+    resume_fingerprint,
+    save_training_state,
+)
 from edgedistal.utils.progress import Bar
 
 __all__ = ["TrainConfig", "FitResult", "fit", "predict", "resolve_device", "seed_everything", "train_on_manifest"]
@@ -251,111 +256,8 @@ def _optimizer(model: Detector, cfg: TrainConfig, device: torch.device) -> tuple
     return opt, dtype, scaler
 
 
-@dataclass
-class _LoopState:
-    """What the training loop carries between steps, and what a resume file restores."""
-
-    perm: torch.Tensor
-    step: int = 0
-    cursor: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_auc: float = -math.inf
-    best_step: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    best_val: dict = field(default_factory=dict)
-    bad_evals: int = 0
-    seen: int = 0
-
-
-#: what a training-state file must hold (read with weights_only=True: tensors and plain types)
-_STATE_KEYS = ("total", "n", "model", "optimizer", "gen", "torch_rng", "perm", "step", "cursor")
-#: TrainConfig fields that do not change what is learned (where and how fast it runs)
-_NOT_SETTINGS = ("device", "num_threads", "compile", "time_budget_s", "device_data_max_frac", "channels_last")
-
-
-def resume_fingerprint(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray,
-                       val_y: np.ndarray | None) -> tuple[str, dict[str, Any]]:
-    """A digest of the settings and data a training state belongs to (``train --resume`` with
-    other settings is refused, as ``distill --resume`` is). The images are sampled (at most 256,
-    evenly), the labels hashed whole: cheap once per run."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_SETTINGS}
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
-    h.update(np.ascontiguousarray(train_y).astype(np.int8).tobytes())
-    if val_y is not None:
-        h.update(np.ascontiguousarray(val_y).astype(np.int8).tobytes())
-    for i in np.unique(np.linspace(0, len(train_x) - 1, min(256, len(train_x))).astype(np.int64)):
-        h.update(np.ascontiguousarray(train_x[i]).tobytes())
-    return h.hexdigest(), settings
-
-
-def _settings_diff(old: Any, new: dict[str, Any] | None) -> str:
-    if not isinstance(old, dict) or new is None:
-        return "settings or data differ"
-    diff = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    return "; ".join(diff[:3]) or "same options, other data"
-
-
-def _load_training_state(path: str | Path, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator,
-                         device: torch.device, total: int, n: int, on_device: bool, fingerprint: str | None = None,
-                         settings: dict[str, Any] | None = None) -> _LoopState:
-    """Weights, optimiser, sampler and RNG state of an interrupted run; refused if it was another
-    run (other step count, data or settings). Read with ``weights_only=True``: a crafted file
-    cannot run code, also not before the refusal."""
-    from edgedistal.utils.safeload import load_pt, require_dict
-
-    st = require_dict(load_pt(path, "training state"), path, _STATE_KEYS, "training state")
-    if st.get("total") != total or st.get("n") != n:
-        raise EdgedistalError(
-            f"{path}: training state is for another run ({st.get('total')} steps on {st.get('n')} images)",
-            "delete it to start over, or resume with the same data and step count",
-        )
-    if st.get("fingerprint") is not None and fingerprint is not None and st["fingerprint"] != fingerprint:
-        raise EdgedistalError(
-            f"{path}: training state was written with other settings ({_settings_diff(st.get('settings'), settings)})",
-            "resume with the same options, or drop --resume (or delete it) to start over",
-        )
-    try:
-        return _restore(st, model, opt, gen, device, on_device)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-        raise EdgedistalError(f"{path}: damaged training state ({exc.__class__.__name__}: {str(exc)[:160]})",
-                              "delete it to start over") from exc
-
-
-def _restore(st: dict, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator, device: torch.device,
-             on_device: bool) -> _LoopState:
-    model.load_state_dict(st["model"])
-    opt.load_state_dict(st["optimizer"])
-    gen.set_state(st["gen"])
-    torch.set_rng_state(st["torch_rng"])
-    if device.type == "cuda" and st.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(st["cuda_rng"], device)
-    return _LoopState(perm=st["perm"].to(device) if on_device else st["perm"], step=st["step"], cursor=st["cursor"],
-                      history=st["history"], best_auc=st["best_auc"], best_step=st["best_step"],
-                      best_state=st["best_state"], best_val=st["best_val"], bad_evals=st["bad_evals"], seen=st["seen"])
-
-
-def _save_training_state(path: str | Path, run: _LoopState, model: Detector, opt: torch.optim.Optimizer,
-                         gen: torch.Generator, device: torch.device, total: int, n: int,
-                         fingerprint: str | None = None, settings: dict[str, Any] | None = None) -> None:
-    """Everything :func:`_load_training_state` needs to continue exactly (written atomically)."""
-    from edgedistal.utils.io import atomic_path
-    from edgedistal.utils.safeload import plain
-
-    payload = {
-        "fingerprint": fingerprint, "settings": settings,
-        "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "step": run.step, "cursor": run.cursor, "perm": run.perm.cpu(), "gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "history": run.history, "best_auc": run.best_auc, "best_step": run.best_step, "best_state": run.best_state,
-        "best_val": run.best_val, "bad_evals": run.bad_evals, "seen": run.seen,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(plain(payload), tmp)
-
-
 def _validate(model: Detector, val_data: Any, val_y: np.ndarray, batch_size: int, device: torch.device, amp: str,
-              run: _LoopState, rec: dict[str, Any]) -> None:
+              run: LoopState, rec: dict[str, Any]) -> None:
     """Val metrics into ``rec``; keep the best weights (AUC, else −log-loss) and count evaluations
     without a gain for early stopping. Leaves the model in train mode."""
     probs, _ = predict(model, val_data, batch_size=batch_size, device=device, amp=amp)
@@ -370,7 +272,7 @@ def _validate(model: Detector, val_data: Any, val_y: np.ndarray, batch_size: int
     model.train()
 
 
-def _finish(model: Detector, run: _LoopState, bs: int, n: int, wall: float, train_time: float, stopped: str,
+def _finish(model: Detector, run: LoopState, bs: int, n: int, wall: float, train_time: float, stopped: str,
             device: torch.device, dtype: torch.dtype | None) -> FitResult:
     """Restore the best weights, move the model to the CPU in eval mode and describe the run."""
     if run.best_state is not None:
@@ -475,7 +377,7 @@ def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, progress: float, t_sta
     return lr_now
 
 
-def _record(run: _LoopState, bs: int, n_epoch: int, train_loss: float, lr_now: float, t_start: float,
+def _record(run: LoopState, bs: int, n_epoch: int, train_loss: float, lr_now: float, t_start: float,
             train_time: float) -> dict[str, Any]:
     """One history row at an evaluation (val metrics are added by :func:`_validate`)."""
     return {
@@ -527,12 +429,12 @@ def fit(
     val_data = _place(val_x, device, cfg.device_data_max_frac * 0.5) if has_val else None
     opt, dtype, scaler = _optimizer(model, cfg, device)
 
-    run = _LoopState(perm=inp.new_perm())
+    run = LoopState(perm=inp.new_perm())
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     fingerprint, settings = resume_fingerprint(cfg, train_x, train_y, val_y) if resume is not None else (None, None)
     if resume is not None and Path(resume).exists():
-        run = _load_training_state(resume, model, opt, inp.gen, device, total, n, inp.on_device, fingerprint, settings)
+        run = load_training_state(resume, model, opt, inp.gen, device, total, n, inp.on_device, fingerprint, settings)
 
     bar = Bar("training", total, progress, eta=True)
     bar.update(run.step, "resumed" if run.step else "")
@@ -569,7 +471,7 @@ def fit(
                 run.history.append(rec)
                 bar.update(run.step, f"loss {rec['train_loss']:.4f}" + (f" val AUC {rec['val_auc']:.4f}" if has_val else ""))
                 if resume is not None:
-                    _save_training_state(resume, run, model, opt, inp.gen, device, total, n, fingerprint, settings)
+                    save_training_state(resume, run, model, opt, inp.gen, device, total, n, fingerprint, settings)
                 if has_val and cfg.patience and run.bad_evals >= cfg.patience:
                     stopped = "early_stop"
                     break
