@@ -66,13 +66,14 @@ def before_after(cells: list[dict], before: list[dict]) -> str:
     """Markdown: test AUC of the baseline arms both runs drew the same way (same arm, budget, seed and
     label/group counts: a seeded draw; fingerprints differ across machines, as file times do), before → now."""
     old = {(c["arm"], c["budget"], c["seed"]): c for c in before if c.get("kind") == "baseline"}
-    lines = ["| arm | seed | before: kept cap, test AUC | now: kept cap, test AUC | change |", "|---|---|---|---|---|"]
+    lines = ["| arm | budget | seed | before: kept cap, test AUC | now: kept cap, test AUC | change |",
+             "|---|---|---|---|---|---|"]
     for c in sorted(cells, key=lambda c: (c["arm"], c["budget"], c["seed"])):
         o = old.get((c["arm"], c["budget"], c["seed"]))
         if o is None or any(o.get(k) != c.get(k) for k in ("n_real", "n_fake", "n_groups", "n_train")):
             continue
         caps = [int((x.get("attempts") or [x])[int(x.get("kept_attempt") or 0)]["step_cap"]) for x in (o, c)]
-        lines.append(f"| {c['arm']} | {c['seed']} | {caps[0]}, {o['frame_auc']:.3f} | {caps[1]}, {c['frame_auc']:.3f} | "
+        lines.append(f"| {c['arm']} | {100 * c['budget']:g} % | {c['seed']} | {caps[0]}, {o['frame_auc']:.3f} | {caps[1]}, {c['frame_auc']:.3f} | "
                      f"{c['frame_auc'] - o['frame_auc']:+.3f} |")
     return "\n".join(lines)
 
