@@ -35,6 +35,7 @@ from edgedistal.models.augment import AugmentSpec, BatchAugment
 from edgedistal.models.embedder import Embedder, build_embedder
 from edgedistal.models.predict import amp_dtype, autocast, resolve_device
 from edgedistal.models.registry import DetectorConfig
+from edgedistal.models.train_state import restore_rng, rng_state
 from edgedistal.utils.io import atomic_path
 from edgedistal.utils.progress import Bar
 from edgedistal.utils.safeload import load_pt, require_dict
@@ -253,18 +254,14 @@ def _restore(st: dict[str, Any], sim: _SimCLR, gen: torch.Generator) -> _Progres
     sim.model.load_state_dict(st["model"])
     sim.head.load_state_dict(st["head"])
     sim.opt.load_state_dict(st["optimizer"])
-    gen.set_state(st["gen"])
-    torch.set_rng_state(st["torch_rng"])
-    if sim.device.type == "cuda" and st.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(st["cuda_rng"], sim.device)
+    restore_rng(st, gen, sim.device)
     return _Progress(perm=st["perm"], cursor=int(st["cursor"]), step=int(st["step"]), history=list(st["history"]),
                      elapsed_before=float(st["elapsed_s"]), seen=int(st["seen"]))
 
 
 def _state(sim: _SimCLR, gen: torch.Generator, run: _Progress, fingerprint: str, elapsed: float) -> dict[str, Any]:
     return {"fingerprint": fingerprint, "model": sim.model.state_dict(), "head": sim.head.state_dict(),
-            "optimizer": sim.opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(sim.device) if sim.device.type == "cuda" else None,
+            "optimizer": sim.opt.state_dict(), **rng_state(gen, sim.device),
             "perm": run.perm, "cursor": run.cursor, "step": run.step, "history": run.history,
             "elapsed_s": elapsed, "seen": run.seen}
 

@@ -20,7 +20,7 @@ import torch
 from edgedistal.errors import EdgedistalError
 from edgedistal.models.registry import Detector
 
-__all__ = ["LoopState", "load_training_state", "resume_fingerprint", "save_training_state"]
+__all__ = ["LoopState", "load_training_state", "resume_fingerprint", "restore_rng", "rng_state", "save_training_state"]
 
 
 @dataclass
@@ -93,14 +93,26 @@ def load_training_state(path: str | Path, model: Detector, opt: torch.optim.Opti
                               "delete it to start over") from exc
 
 
-def _restore(st: dict[str, Any], model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator, device: torch.device,
-             on_device: bool) -> LoopState:
-    model.load_state_dict(st["model"])
-    opt.load_state_dict(st["optimizer"])
+def rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    """The sampler's and torch's RNG states (and CUDA's on a GPU): what a resumed run needs to draw
+    the same batches and augmentations as the run it continues (detector and embedder alike)."""
+    return {"gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng(st: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+    """Put back what :func:`rng_state` saved."""
     gen.set_state(st["gen"])
     torch.set_rng_state(st["torch_rng"])
     if device.type == "cuda" and st.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(st["cuda_rng"], device)
+
+
+def _restore(st: dict[str, Any], model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator, device: torch.device,
+             on_device: bool) -> LoopState:
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    restore_rng(st, gen, device)
     return LoopState(perm=st["perm"].to(device) if on_device else st["perm"], step=st["step"], cursor=st["cursor"],
                       history=st["history"], best_auc=st["best_auc"], best_step=st["best_step"],
                       best_state=st["best_state"], best_val=st["best_val"], bad_evals=st["bad_evals"], seen=st["seen"])
@@ -116,9 +128,7 @@ def save_training_state(path: str | Path, run: LoopState, model: Detector, opt: 
     payload = {
         "fingerprint": fingerprint, "settings": settings,
         "total": total, "n": n, "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "step": run.step, "cursor": run.cursor, "perm": run.perm.cpu(), "gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "step": run.step, "cursor": run.cursor, "perm": run.perm.cpu(), **rng_state(gen, device),
         "history": run.history, "best_auc": run.best_auc, "best_step": run.best_step, "best_state": run.best_state,
         "best_val": run.best_val, "bad_evals": run.bad_evals, "seen": run.seen,
     }
