@@ -80,9 +80,8 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     rep = write_report(out)
     from edgedistal.commands.show import warn
 
-    chance = res.summary.get("at_chance") or {}
-    if chance.get("full") or chance.get("arms"):
-        warn(res.summary["warnings"][0])  # flag_chance puts its line first
+    for line in (res.summary.get("at_chance") or {}).get("warnings", []):
+        warn(line)
     click.echo(f"{res.summary['conclusion']}\ncells: {out / 'cells'}\nsummary: {out / 'summary.json'}\n"
                f"report: {rep['html']}")
     return res.summary

@@ -484,10 +484,27 @@ def conclusion(summary: dict) -> str:
     return "; ".join(x for x in parts if x)
 
 
-def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_auc") -> dict:
+def _models_at_chance(cells: pd.DataFrame | None, n_fake: int, n_real: int, metric: str,
+                      skip: set[str]) -> list[str]:
+    """Cells (one model each) whose test AUC is within noise of 0.5, outside the arms in ``skip``."""
+    from edgedistal.models.metrics import chance_check
+
+    if cells is None or cells.empty or metric not in cells or "cell" not in cells:
+        return []
+    bal = metric.replace("_auc", "_balanced_acc")
+    rows = cells[~cells["arm"].isin(skip)] if "arm" in cells else cells
+    return sorted(str(r["cell"]) for _, r in rows.iterrows()
+                  if chance_check(float(r[metric]), n_fake, n_real,
+                                  balanced_acc=float(r[bal]) if bal in r and pd.notna(r[bal]) else None))
+
+
+def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_auc",
+                cells: pd.DataFrame | None = None) -> dict:
     """Mark arms whose test AUC is within noise of 0.5 (Hanley–McNeil on the test counts) or
     whose balanced accuracy is 0.50; put the warning first and, when even the full pool is at
-    chance, say so at the start of the conclusion: verdicts between coins mean nothing."""
+    chance, say so at the start of the conclusion: verdicts between coins mean nothing. With
+    ``cells``, also name the single models at chance inside arms that are not: an arm's mean can
+    hide a seed whose paired difference compares a coin."""
     from edgedistal.models.metrics import CHANCE_FIX, chance_check
 
     bal = metric.replace("_auc", "_balanced_acc")
@@ -500,13 +517,19 @@ def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_au
                        if c["points"] and all(why(p) for p in c["points"] if p.get("n_seeds")))
     full = summary.get("full") or {}
     full_why = why(full) if full.get("n_seeds") else None
-    summary["at_chance"] = {"arms": at_chance, "full": full_why}
+    models = _models_at_chance(cells, n_fake, n_real, metric, skip=set(at_chance))
+    summary["at_chance"] = {"arms": at_chance, "full": full_why, "models": models}
     lines = []
     if full_why:
         lines.append(f"The full pool's detector is at chance ({full_why}): every comparison here is between "
                      f"coins. Fix: {CHANCE_FIX}.")
     elif at_chance:
         lines.append(f"At chance on test at every budget: {', '.join(at_chance)}. Fix: {CHANCE_FIX}.")
+    if models and not full_why:
+        shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
+        lines.append(f"{len(models)} of {len(cells)} models are at chance on test ({shown}): the paired "
+                     "differences of those seeds include a coin.")
+    summary["at_chance"]["warnings"] = lines
     if lines:
         summary["warnings"] = lines + list(summary.get("warnings") or [])
     if full_why:

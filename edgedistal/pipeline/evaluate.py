@@ -454,7 +454,7 @@ def run_evaluation(
     cells = pd.DataFrame(done)
     summary = summarise(cells, cfg.budgets)
     n_fake = int(labels[test_rows].sum())
-    flag_chance(summary, n_fake, len(test_rows) - n_fake)
+    flag_chance(summary, n_fake, len(test_rows) - n_fake, cells=cells)
     summary.update({
         "protocol": cfg.protocol, "random_mode": cfg.random_mode, "methods": {m: str(d) for m, d in methods.items()},
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "skipped_cells": skipped,

@@ -67,6 +67,32 @@ def test_evaluate_summary_flags_a_full_pool_at_chance():
     assert flag_chance(ok, 190, 218)["warnings"] == [] and ok["conclusion"] == "x"
 
 
+def test_evaluate_summary_names_single_models_at_chance():
+    """An arm whose mean is fine can still hold a seed at chance: that model is named, once."""
+    import pandas as pd
+
+    from edgedistal.pipeline.compare import flag_chance
+
+    cells = pd.DataFrame([
+        {"cell": "random_b0.010_s0", "arm": "random", "frame_auc": 0.80, "frame_balanced_acc": 0.7},
+        {"cell": "random_b0.010_s1", "arm": "random", "frame_auc": 0.52, "frame_balanced_acc": 0.55},
+        {"cell": "balanced_b0.010_s0", "arm": "balanced", "frame_auc": 0.50, "frame_balanced_acc": 0.5},
+        {"cell": "balanced_b0.010_s1", "arm": "balanced", "frame_auc": 0.51, "frame_balanced_acc": 0.5},
+    ])
+    summary = {"curves": {"random": {"points": [{"n_seeds": 2, "frame_auc_mean": 0.66}]},
+                          "balanced": {"points": [{"n_seeds": 2, "frame_auc_mean": 0.505}]}},
+               "full": {}, "warnings": [], "conclusion": "x"}
+    flag_chance(summary, 190, 218, cells=cells)
+    chance = summary["at_chance"]
+    assert chance["arms"] == ["balanced"]  # the whole arm: said once, not per model
+    assert chance["models"] == ["random_b0.010_s1"]
+    assert summary["warnings"][1].startswith("1 of 4 models are at chance on test (random_b0.010_s1)")
+    assert chance["warnings"] == summary["warnings"]
+    fine = {"curves": {"random": {"points": [{"n_seeds": 1, "frame_auc_mean": 0.8}]}}, "full": {},
+            "warnings": [], "conclusion": "x"}
+    assert flag_chance(fine, 190, 218, cells=cells.iloc[:1])["warnings"] == []
+
+
 def test_predict_warns_when_every_file_gets_one_verdict():
     from edgedistal.commands.show import one_class_warning, prediction_summary
 
