@@ -208,3 +208,11 @@ def test_recipe_validators_refuse_bad_values_in_every_trainer(tmp_path) -> None:
                  ["evaluate", "-m", "x.parquet", "-d", "x", "--train-batch-size", "0"]):
         res = runner.invoke(cli, args)
         assert res.exit_code == 2 and ("--lr" in res.output or "--train-batch-size" in res.output), (args, res.output)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_option_says_what_it_does(name: str) -> None:
+    """`--help` is the first thing a user reads: an option without a help line is a guess."""
+    bare = [p.opts[0] for p in COMMAND_OBJECTS[name].params
+            if isinstance(p, click.Option) and p.name != "help" and not (p.help or "").strip()]
+    assert not bare, f"{name}: options without help: {bare}"

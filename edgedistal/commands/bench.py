@@ -46,9 +46,9 @@ def _seconds(value: str | None) -> float | None:
 @click.option("--demo-dir", type=click.Path(file_okay=False), default=str(DEMO_DIR), show_default=True,
               help="Where `make demo` wrote its outputs (with --demo).")
 @click.option("--backends", default="auto", show_default=True, help="auto, all, or a comma list (torch,onnxruntime,...).")
-@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True, help="Comma list of fp32, fp16, int8.")
 @click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma list of batch sizes.")
-@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls before each row.")
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls per row.")
 @click.option("--min-time", default=None, help="Time each row for at least this long instead (e.g. 2s).")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1),

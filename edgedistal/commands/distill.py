@@ -165,7 +165,8 @@ def _row(rec: dict) -> list[str]:
 @click.option("--mc-dropout", type=NON_NEGATIVE, default=0, show_default=True, help="MC-dropout passes (needed for BALD).")
 @click.option("--refresh-every", type=NON_NEGATIVE, default=0, show_default=True, help="Proxy: retrain the backbone every R rounds.")
 @click.option("--patience", type=NON_NEGATIVE, default=0, show_default=True, help="Stop after P rounds without val-AUC gain (0: off).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the seed set, the random picks and the proxy; -o DIR_{N} per seed for `evaluate`.")
 @device_option()
 @threads_option()
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly where it stopped.")

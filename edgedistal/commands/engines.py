@@ -22,13 +22,18 @@ edgedistal engines --export-dir export -o engines_cpu --device cpu --threads 2
 
 
 @click.command(epilog=EXAMPLES)
-@click.option("--export-dir", default="export", show_default=True, type=click.Path(path_type=Path))
+@click.option("--export-dir", default="export", show_default=True, type=click.Path(path_type=Path),
+              help="Folder from `edgedistal export`.")
 @out_option(default="engines", help="Folder for model_<precision>.{engine,onnx} (and embedder_<precision>.* when export/ holds an embedder), their sidecars, engines.json.")
-@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
-@click.option("--min-batch", default=1, show_default=True)
-@click.option("--opt-batch", default=32, show_default=True)
-@click.option("--max-batch", default=64, show_default=True)
-@click.option("--workspace-mb", default=1024, show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True, help="Comma list of fp32, fp16, int8.")
+@click.option("--min-batch", default=1, show_default=True, type=click.IntRange(min=1),
+              help="TensorRT optimisation profile: smallest batch the engine accepts.")
+@click.option("--opt-batch", default=32, show_default=True, type=click.IntRange(min=1),
+              help="The batch TensorRT tunes its kernels for.")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Largest batch the engine accepts.")
+@click.option("--workspace-mb", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="TensorRT builder workspace (MiB); smaller on a Jetson.")
 @click.option("--int8-target", default="auto", show_default=True, type=click.Choice(["auto", "tensorrt", "cpu"]),
               help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 for ONNX Runtime's integer kernels; "
                    "auto: tensorrt with TensorRT, cpu for the ONNX Runtime fallback.")

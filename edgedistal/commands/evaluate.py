@@ -129,7 +129,8 @@ Examples:
 @click.command("evaluate", epilog=EXAMPLES)
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Checkpoint written by `edgedistal train`.")
-@click.option("--manifest", "-m", "manifest_path", type=click.Path(path_type=Path), default=None)
+@click.option("--manifest", "-m", "manifest_path", type=click.Path(path_type=Path), default=None,
+              help="Manifest with the split (`ingest`); --distilled: the one the subsets came from.")
 @click.option("--split", default="test", show_default=True,
               type=click.Choice(["train", "val", "test", "all"]),
               help="Which rows to evaluate (--protocol screen: val to choose a method, test to report it).")
@@ -138,7 +139,8 @@ Examples:
 @out_option(help="--checkpoint: the metrics JSON file; --distilled: the run folder [default: runs/eval].")
 @device_option()
 @threads_option()
-@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="--checkpoint: images per inference batch.")
 @click.option("--distilled", "-d", multiple=True, metavar="[NAME=]DIR",
               help="Comparison mode: an `edgedistal distill` output folder; repeat to compare several "
                    "methods (NAME defaults to the strategy it ran). A DIR holding {seed} names one "

@@ -41,7 +41,7 @@ def parse_precisions(text: str) -> tuple[str, ...]:
                    "auto (as `engines`): tensorrt where TensorRT is installed, else cpu.")
 @click.option("--calib-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Calibration / parity images.")
-@click.option("--precisions", default=",".join(PRECISIONS), show_default=True)
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True, help="Comma list of fp32, fp16, int8.")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(min=17),
               help="ONNX opset (17 or newer: TensorRT's parser and ORT's quantiser need it).")
 @threads_option("Export, parity and calibration run on the CPU: the ONNX graph does not depend on a device.")

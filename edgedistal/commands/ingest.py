@@ -111,7 +111,8 @@ def print_summary(result: LayoutResult, detected: bool, out: Path) -> None:
     default=None,
     help="Group split fractions, e.g. 0.8,0.1,0.1 (default: keep the dataset's own split, if any).",
 )
-@click.option("--split-seed", default=0, show_default=True, type=int)
+@click.option("--split-seed", default=0, show_default=True, type=int,
+              help="Seed of the by-group split (--split); the same seed gives the same split.")
 @click.option(
     "--strict", is_flag=True, help="Stop at the first problem file instead of skipping it."
 )

@@ -20,13 +20,17 @@ edgedistal predict crops/ --checkpoint runs/det/detector.pt --detector none --de
 
 @click.command(epilog=EXAMPLES)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="A `train` detector (.pt), run with PyTorch.")
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
 @click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
-              type=click.Choice(TORCH_PRECISIONS))
+              type=click.Choice(TORCH_PRECISIONS),
+              help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(("auto", *BACKEND_ORDER)))
+              type=click.Choice(("auto", *BACKEND_ORDER)),
+              help="Runtime; auto: the first of tensorrt, onnxruntime-gpu, torch-cuda, onnxruntime, torch that "
+                   "the given files and this machine allow.")
 @device_option()
 @threads_option()
 @click.option("--frames", default=16, show_default=True, help="Frames sampled evenly per video.")

@@ -36,21 +36,22 @@ edgedistal pretrain -m manifest.parquet -o runs/emb --backbone resnet10t --image
 @out_option(default=Path("runs/embedder"), file_okay=False,
             help="Run folder: embedder.pt, report.md/json, loss.png (pretrain_state.pt while running).")
 @click.option("--backbone", default="resnet18", show_default=True, help="Any timm model name.")
-@click.option("--image-size", default=64, show_default=True, type=IMAGE_SIZE)
+@click.option("--image-size", default=64, show_default=True, type=IMAGE_SIZE,
+              help="Input size (px); use the detector's, so `train --init` and `distill --embedder` match it.")
 @click.option("--steps", default=500, show_default=True, type=POSITIVE, help="Optimizer steps (the lr schedule's length).")
 @click.option("--time-budget-min", default=None, type=POSITIVE_FLOAT,
               help="Stop after this many minutes; the lr schedule follows the clock so the run ends annealed.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2),
               help="Images per step (two views each).")
-@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--weight-decay", default=1e-4, show_default=True, type=FiniteFloat(at_least=0))
+@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE_FLOAT, help="Peak AdamW learning rate (after warm-up).")
+@click.option("--weight-decay", default=1e-4, show_default=True, type=FiniteFloat(at_least=0), help="AdamW weight decay.")
 @click.option("--temperature", default=0.2, show_default=True, type=POSITIVE_FLOAT, help="NT-Xent temperature.")
 @click.option("--proj-dim", default=128, show_default=True, type=POSITIVE, help="Projection head output size.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA and on CPUs with AVX-512 BF16/AMX, else fp32.")
 @device_option()
 @threads_option()
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the init, the views and the batch order.")
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Start from a local backbone state dict.")
 @click.option("--pretrained", is_flag=True, help="Start from timm hub weights (needs a reachable hub).")

@@ -30,15 +30,18 @@ edgedistal score --manifest manifest.parquet --onnx-dir export --model embedder 
 
 
 @click.command(epilog=EXAMPLES)
-@click.option("--manifest", "-m", required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--manifest", "-m", required=True, type=click.Path(path_type=Path), help="Manifest of the pool (`ingest` or `extract`).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="A `train` detector or `pretrain` embedder (.pt), run with PyTorch.")
 @click.option("--onnx-dir", type=click.Path(path_type=Path), default=None, help="Folder from `export`.")
 @click.option("--engine-dir", type=click.Path(path_type=Path), default=None, help="Folder from `engines`.")
 @click.option("--precision", "--engine", "precision", default="fp32", show_default=True,
               type=click.Choice(TORCH_PRECISIONS),
               help="Precision: model_<precision>.{engine,onnx} from --engine-dir / --onnx-dir.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(("auto", *BACKEND_ORDER)))
+              type=click.Choice(("auto", *BACKEND_ORDER)),
+              help="Runtime; auto: the first of tensorrt, onnxruntime-gpu, torch-cuda, onnxruntime, torch that "
+                   "the given files and this machine allow.")
 @click.option("--model", "model_kind", default="auto", show_default=True,
               type=click.Choice(["auto", "detector", "embedder"]),
               help="Which model of the folders to run; auto: the checkpoint's kind, else the detector "

@@ -42,16 +42,18 @@ edgedistal train -m manifest.parquet --init runs/emb/embedder.pt --backbone resn
               help="Train on this `distill` output's subset (DIR/distilled.parquet, or a manifest) "
                    "instead of the whole train split; val and test stay the manifest's.")
 @recipe_options(epochs=10.0)
-@click.option("--weight-decay", default=0.05, show_default=True, type=FiniteFloat(at_least=0))
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True)
+@click.option("--weight-decay", default=0.05, show_default=True, type=FiniteFloat(at_least=0), help="AdamW weight decay.")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default="onecycle", show_default=True,
+              help="Learning-rate schedule over --steps: one-cycle, or warm-up then cosine.")
 @click.option("--eval-every", default=0, show_default=True, type=NON_NEGATIVE, help="Steps between val evaluations (0: each epoch).")
 @click.option("--patience", default=5, show_default=True, type=NON_NEGATIVE, help="Evaluations without val-AUC gain before stopping (0: off).")
 @click.option("--balanced/--no-balanced", default=True, show_default=True, help="Class-balanced loss.")
-@click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True))
+@click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Dropout before the classifier (timm drop_rate).")
 @click.option("--embed-dim", default=None, type=POSITIVE, help="Project embeddings to this size (default: backbone features).")
 @device_option()
 @threads_option()
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the init, the augmentations and the batch order.")
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the group split when the manifest has none.")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Local backbone state dict (.pth/.safetensors).")
 @click.option("--pretrained", is_flag=True, help="Download timm pretrained weights (needs internet).")
