@@ -216,3 +216,18 @@ def test_every_option_says_what_it_does(name: str) -> None:
     bare = [p.opts[0] for p in COMMAND_OBJECTS[name].params
             if isinstance(p, click.Option) and p.name != "help" and not (p.help or "").strip()]
     assert not bare, f"{name}: options without help: {bare}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_missing_required_option_is_a_usage_error(name: str) -> None:
+    """click ≥ 8.3 treats an explicit ``default=None`` as a value: a "required" option declared
+    with it would let the command run with None (score without -o crashed in Path(None))."""
+    for p in COMMAND_OBJECTS[name].params:
+        if p.required:
+            assert p.default is not None, f"{name} {p.opts[0]}: required with default None"
+
+
+def test_score_without_out_says_it_is_missing(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["score", "-m", str(tmp_path / "m.parquet"), "--checkpoint",
+                                   str(tmp_path / "c.pt")])
+    assert res.exit_code == 2 and "Missing option '--out'" in res.output, res.output

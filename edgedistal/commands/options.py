@@ -161,9 +161,12 @@ def device_option(more: str = "") -> Callable[[F], F]:
 
 def out_option(dest: str = "out", *, help: str, default: str | Path | None = None, required: bool = False,
                file_okay: bool = True, dir_okay: bool = True) -> Callable[[F], F]:
-    """``-o/--out`` where a command writes its output (``dest`` keeps each command's parameter name)."""
+    """``-o/--out`` where a command writes its output (``dest`` keeps each command's parameter name).
+    No ``default=None`` is passed: click ≥ 8.3 takes an explicit None as a value, so a required
+    ``--out`` left out would reach the command as None instead of a usage error."""
+    extra = {} if default is None else {"default": default, "show_default": True}
     return click.option("--out", "-o", dest, type=click.Path(path_type=Path, file_okay=file_okay, dir_okay=dir_okay),
-                        default=default, required=required, show_default=default is not None, help=help)
+                        required=required, help=help, **extra)
 
 
 def examples(text: str) -> str:
