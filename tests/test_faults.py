@@ -387,6 +387,20 @@ def test_second_writer_is_refused_while_the_first_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()  # created by the lock, left empty: removed
 
 
+def test_a_failed_run_removes_the_parents_the_lock_created(tmp_path: Path) -> None:
+    """`evaluate` with a bad manifest used to leave the default --out's empty `runs/` behind."""
+    from edgedistal.utils.lock import output_lock
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with output_lock(tmp_path / "kept" / "runs" / "eval", "evaluate"):
+            raise RuntimeError("bad manifest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+    with output_lock(tmp_path / "kept" / "runs" / "eval", "evaluate") as lock:
+        (lock.parent / "cells").mkdir()  # the run wrote something: everything stays
+    assert (tmp_path / "kept" / "runs" / "eval" / "cells").is_dir()
+
+
 def test_distill_into_finished_folder_needs_resume_or_overwrite(data, tmp_path: Path, capsys) -> None:
     from edgedistal.commands.distill import refuse_finished
 

@@ -114,15 +114,19 @@ def release(lock: Path) -> None:
 def output_lock(folder: str | os.PathLike[str], command: str) -> Iterator[Path]:
     """Hold ``folder``'s lock for the ``with`` block (released on errors and Ctrl-C too).
 
-    A folder the lock had to create is removed again if the run left it empty (it failed
-    before writing anything), so a refused run leaves no debris.
+    The folders the lock had to create (``--out`` and any missing parent, e.g. the default
+    ``runs/eval``'s ``runs/``) are removed again if the run left them empty (it failed before
+    writing anything), so a refused run leaves no debris.
     """
-    created = not Path(folder).exists()
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     lock = acquire(folder, command)
     try:
         yield lock
     finally:
         release(lock)
-        if created:
-            with contextlib.suppress(OSError):
-                lock.parent.rmdir()  # only succeeds when empty
+        for made in created:
+            try:
+                made.rmdir()  # only succeeds when empty
+            except OSError:
+                break
