@@ -57,6 +57,9 @@ def load_pt(path: str | os.PathLike[str], what: str = "checkpoint", map_location
     path = Path(path)
     if not path.is_file():
         raise EdgedistalError(f"{path}: {what} not found", "check the path")
+    if not _looks_like_torch(path):  # a text or image file: say so, not "holds Python objects"
+        raise EdgedistalError(f"{path}: not a PyTorch file (neither a torch zip archive nor a pickle)",
+                              f"pass the {what} .pt that edgedistal wrote")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -69,6 +72,13 @@ def load_pt(path: str | os.PathLike[str], what: str = "checkpoint", map_location
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise EdgedistalError(f"{path}: cannot read {what} ({exc.__class__.__name__}: {first})",
                               "the file is damaged or not a PyTorch file; restore or re-create it") from exc
+
+
+def _looks_like_torch(path: Path) -> bool:
+    """A torch.save file starts as a zip archive (``PK``) or, in the legacy format, a pickle (0x80)."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
 
 
 def require_dict(payload: Any, path: str | os.PathLike[str], keys: tuple[str, ...], what: str) -> dict:
