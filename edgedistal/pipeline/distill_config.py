@@ -198,6 +198,16 @@ def train_config(cfg: DistillConfig) -> TrainConfig:
     return replace(cfg.train, drop_rate=drop, seed=cfg.seed, device=cfg.device, num_threads=cfg.num_threads)
 
 
+def auto_milestones(budget: float | int | str, n: int) -> tuple[float, ...]:
+    """The default budget curve (``evaluate``'s budgets) up to ``budget`` on a pool of ``n``:
+    ``distill --budget 0.1`` without ``--milestones`` snapshots 1, 2, 5 and 10 %; a 20 % milestone
+    above its budget would be refused."""
+    from edgedistal.pipeline.eval_config import DEFAULT_BUDGETS
+
+    top = resolve_count(budget, n, "budget")
+    return tuple(f for f in DEFAULT_BUDGETS if resolve_count(f, n, "milestone") <= top)
+
+
 def milestone_counts(milestones: tuple[float, ...] | list[float], n: int, budget: int) -> dict[float, int]:
     """``{fraction: count}`` of each milestone; one above the budget is refused, not dropped
     silently (its snapshot would never be written)."""

@@ -311,3 +311,24 @@ def test_default_distill_is_balanced_sampling_without_a_proxy(tmp_path, synth_di
     assert not pipe.model_free(DistillConfig(strategy="hybrid"))
     assert not pipe.model_free(DistillConfig(strategy="balanced+random", label_aware=False))
     assert DEFAULT_BUDGETS == "0.01,0.02,0.05,0.1,0.2"
+
+
+def test_default_milestones_stop_at_the_budget(tmp_path, synth_dir):
+    """`distill --budget 0.1` without --milestones used to fail (the default curve's 0.2 is above
+    the budget); now the default is the curve up to the budget. Given milestones are still checked."""
+    from edgedistal.cli import main
+    from edgedistal.data.layouts import read_layout
+    from edgedistal.pipeline.distill_config import auto_milestones
+
+    assert auto_milestones("0.1", 1000) == (0.01, 0.02, 0.05, 0.1)
+    assert auto_milestones("30", 1000) == (0.01, 0.02)  # a count: 10 and 20 samples fit, 50 does not
+    assert auto_milestones("0.5", 1000) == (0.01, 0.02, 0.05, 0.1, 0.2)
+    man = tmp_path / "m.parquet"
+    read_layout(synth_dir).manifest.save(man)
+    main(["distill", "--manifest", str(man), "--budget", "0.1", "--out", str(tmp_path / "d")])
+    snaps = sorted(p.name for p in (tmp_path / "d" / "milestones").iterdir())
+    assert snaps[-1] == "budget_0.100.parquet" and "budget_0.200.parquet" not in snaps
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", "--manifest", str(man), "--budget", "0.1", "--milestones", "0.2", "--out",
+              str(tmp_path / "e")])
+    assert exc.value.code == 2 and not (tmp_path / "e").exists()
