@@ -99,10 +99,12 @@ def print_predictions(files, title: str, show: int | None, threshold: float) -> 
     rows = files if show is None else files.head(show)
     if len(rows):
         table = Table(title=title, title_justify="left")
-        table.add_column("file", overflow="fold")  # whole paths, wrapped: the file is the point
-        for col, just in (("media", "left"), ("faces/frames", "right"), ("p(fake)", "right"),
-                          ("max p", "right"), ("verdict", "left")):
+        # whole paths, wrapped: the file is the point; a long error wraps too instead of squeezing
+        # the file column to nothing in an 80-column terminal
+        table.add_column("file", overflow="fold", min_width=16, ratio=3)
+        for col, just in (("media", "left"), ("faces/frames", "right"), ("p(fake)", "right"), ("max p", "right")):
             table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column("verdict", overflow="fold", min_width=8, ratio=2)
         for r in rows.itertuples():
             verdict = r.verdict if not r.error else f"error: {r.error}"
             style = {"FAKE": "red", "real": "green"}.get(r.verdict, "yellow")

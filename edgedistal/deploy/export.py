@@ -232,8 +232,9 @@ def export_all(
         raise EdgedistalError(f"unknown precision(s) {bad}", "choose from fp32, fp16, int8")
     if opset < OPSET:  # before any work (and before the int8 calibration warning)
         raise EdgedistalError(f"opset {opset} is too old", f"use --opset {OPSET} or newer")
-    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
     detector, payload = load_model(checkpoint)  # a detector, or an embedder (embedder_<p>.onnx)
+    # export_detector warns about generated calibration images, once and only for int8
+    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir), warn=False)
     side = export_detector(
         detector, out_dir, precisions, plan.manifest, calib_size, opset, checkpoint=str(checkpoint),
         int8_target=int8_target, calib_kind=plan.kind,
@@ -280,7 +281,7 @@ def export_detector(
     images, source = calibration_images(calib_manifest, cfg.image_size, want)
     kind = calib_kind or ("generated" if calib_manifest is None else
                           "distilled" if Path(calib_manifest).name == DISTILLED_FILE else "manifest")
-    if kind == "generated":
+    if kind == "generated" and "int8" in precisions:
         from edgedistal.deploy.int8 import GENERATED_WARNING
 
         log.warning(GENERATED_WARNING)

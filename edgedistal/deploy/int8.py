@@ -58,9 +58,10 @@ class CalibrationPlan:
 
 def plan_calibration(calib_manifest: str | os.PathLike[str] | None = None,
                      calib_distilled: str | os.PathLike[str] | None = None,
-                     anchors: tuple[Any, ...] = ()) -> CalibrationPlan:
+                     anchors: tuple[Any, ...] = (), warn: bool = True) -> CalibrationPlan:
     """Explicit manifest > explicit distilled output > distilled output found near ``anchors``
-    > generated images (with a warning)."""
+    > generated images (with a warning, unless ``warn`` is False: an fp32/fp16-only export uses the
+    images for parity checks alone)."""
     if calib_manifest is not None:
         p = Path(calib_manifest)
         if not p.is_file():
@@ -72,7 +73,8 @@ def plan_calibration(calib_manifest: str | os.PathLike[str] | None = None,
     if found is not None:
         log.info("int8 calibration: using the distilled subset found at %s", found)
         return CalibrationPlan(found, "distilled")
-    log.warning(GENERATED_WARNING)
+    if warn:
+        log.warning(GENERATED_WARNING)
     return CalibrationPlan(None, "generated")
 
 

@@ -270,3 +270,26 @@ def test_mismatches_are_refused_with_one_line(exported, tmp_path):
         pytest.skip("TensorRT is installed here")
     assert set(summary["failed"]) == {"fp16", "int8"} and "fp32" in summary["built"]
     assert "empty" in summary["failed"]["fp16"] and "invalid ONNX" in summary["failed"]["int8"]
+
+
+def test_generated_calibration_warns_only_when_int8_is_exported(tmp_path, caplog):
+    """An fp32-only export uses generated images for parity checks alone: no int8 warning (it
+    used to print one, even before finding that the checkpoint did not exist)."""
+    import logging
+
+    from edgedistal.deploy.export import export_all
+    from edgedistal.deploy.int8 import GENERATED_WARNING
+    from edgedistal.models.registry import DetectorConfig, build_detector
+
+    ck = tmp_path / "run" / "detector.pt"
+    ck.parent.mkdir()
+    save_checkpoint(ck, build_detector(DetectorConfig(backbone="resnet10t", image_size=32)))
+    with pytest.raises(EdgedistalError, match="not found"), caplog.at_level(logging.WARNING):
+        export_all(tmp_path / "missing.pt", tmp_path / "x", ("fp32", "int8"))
+    assert GENERATED_WARNING not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        export_all(ck, tmp_path / "fp32", ("fp32",), calib_size=8)
+    assert GENERATED_WARNING not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        export_all(ck, tmp_path / "int8", ("fp32", "int8"), calib_size=8, int8_target="cpu")
+    assert caplog.text.count(GENERATED_WARNING) == 1

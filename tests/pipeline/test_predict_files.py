@@ -68,3 +68,22 @@ def test_celebdf_sample_video(tmp_path: Path, backend: TorchBackend) -> None:
     assert len(res.frames) == 4 and res.frames["frame"].is_monotonic_increasing
     write_outputs(res, tmp_path / "r.json")
     assert (tmp_path / "r.json").stat().st_size > 100
+
+
+def test_the_table_keeps_file_names_readable_in_80_columns(capsys, monkeypatch) -> None:
+    """A long error message used to squeeze the file column to nothing in an 80-column terminal."""
+    from edgedistal.commands.show import print_predictions
+
+    monkeypatch.setenv("COLUMNS", "80")
+    files = pd.DataFrame([
+        {"file": "junk.jpg", "media": "image", "frames": 0, "faces": 0, "prob_fake": np.nan, "prob_max": np.nan,
+         "verdict": "error", "error": "cannot read image (missing, truncated or not an image)"},
+        {"file": "faces/real/id0000_real_000.png", "media": "image", "frames": 1, "faces": 1, "prob_fake": 0.7,
+         "prob_max": 0.7, "verdict": "FAKE", "error": ""},
+    ])
+    print_predictions(files, "predict", None, 0.5)
+    lines = capsys.readouterr().out.splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert table and all(len(ln) <= 80 and ln[-1] in "┓┃┩│┘" for ln in table)  # nothing cropped
+    first_column = "".join(ln.split("│")[1].strip() for ln in table if ln.startswith("│"))
+    assert first_column == "junk.jpg" + "faces/real/id0000_real_000.png"  # whole paths, folded
