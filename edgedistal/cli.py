@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -121,6 +122,8 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> logging.Logger:
     target.setLevel(level)
     pkg = logging.getLogger("edgedistal")
     pkg.setLevel(level)
+    if verbose < 2:  # OpenCV's own "[ERROR:0@2.4] … readHeader" lines: a bad file is reported per
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")  # file already (read before cv2 loads)
     return pkg
 
 

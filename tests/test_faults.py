@@ -488,3 +488,22 @@ def _alive(pid: int) -> bool:
     from edgedistal.utils.io import pid_alive
 
     return pid_alive(pid)
+
+
+@pytest.mark.parametrize("verbose", [0, 2])
+def test_opencv_decoder_noise_is_quiet_unless_vv(tmp_path: Path, verbose: int) -> None:
+    """A broken image is reported per file; OpenCV's own `[ERROR:0@…] readHeader` line on stderr
+    is noise at the default verbosity (shown with -vv, which shows every library's log)."""
+    bad = tmp_path / "trunc.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nxx")
+    code = textwrap.dedent(f"""
+        from edgedistal.cli import configure_logging
+        configure_logging({verbose})
+        import cv2
+        assert cv2.imread({str(bad)!r}) is None
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert res.returncode == 0, res.stderr
+    assert ("readHeader" in res.stderr) == (verbose >= 2), res.stderr
