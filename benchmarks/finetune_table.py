@@ -51,15 +51,17 @@ def load(path: str | Path, on: str = "test") -> dict:
 
 def table(runs: dict[str, Path], on: str = "test") -> str:
     data = {name: load(path, on) for name, path in runs.items()}
-    budgets = next(iter(data.values()))["budgets"]
+    budgets = sorted({round(b, 4) for summary in data.values() for b in summary["budgets"]})  # runs may differ
     lines = ["| run | method | " + " | ".join(f"{100 * b:g} %" for b in budgets) + " |",
              "|---|---|" + "---|" * len(budgets)]
     for name, summary in data.items():
-        for method, comp in summary["comparisons"].items():
-            lines.append(f"| {name} | {method} | " + " | ".join(cell(p) for p in comp["points"]) + " |")
+        at = {m: {round(p["budget"], 4): p for p in comp["points"]} for m, comp in summary["comparisons"].items()}
+        for method, points in at.items():
+            lines.append(f"| {name} | {method} | " + " | ".join(cell(points[b]) if b in points else "–"
+                                                              for b in budgets) + " |")
         strongest = []
-        for i, _ in enumerate(budgets):
-            pts = [c["points"][i] for c in summary["comparisons"].values()]
+        for b in budgets:
+            pts = [points[b] for points in at.values() if b in points]
             strongest.append(f"{pts[0]['baseline'].split(' (')[0]} {pts[0]['baseline_mean']:.3f}" if pts else "–")
         lines.append(f"| {name} | *strongest baseline* | " + " | ".join(strongest) + " |")
     return "\n".join(lines)
@@ -73,7 +75,7 @@ def between(runs: dict[str, Path]) -> str:
     cells = [{(c["arm"], round(c["budget"], 4), c["seed"]): c["frame_auc"] for c in json.loads(Path(p).read_text())["cells"]}
              for p in (pa, pb)]
     arms = sorted({k[0] for k in cells[0]} & {k[0] for k in cells[1]})
-    budgets = sorted({k[1] for k in cells[0]})
+    budgets = sorted({k[1] for k in cells[0]} & {k[1] for k in cells[1]})  # the budgets both runs measured
     lines = [f"Paired difference {na} − {nb}, test AUC [95 % t-interval], seeds:", "",
              "| arm | " + " | ".join(f"{100 * b:g} %" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
     all_means = []
