@@ -486,16 +486,15 @@ def conclusion(summary: dict) -> str:
 
 def _models_at_chance(cells: pd.DataFrame | None, n_fake: int, n_real: int, metric: str,
                       skip: set[str]) -> list[str]:
-    """Cells (one model each) whose test AUC is within noise of 0.5, outside the arms in ``skip``."""
+    """Cells (one model each) whose test AUC is within noise of 0.5, outside the arms in ``skip``.
+    AUC only: a single model that calls everything one class at the 0.5 threshold (balanced
+    accuracy 0.50) can still rank well, and verdicts compare AUCs."""
     from edgedistal.models.metrics import chance_check
 
     if cells is None or cells.empty or metric not in cells or "cell" not in cells:
         return []
-    bal = metric.replace("_auc", "_balanced_acc")
     rows = cells[~cells["arm"].isin(skip)] if "arm" in cells else cells
-    return sorted(str(r["cell"]) for _, r in rows.iterrows()
-                  if chance_check(float(r[metric]), n_fake, n_real,
-                                  balanced_acc=float(r[bal]) if bal in r and pd.notna(r[bal]) else None))
+    return sorted(str(r["cell"]) for _, r in rows.iterrows() if chance_check(float(r[metric]), n_fake, n_real))
 
 
 def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_auc",
