@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -115,8 +114,8 @@ def _row(rec: dict) -> list[str]:
             help="Run folder: distilled.parquet, rounds.csv, pool_scores.parquet, config.json, milestones/.")
 @click.option("--budget", default="0.2", show_default=True, type=AMOUNT, help="Final size: fraction of the pool (0.2) or a count (5000).")
 @click.option("--milestones", default=None,
-              help=f"Budgets that get a snapshot manifest (default: evaluate's budgets {DEFAULT_BUDGETS} "
-                   "up to --budget).")
+              help=f"Budgets that get a snapshot manifest; each ends a round (default: evaluate's budgets "
+                   f"{DEFAULT_BUDGETS} up to --budget, none with --rounds or --batch).")
 @click.option("--strategy", default=DEFAULT_STRATEGY, show_default=True,
               help=f"One of {', '.join(STRATEGIES)}; prefix balanced+ / groupspread+ / paired+ to wrap. "
               "The default, plain balanced sampling, trains no proxy: on DFDC no strategy beat it "
@@ -184,9 +183,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
             threads: int | None, resume: bool, overwrite: bool, materialise: str) -> None:
     """Select a distilled subset of MANIFEST's train split with active learning."""
     from edgedistal.data.manifest import Manifest, require_both_classes
-    from edgedistal.data.split import ensure_split
     from edgedistal.pipeline.distill import DistillConfig, learner_train
-    from edgedistal.pipeline.distill_config import auto_milestones
     from edgedistal.utils.io import check_output_dir
     from edgedistal.utils.lock import output_lock
 
@@ -198,7 +195,7 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
     if score_name is not None:
         kw["score"] = score_name
     cfg = DistillConfig(
-        budget=_number(budget, "--budget"), milestones=_floats(milestones, "--milestones"), strategy=strategy,
+        budget=_number(budget, "--budget"), milestones=None if milestones is None else _floats(milestones, "--milestones"), strategy=strategy,
         strategy_kw=kw, balanced=balanced, label_aware=label_aware, group_cap=group_spread,
         seed_size=_number(seed_size, "--seed-size"),
         seed_strategy=seed_strategy, rounds=rounds, batch=_number(batch, "--batch"), mode=mode,
@@ -210,9 +207,6 @@ def distill(manifest_path: Path, out_dir: Path, budget: str, milestones: str | N
     check_output_dir(out_dir)
     manifest = Manifest.load(manifest_path)
     require_both_classes(manifest, manifest_path)
-    pool_size = len(ensure_split(manifest, seed=cfg.split_seed).split("train"))
-    if milestones is None and pool_size:  # an empty pool: run_distill says so
-        cfg = replace(cfg, milestones=auto_milestones(cfg.budget, pool_size))
     with output_lock(out_dir, "distill"):
         refuse_finished(out_dir, resume, overwrite)
         on_interrupt(f"re-run the same command with --resume (rounds so far are saved in {out_dir})")

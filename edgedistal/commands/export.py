@@ -35,7 +35,8 @@ def parse_precisions(text: str) -> tuple[str, ...]:
               help="Manifest whose images calibrate int8 and check parity.")
 @click.option("--calib-distilled", type=click.Path(path_type=Path), default=None,
               help="A `distill` output folder whose subset calibrates int8 (default: one found next to "
-                   "the checkpoint or --out; else generated images, with a warning).")
+                   "the checkpoint or --out; else the train split `train` saved beside the checkpoint; else "
+                   "generated images, with a warning).")
 @click.option("--int8-target", default="auto", show_default=True, type=click.Choice(["auto", "tensorrt", "cpu"]),
               help="tensorrt: symmetric S8S8 QDQ; cpu: U8S8 QDQ that ONNX Runtime runs as integer kernels; "
                    "auto (as `engines`): tensorrt where TensorRT is installed, else cpu.")

@@ -294,20 +294,29 @@ def _requantise(fp32: Path, out: Path, target: str, side: dict[str, Any], identi
                 meta: dict[str, Any], prefix: str = "model") -> tuple[Path, dict[str, Any]]:
     """Quantise ``fp32`` for ``target`` into ``out``; calibration as :func:`plan_calibration`."""
     from edgedistal.deploy.export import calibration_images
-    from edgedistal.deploy.int8 import plan_calibration, quantize_for_target
+    from edgedistal.deploy.int8 import (
+        GENERATED_WARNING,
+        CalibrationPlan,
+        plan_calibration,
+        quantize_for_target,
+    )
     from edgedistal.runtime.artifacts import stamp_onnx
 
-    recorded = (side.get("calibration") or {}).get("manifest")
-    if calib_manifest is None and calib_distilled is None and recorded and Path(recorded).is_file():
-        calib_manifest = recorded  # what the export was calibrated on, if it still exists
-    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(fp32.parent,))
+    recorded = side.get("calibration") or {}
+    if (calib_manifest is None and calib_distilled is None and recorded.get("manifest")
+            and Path(recorded["manifest"]).is_file()):  # what the export was calibrated on, if it still exists
+        plan = CalibrationPlan(Path(recorded["manifest"]), recorded.get("kind") or "manifest", recorded.get("split"))
+    else:
+        plan = plan_calibration(calib_manifest, calib_distilled, anchors=(fp32.parent,))
+    if plan.kind == "generated":
+        log.warning(GENERATED_WARNING)
     size = side.get("config", {}).get("image_size")
     if size is None:
         raise EdgedistalError(f"{fp32.parent}/export.json: no config.image_size", "re-export with `edgedistal export`")
     n = calib_size + (calib_size // 4 if target == "cpu" else 0)
-    images, source = calibration_images(plan.manifest, size, n)
+    images, source = calibration_images(plan.manifest, size, n, split=plan.split)
     calibration = {"source": source, "kind": plan.kind, "n_images": len(images),
-                   "manifest": str(plan.manifest) if plan.manifest else None}
+                   "manifest": str(plan.manifest) if plan.manifest else None, "split": plan.split}
     dst = out / model_filename("int8", prefix)
     info = quantize_for_target(fp32, dst, images, target)
     stamp_onnx(dst, identity, precision="int8", int8_target=target, calibration=source)

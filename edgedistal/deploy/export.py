@@ -179,9 +179,11 @@ def parity(
 
 # -- calibration images -----------------------------------------------------------------------
 def calibration_images(
-    manifest_path: str | os.PathLike[str] | None, size: int, n: int = 256, seed: int = 0
+    manifest_path: str | os.PathLike[str] | None, size: int, n: int = 256, seed: int = 0,
+    split: str | None = None,
 ) -> tuple[np.ndarray, str]:
-    """``n`` uint8 images from the manifest (stratified by label, fixed seed), or generated ones.
+    """``n`` uint8 images from the manifest (its ``split`` rows only, if given; stratified by
+    label, fixed seed), or generated ones.
 
     Returns ``(images, source)``; ``source`` says where they came from (written to the sidecar).
     """
@@ -196,6 +198,8 @@ def calibration_images(
     from edgedistal.data.manifest import Manifest
 
     m = Manifest.load(manifest_path)
+    if split is not None:
+        m = m.split(split)
     rng = np.random.default_rng(seed)
     labels = m.labels
     idx: list[int] = []
@@ -205,7 +209,8 @@ def calibration_images(
         idx.extend(rng.choice(pool, size=k, replace=False).tolist())
     idx = sorted(idx)[:n]
     paths = [m.paths[i] for i in idx]
-    return decode_batch(paths, size), f"{manifest_path} ({len(paths)} of {len(m)} rows)"
+    rows = f"{len(paths)} of {len(m)} {split} rows" if split else f"{len(paths)} of {len(m)} rows"
+    return decode_batch(paths, size), f"{manifest_path} ({rows})"
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -222,7 +227,8 @@ def export_all(
     """Export a checkpoint to ``out_dir`` in the given precisions; write and return the sidecar.
 
     int8 calibration: ``calib_manifest``, else ``calib_distilled``, else a distillation output
-    found next to the checkpoint or ``out_dir``, else generated images (logged as a warning).
+    found next to the checkpoint or ``out_dir``, else the train split saved beside the checkpoint,
+    else generated images (logged as a warning when int8 is exported).
     """
     from edgedistal.deploy.int8 import plan_calibration
     from edgedistal.models.embedder import load_model
@@ -233,11 +239,10 @@ def export_all(
     if opset < OPSET:  # before any work (and before the int8 calibration warning)
         raise EdgedistalError(f"opset {opset} is too old", f"use --opset {OPSET} or newer")
     detector, payload = load_model(checkpoint)  # a detector, or an embedder (embedder_<p>.onnx)
-    # export_detector warns about generated calibration images, once and only for int8
-    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir), warn=False)
+    plan = plan_calibration(calib_manifest, calib_distilled, anchors=(checkpoint, out_dir))
     side = export_detector(
         detector, out_dir, precisions, plan.manifest, calib_size, opset, checkpoint=str(checkpoint),
-        int8_target=int8_target, calib_kind=plan.kind,
+        int8_target=int8_target, calib_kind=plan.kind, calib_split=plan.split,
     )
     return side
 
@@ -252,6 +257,7 @@ def export_detector(
     checkpoint: str = "",
     int8_target: str = "tensorrt",
     calib_kind: str | None = None,
+    calib_split: str | None = None,
 ) -> dict[str, Any]:
     """Like :func:`export_all` for an in-memory detector (tests, benchmarks).
 
@@ -278,7 +284,7 @@ def export_detector(
     identity = detector_identity(detector)
     # the cpu target holds out a fifth of the images to choose its calibration method
     want = calib_size + (calib_size // 4 if int8_target == "cpu" and "int8" in precisions else 0)
-    images, source = calibration_images(calib_manifest, cfg.image_size, want)
+    images, source = calibration_images(calib_manifest, cfg.image_size, want, split=calib_split)
     kind = calib_kind or ("generated" if calib_manifest is None else
                           "distilled" if Path(calib_manifest).name == DISTILLED_FILE else "manifest")
     if kind == "generated" and "int8" in precisions:
@@ -286,7 +292,7 @@ def export_detector(
 
         log.warning(GENERATED_WARNING)
     calibration = {"source": source, "kind": kind, "n_images": len(images),
-                   "manifest": str(calib_manifest) if calib_manifest else None}
+                   "manifest": str(calib_manifest) if calib_manifest else None, "split": calib_split}
     ref = torch_reference(detector, images)
     fp32 = export_onnx(detector, out / model_filename("fp32", prefix), opset)
     models: dict[str, Any] = {}

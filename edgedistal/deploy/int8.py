@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INT8_TARGETS = ("tensorrt", "cpu")
 CALIB_METHODS = ("MinMax", "Entropy", "Percentile")
+TRAIN_SPLIT_FILE = "split.parquet"  # `train` saves the manifest with the split it used
 GENERATED_WARNING = ("int8 calibrated on GENERATED images (no distilled subset or calibration manifest "
                      "given or found): expect a larger drift on real faces; pass --calib-distilled DIR")
 
@@ -46,22 +47,26 @@ GENERATED_WARNING = ("int8 calibrated on GENERATED images (no distilled subset o
 # -- calibration source -----------------------------------------------------------------------
 @dataclass
 class CalibrationPlan:
-    """Which manifest calibrates int8 (None: generated images) and what to call it."""
+    """Which manifest calibrates int8 (None: generated images), which of its splits (None: every
+    row) and what to call it."""
 
     manifest: Path | None
-    kind: str  # "distilled", "manifest" or "generated"
+    kind: str  # "distilled", "manifest", "train split" or "generated"
+    split: str | None = None
 
     def describe(self) -> str:
         return {"distilled": f"distilled subset {self.manifest}", "manifest": f"manifest {self.manifest}",
+                "train split": f"the detector's train split ({self.manifest})",
                 "generated": "generated images (synth)"}[self.kind]
 
 
 def plan_calibration(calib_manifest: str | os.PathLike[str] | None = None,
                      calib_distilled: str | os.PathLike[str] | None = None,
-                     anchors: tuple[Any, ...] = (), warn: bool = True) -> CalibrationPlan:
+                     anchors: tuple[Any, ...] = ()) -> CalibrationPlan:
     """Explicit manifest > explicit distilled output > distilled output found near ``anchors``
-    > generated images (with a warning, unless ``warn`` is False: an fp32/fp16-only export uses the
-    images for parity checks alone)."""
+    > the train split ``train`` saved beside the checkpoint (``split.parquet``: the images the
+    detector learned from, the distilled subset when it was trained on one) > generated images.
+    It does not warn: only an int8 consumer knows the images matter (:data:`GENERATED_WARNING`)."""
     if calib_manifest is not None:
         p = Path(calib_manifest)
         if not p.is_file():
@@ -73,9 +78,29 @@ def plan_calibration(calib_manifest: str | os.PathLike[str] | None = None,
     if found is not None:
         log.info("int8 calibration: using the distilled subset found at %s", found)
         return CalibrationPlan(found, "distilled")
-    if warn:
-        log.warning(GENERATED_WARNING)
+    split = find_train_split(*anchors)
+    if split is not None:
+        log.info("int8 calibration: using the train split saved with the checkpoint, %s", split)
+        return CalibrationPlan(split, "train split", "train")
     return CalibrationPlan(None, "generated")
+
+
+def find_train_split(*anchors: Any) -> Path | None:
+    """``split.parquet`` that ``train`` wrote beside its checkpoint, if it has train rows."""
+    from edgedistal.data.manifest import Manifest
+
+    for a in anchors:
+        if a is None:
+            continue
+        a = Path(a)
+        cand = (a.parent if a.is_file() or a.suffix else a) / TRAIN_SPLIT_FILE
+        if cand.is_file():
+            try:
+                if len(Manifest.load(cand).split("train")):
+                    return cand
+            except (EdgedistalError, OSError, ValueError):  # not ours or unreadable: look on
+                continue
+    return None
 
 
 def split_heldout(images: np.ndarray, every: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from edgedistal.errors import EdgedistalError
 from edgedistal.pipeline.distill_config import (
     MIN_SEED,
     DistillConfig,
+    auto_milestones,
     check_pool,
     learner_train,
     milestone_counts,
@@ -306,6 +307,9 @@ def run_distill(
         raise EdgedistalError("the manifest has no train split to select from",
                               "split it (edgedistal ingest --split) or clear the split column")
     check_pool(pool)
+    if cfg.milestones is None:  # the default curve up to the budget; none where the user fixed the rounds
+        fixed = cfg.rounds is not None or cfg.batch is not None
+        cfg = replace(cfg, milestones=() if fixed else auto_milestones(cfg.budget, len(pool)))
     if learner is None:
         learner = _given_learner(cfg, manifest, pool, val, out, progress, resume)
     if cfg.mode == "labelled" and learner is None:

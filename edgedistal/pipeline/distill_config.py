@@ -49,7 +49,10 @@ class DistillConfig:
     """
 
     budget: float = 0.2
-    milestones: tuple[float, ...] = ()
+    #: Snapshots written on the way (fractions or counts); each ends a round. None: the default
+    #: budget curve up to ``budget`` (:func:`auto_milestones`, resolved by ``run_distill`` once the
+    #: pool is known), or none when ``rounds``/``batch`` fix the schedule; (): none.
+    milestones: tuple[float, ...] | None = None
     strategy: str = "hybrid"
     strategy_kw: dict = field(default_factory=dict)  # e.g. {"beta": 4, "score": "margin"}
     balanced: bool = False
@@ -123,7 +126,7 @@ class DistillConfig:
         if unknown:
             raise EdgedistalError(f"unknown distill setting(s) {', '.join(unknown)}",
                                   "the run was made by another edgedistal version: distil it again")
-        if "milestones" in d:
+        if d.get("milestones") is not None:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d, train=learner_train(**train))
 
@@ -161,7 +164,8 @@ class DistillConfig:
         for k, default in (("checkpoints", 6), ("folds", 0)):  # added later: old runs still resume
             if d[k] == default:
                 d.pop(k)
-        d["milestones"] = list(d["milestones"])
+        if d["milestones"] is not None:
+            d["milestones"] = list(d["milestones"])
         return d
 
 

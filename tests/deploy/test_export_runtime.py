@@ -293,3 +293,34 @@ def test_generated_calibration_warns_only_when_int8_is_exported(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         export_all(ck, tmp_path / "int8", ("fp32", "int8"), calib_size=8, int8_target="cpu")
     assert caplog.text.count(GENERATED_WARNING) == 1
+
+
+def test_int8_calibrates_on_the_train_split_saved_with_the_checkpoint(tmp_path, synth_dir, caplog):
+    """A detector trained with ``--distilled d`` (d anywhere, e.g. a sibling folder) used to be
+    calibrated on GENERATED images: export only looked for distilled.parquet near the checkpoint.
+    ``train`` saves the split it used (split.parquet: its train rows are what the detector learned
+    from), so export calibrates on those rows, says so in the sidecar, and engines re-quantise on
+    the same rows."""
+    from edgedistal.data.layouts import read_layout
+    from edgedistal.data.split import ensure_split
+    from edgedistal.deploy.export import export_all
+    from edgedistal.deploy.int8 import GENERATED_WARNING, TRAIN_SPLIT_FILE
+    from edgedistal.models.registry import build_detector
+
+    run = tmp_path / "det_distilled"
+    run.mkdir()
+    m = ensure_split(read_layout(synth_dir).manifest, seed=0)
+    m.save(run / TRAIN_SPLIT_FILE)
+    ck = run / "detector.pt"
+    save_checkpoint(ck, build_detector(DetectorConfig(backbone="resnet10t", image_size=32)))
+    with caplog.at_level(logging.WARNING):
+        side = export_all(ck, tmp_path / "out", ("fp32", "int8"), calib_size=8, int8_target="cpu")
+    assert GENERATED_WARNING not in caplog.text
+    cal = side["calibration"]
+    assert cal["kind"] == "train split" and cal["split"] == "train" and cal["manifest"] == str(run / TRAIN_SPLIT_FILE)
+    assert f"of {len(m.split('train'))} train rows" in cal["source"]
+    # a split file without train rows is not a calibration source: generated images, with the warning
+    m.where(m.df["split"] != "train").save(run / TRAIN_SPLIT_FILE)
+    with caplog.at_level(logging.WARNING):
+        side = export_all(ck, tmp_path / "out2", ("fp32", "int8"), calib_size=8, int8_target="cpu")
+    assert side["calibration"]["kind"] == "generated" and caplog.text.count(GENERATED_WARNING) == 1

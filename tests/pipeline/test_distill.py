@@ -332,3 +332,21 @@ def test_default_milestones_stop_at_the_budget(tmp_path, synth_dir):
         main(["distill", "--manifest", str(man), "--budget", "0.1", "--milestones", "0.2", "--out",
               str(tmp_path / "e")])
     assert exc.value.code == 2 and not (tmp_path / "e").exists()
+
+
+def test_default_milestones_resolve_in_the_library(tmp_path, synth_dir):
+    """The default lives in DistillConfig (milestones=None), not in the CLI: the library resolves
+    the same curve, writes it into config.json (so a resume compares the resolved list), and a
+    schedule fixed with ``rounds`` keeps exactly its rounds (milestones would add some)."""
+    from edgedistal.data.layouts import read_layout
+
+    m = read_layout(synth_dir).manifest
+    res = run_distill(m, DistillConfig(budget=0.1, strategy="balanced+random", device="cpu"), tmp_path / "a",
+                      progress=False)
+    written = json.loads((tmp_path / "a" / "config.json").read_text())["config"]
+    assert written["milestones"] == [0.01, 0.02, 0.05, 0.1]
+    assert (tmp_path / "a" / "milestones" / "budget_0.100.parquet").exists()
+    fixed = run_distill(m, DistillConfig(budget=0.1, rounds=2, strategy="balanced+random", device="cpu"),
+                        tmp_path / "b", progress=False)
+    assert list(fixed.config["config"]["milestones"]) == [] and not (tmp_path / "b" / "milestones").exists()
+    assert len(fixed.rounds) == 3  # the seed set and the two rounds asked for
