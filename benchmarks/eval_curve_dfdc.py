@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(work / "run.json", run)
     from edgedistal.pipeline.report import write_report
 
-    rep = write_report(work, results)
+    rep = write_report(work, results, name=args.name)  # the work folder may be shared by several results
     costs, cost_md = selection_costs(methods, res.cells)
     out = {**run, "conclusion": res.summary["conclusion"], "summary": res.summary, "selection_cost": costs,
            "per_budget": per_budget_lines(res.summary),

@@ -464,11 +464,16 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
     return notes + list(summary.get("warnings") or [])
 
 
-def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[str] | None = None) -> Report:
-    """Collect the blocks; ``reuse_dir/figures/embeddings.png`` stands in when embeddings are gone."""
+def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[str] | None = None,
+                 name: str | None = None) -> Report:
+    """Collect the blocks; ``reuse_dir/figures/embeddings.png`` stands in when embeddings are gone.
+    ``name`` titles the report (default: the run folder's name; a benchmark that keeps its cells
+    in a shared work folder passes the result's own name)."""
     dirs = find_run(run_dir)
-    name = dirs.root.resolve().name
-    rep = Report(title=f"edgedistal report: {dirs.root.resolve().parent.name if name == 'run' else name}")
+    if name is None:
+        name = dirs.root.resolve().name
+        name = dirs.root.resolve().parent.name if name == "run" else name
+    rep = Report(title=f"edgedistal report: {name}")
     summary = read_json(dirs.eval_dir / "summary.json") if dirs.eval_dir and (dirs.eval_dir / "summary.json").exists() else None
     eval_cfg = read_json(dirs.eval_dir / "eval_config.json") if dirs.eval_dir and (dirs.eval_dir / "eval_config.json").exists() else {}
     dsum = read_summary(dirs.distill_dir) if dirs.distill_dir else None
@@ -617,10 +622,12 @@ def to_html(rep: Report) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> dict:
-    """Build the report of ``run_dir`` and write ``report.md``, ``report.html`` and ``figures/``."""
+def write_report(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
+                 name: str | None = None) -> dict:
+    """Build the report of ``run_dir`` (titled ``name``, see :func:`build_report`) and write
+    ``report.md``, ``report.html`` and ``figures/``."""
     out = Path(out_dir) if out_dir else Path(run_dir)
-    rep = build_report(run_dir, reuse_dir=out)
+    rep = build_report(run_dir, reuse_dir=out, name=name)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     for name, png in rep.figures.items():

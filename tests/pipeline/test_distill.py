@@ -341,8 +341,8 @@ def test_default_milestones_resolve_in_the_library(tmp_path, synth_dir):
     from edgedistal.data.layouts import read_layout
 
     m = read_layout(synth_dir).manifest
-    res = run_distill(m, DistillConfig(budget=0.1, strategy="balanced+random", device="cpu"), tmp_path / "a",
-                      progress=False)
+    run_distill(m, DistillConfig(budget=0.1, strategy="balanced+random", device="cpu"), tmp_path / "a",
+                progress=False)
     written = json.loads((tmp_path / "a" / "config.json").read_text())["config"]
     assert written["milestones"] == [0.01, 0.02, 0.05, 0.1]
     assert (tmp_path / "a" / "milestones" / "budget_0.100.parquet").exists()

@@ -106,6 +106,15 @@ def test_report_says_every_arm_started_from_the_embedder(tmp_path: Path) -> None
     assert "from scratch" not in md
 
 
+def test_report_title_names_the_run_unless_told(tmp_path: Path) -> None:
+    """A benchmark keeps its cells in a shared work folder; its report is titled by the result's
+    own name, not the folder's."""
+    run = _run_dir(tmp_path / "shared_work")
+    assert Path(write_report(run)["markdown"]).read_text().startswith("# edgedistal report: shared_work\n")
+    md = Path(write_report(run, tmp_path / "res", name="group_init_10")["markdown"]).read_text()
+    assert md.startswith("# edgedistal report: group_init_10\n")
+
+
 def test_report_of_a_distill_folder_only(tmp_path: Path) -> None:
     run = _run_dir(tmp_path / "run", with_eval=False) / "distill"
     res = write_report(run, tmp_path / "out")
