@@ -319,6 +319,12 @@ def test_int8_calibrates_on_the_train_split_saved_with_the_checkpoint(tmp_path, 
     cal = side["calibration"]
     assert cal["kind"] == "train split" and cal["split"] == "train" and cal["manifest"] == str(run / TRAIN_SPLIT_FILE)
     assert f"of {len(m.split('train'))} train rows" in cal["source"]
+    # engines re-quantising for another target reads the same rows (recorded in export.json)
+    from edgedistal.deploy.engines import build_all
+
+    build_all(tmp_path / "out", tmp_path / "eng", ("int8",), int8_target="tensorrt", calib_size=8, device="cpu")
+    eng = json.loads(next((tmp_path / "eng").glob("model_int8*.json")).read_text())
+    assert eng["calibration"]["split"] == "train" and "train rows" in eng["calibration"]["source"]
     # a split file without train rows is not a calibration source: generated images, with the warning
     m.where(m.df["split"] != "train").save(run / TRAIN_SPLIT_FILE)
     with caplog.at_level(logging.WARNING):
