@@ -80,7 +80,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
     rep = write_report(out)
     from edgedistal.commands.show import warn
 
-    for line in (res.summary.get("at_chance") or {}).get("warnings", []):
+    for line in res.summary.get("warnings") or []:  # chance, an unconverged full arm, capped models …
         warn(line)
     click.echo(f"{res.summary['conclusion']}\ncells: {out / 'cells'}\nsummary: {out / 'summary.json'}\n"
                f"report: {rep['html']}")

@@ -528,7 +528,6 @@ def flag_chance(summary: dict, n_fake: int, n_real: int, metric: str = "frame_au
         shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
         lines.append(f"{len(models)} of {len(cells)} models are at chance on test ({shown}): the paired "
                      "differences of those seeds include a coin.")
-    summary["at_chance"]["warnings"] = lines
     if lines:
         summary["warnings"] = lines + list(summary.get("warnings") or [])
     if full_why:

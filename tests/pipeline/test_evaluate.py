@@ -288,6 +288,7 @@ def test_cli_compares_several_methods_in_one_table(synth_manifest, tmp_path: Pat
         "--train-batch-size", "8", "--augment", "none", "--device", "cpu", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "1 seed per arm" in res.output
+    assert "1 seed, no spread" in res.output  # every summary warning reaches the terminal, not only chance
     stems = sorted(p.stem for p in (out / "cells").glob("*.json"))
     assert {"one_b0.300_s0", "two_b0.300_s0", "random_b0.300_s0", "balanced_b0.300_s0", "full_s0"} <= set(stems)
     assert sum(s.startswith("stratified") for s in stems) >= 1  # shared by both methods when mixes agree
