@@ -464,16 +464,18 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
     return notes + list(summary.get("warnings") or [])
 
 
+def _run_name(root: Path) -> str:
+    """The run folder's name (its parent's, for a folder called ``run``)."""
+    name = root.resolve().name
+    return root.resolve().parent.name if name == "run" else name
+
+
 def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[str] | None = None,
                  name: str | None = None) -> Report:
-    """Collect the blocks; ``reuse_dir/figures/embeddings.png`` stands in when embeddings are gone.
-    ``name`` titles the report (default: the run folder's name; a benchmark that keeps its cells
-    in a shared work folder passes the result's own name)."""
+    """Collect the blocks (``reuse_dir/figures/embeddings.png`` stands in for gone embeddings);
+    ``name`` titles it (default: the run folder's; a benchmark's shared work folder passes its own)."""
     dirs = find_run(run_dir)
-    if name is None:
-        name = dirs.root.resolve().name
-        name = dirs.root.resolve().parent.name if name == "run" else name
-    rep = Report(title=f"edgedistal report: {name}")
+    rep = Report(title=f"edgedistal report: {name or _run_name(dirs.root)}")
     summary = read_json(dirs.eval_dir / "summary.json") if dirs.eval_dir and (dirs.eval_dir / "summary.json").exists() else None
     eval_cfg = read_json(dirs.eval_dir / "eval_config.json") if dirs.eval_dir and (dirs.eval_dir / "eval_config.json").exists() else {}
     dsum = read_summary(dirs.distill_dir) if dirs.distill_dir else None
