@@ -91,14 +91,20 @@ def is_finished(d: str | os.PathLike[str]) -> bool:
     return (Path(d) / CONFIG_FILE).exists()
 
 
+def anchor_dir(anchor: str | os.PathLike[str]) -> Path:
+    """The folder an anchor names: a checkpoint or parquet (an existing file, or any path with a
+    suffix) → its parent; a folder → itself. Shared by the look-ups that search beside outputs."""
+    a = Path(anchor)
+    return a.parent if a.is_file() or a.suffix else a
+
+
 def find_distilled(*anchors: str | os.PathLike[str] | None) -> Path | None:
     """A distillation output at or next to ``anchors``: ``A/distilled.parquet``,
     ``A/distilled/distilled.parquet`` or ``A/../distilled/distilled.parquet`` (first found)."""
     for a in anchors:
         if a is None:
             continue
-        a = Path(a)
-        base = a.parent if a.is_file() or a.suffix else a
+        base = anchor_dir(a)
         for cand in (base / DISTILLED_FILE, base / "distilled" / DISTILLED_FILE,
                      base.parent / "distilled" / DISTILLED_FILE):
             if cand.is_file():

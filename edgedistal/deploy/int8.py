@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistal.data.distilled import DISTILLED_FILE, distilled_manifest, find_distilled
+from edgedistal.data.distilled import DISTILLED_FILE, anchor_dir, distilled_manifest, find_distilled
 from edgedistal.errors import EdgedistalError
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ def find_train_split(*anchors: Any) -> Path | None:
     for a in anchors:
         if a is None:
             continue
-        a = Path(a)
-        cand = (a.parent if a.is_file() or a.suffix else a) / TRAIN_SPLIT_FILE
+        cand = anchor_dir(a) / TRAIN_SPLIT_FILE
         if cand.is_file():
             try:
                 if len(Manifest.load(cand).split("train")):
