@@ -290,10 +290,12 @@ class CellRun:
 
 
 def climb(runs: Sequence[CellRun], cfg: EvalConfig, on_attempt: Callable[[CellRun], None] | None = None,
-          over: Callable[[], bool] | None = None) -> list[CellRun]:
+          over: Callable[[], bool] | None = None,
+          on_start: Callable[[CellRun, int], None] | None = None) -> list[CellRun]:
     """Train runs that climb the caps together, level by level: at each level every run trains the
     caps it lacks, then the level rises while a run at it still rose (:func:`group_level`).
-    ``on_attempt`` after each run (a cell is written as it ends); ``over()`` stops before a run.
+    ``on_start`` before each run (a long run is not silent in a log), ``on_attempt`` after it (a
+    cell is written as it ends); ``over()`` stops before a run.
     Returns the runs left with caps to train (none when the group finished)."""
     while True:
         level = group_level([(r.history, r.caps) for r in runs], cfg)
@@ -303,6 +305,8 @@ def climb(runs: Sequence[CellRun], cfg: EvalConfig, on_attempt: Callable[[CellRu
         for r, c in work:
             if over is not None and over():
                 return [r for r in runs if r.missing(level)]
+            if on_start is not None:
+                on_start(r, c)
             r.attempt(c)
             if on_attempt is not None:
                 on_attempt(r)

@@ -654,7 +654,8 @@ class _Cells:
         runs = [(a, st, CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos,
                                 self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows))
                 for a, prev, st in entries if a.kind != "rs2"]
-        left = climb([r for *_, r in runs], self.cfg, lambda r: self._write(r.arm, r, data, say), over)
+        left = climb([r for *_, r in runs], self.cfg, lambda r: self._write(r.arm, r, data, say), over,
+                     lambda r, cap: say(f"  {r.arm.key}: training {len(r.arm.rows)} rows, cap {cap} steps ..."))
         if left:
             return [r.arm.key for r in left] + [e[0].key for e in entries if e[0].kind == "rs2"]
         skipped = []

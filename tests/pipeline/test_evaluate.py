@@ -257,6 +257,10 @@ def test_truncated_cell_is_named_and_retrained(synth_manifest, tmp_path: Path, m
     assert calls["n"] == 1
     assert any(str(cell) in line and "retraining" in line for line in said)
     assert res.summary["resume"]["corrupt_retrained"] == 1
+    # a long run is not silent in a log: it is announced before it trains, its result after
+    start = [i for i, line in enumerate(said) if "random_b0.300_s0: training" in line and "cap" in line]
+    end = [i for i, line in enumerate(said) if "random_b0.300_s0: n=" in line]
+    assert len(start) == 1 and len(end) == 1 and start[0] < end[0]
 
 
 def test_converged_protocol_carves_val_and_scales_the_cap(synth_manifest, tmp_path: Path) -> None:
