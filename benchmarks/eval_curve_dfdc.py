@@ -187,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", eval_cfg=ecfg,
                          images=images, split_seed=args.split_seed, time_budget_s=deadline, progress=False,
                          log=lambda m: log(m.strip()))
-    # RS2 cells wait for their reference arm (maybe trained by another worker): one more pass
-    if res.summary.get("skipped_cells") and deadline != 0.0:
+    # RS2 cells wait for their reference arm (maybe trained by another worker): one more pass,
+    # inside what is left of --time-budget (a cell skipped for time must not start here)
+    left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
+    if res.summary.get("skipped_cells") and deadline != 0.0 and (left is None or left > 0):
         res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", eval_cfg=ecfg,
-                             images=images, split_seed=args.split_seed, progress=False, log=lambda m: log(m.strip()))
+                             images=images, split_seed=args.split_seed, time_budget_s=left, progress=False,
+                             log=lambda m: log(m.strip()))
     t_eval = time.perf_counter() - t0
     log(f"{len(res.cells)} models: {res.summary['conclusion']}")
 
