@@ -177,19 +177,23 @@ def main(argv: list[str] | None = None) -> int:
                       include_full=args.full_seeds != 0, full_seeds=args.full_seeds or None,
                       full_max_epochs=args.full_max_epochs, escalate=args.escalate)
     t0 = time.perf_counter()
-    deadline = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
+
+    def remaining() -> float | None:
+        """Seconds left of --time-budget (None: no budget), counted from the script's start."""
+        return None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
+
+    deadline = remaining()
     if args.workers > 1:
         # two passes: an RS2 cell waits for its reference arm, which another worker may train
         for _ in range(2):
-            left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
-            run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, left)
+            run_workers(args.workers, manifest, methods, tcfg, work / "eval", ecfg, args.split_seed, remaining())
         deadline = 0.0
     res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", eval_cfg=ecfg,
                          images=images, split_seed=args.split_seed, time_budget_s=deadline, progress=False,
                          log=lambda m: log(m.strip()))
     # RS2 cells wait for their reference arm (maybe trained by another worker): one more pass,
     # inside what is left of --time-budget (a cell skipped for time must not start here)
-    left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t_start)
+    left = remaining()
     if res.summary.get("skipped_cells") and deadline != 0.0 and (left is None or left > 0):
         res = run_evaluation(manifest, distilled=methods, train_cfg=tcfg, out_dir=work / "eval", eval_cfg=ecfg,
                              images=images, split_seed=args.split_seed, time_budget_s=left, progress=False,

@@ -466,8 +466,8 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
 
 def _run_name(root: Path) -> str:
     """The run folder's name (its parent's, for a folder called ``run``)."""
-    name = root.resolve().name
-    return root.resolve().parent.name if name == "run" else name
+    root = root.resolve()
+    return root.parent.name if root.name == "run" else root.name
 
 
 def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[str] | None = None,
