@@ -94,6 +94,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="copy cells from an earlier evaluation (only fingerprint-matching ones are used)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workers", type=int, default=1, help="processes training cells side by side")
+    ap.add_argument("--rescore", action="store_true",
+                    help="retrain the kept run of finished cells that kept no test scores (same seed and cap)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds; no model starts after it")
     ap.add_argument("--quick", action="store_true", help="≈ 1 min smoke run on a tiny slice")
     ap.add_argument("--fresh", action="store_true", help="delete --work's cells first")
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                       patience=args.patience, val_source=args.val_source, val_max=args.val_max,
                       baselines=tuple(args.baselines.split(",")),
                       include_full=args.full_seeds != 0, full_seeds=args.full_seeds or None,
-                      full_max_epochs=args.full_max_epochs, escalate=args.escalate)
+                      full_max_epochs=args.full_max_epochs, escalate=args.escalate, rescore=args.rescore)
     t0 = time.perf_counter()
 
     def remaining() -> float | None:

@@ -51,7 +51,8 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                             max_epochs: float, min_steps: int, train: dict, random_mode: str, resume: bool,
                             split_seed: int, ceiling_epochs: float = 96.0, patience: int = 5,
                             val_source: str = "carve", val_max: int | None = None,
-                            full_max_epochs: float | None = None, escalate: str = "group") -> dict:
+                            full_max_epochs: float | None = None, escalate: str = "group",
+                            rescore: bool = False) -> dict:
     """Train the same recipe on every distilled method, the baselines and the full pool; report."""
     from edgedistal.data.manifest import Manifest
     from edgedistal.models.train import TrainConfig
@@ -73,7 +74,7 @@ def evaluate_distilled_mode(manifest_path: Path | None, distilled: tuple[str, ..
                       max_epochs=max_epochs, min_steps=min_steps, patience=patience,
                       val_source=val_source, val_max=val_max, ceiling_epochs=max(ceiling_epochs, max_epochs),
                       full_max_epochs=full_max_epochs, max_steps=steps if protocol == "converged" else None,
-                      escalate=escalate)
+                      escalate=escalate, rescore=rescore)
     out = out or Path("runs/eval")
     res = run_evaluation(Manifest.load(manifest_path), distilled=list(distilled), train_cfg=cfg, out_dir=out,
                          eval_cfg=ecfg, resume=resume, split_seed=split_seed, log=click.echo)
@@ -188,12 +189,16 @@ Examples:
 @click.option("--random-mode", type=click.Choice(["samples", "groups"]), default="samples", show_default=True,
               help="[--distilled] random baseline: uniform samples or whole groups.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="[--distilled] skip finished cells.")
+@click.option("--rescore", is_flag=True,
+              help="[--distilled] finished cells made before models kept their test scores retrain their kept "
+                   "run (same seed and cap) to score the test set, so verdicts gain the seeds × test-groups "
+                   "interval; a test AUC that does not reproduce is reported.")
 def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, split_seed: int,
              out: Path | None, device: str, threads: int | None, batch_size: int, distilled: tuple[str, ...], budgets: str,
              seeds: str, protocol: str, features: Path | None, ceiling_epochs: float, escalate: str, patience: int,
              steps: int | None, epochs: float | None, max_epochs: float, full_max_epochs: float | None,
              min_steps: int, val_source: str, val_max: int | None, early_stop: bool, recipe: dict, random_mode: str,
-             resume: bool) -> None:
+             resume: bool, rescore: bool) -> None:
     """Evaluate a checkpoint on a split, or (--distilled) compare distilled methods with the
     random / balanced / stratified baselines and the full pool, all trained the same way."""
     from edgedistal.utils.io import check_output_dir, check_output_file, looks_like_json
@@ -224,7 +229,8 @@ def evaluate(checkpoint: Path | None, manifest_path: Path | None, split: str, sp
             evaluate_distilled_mode(manifest_path, distilled, out, budgets, seeds, protocol, steps, epochs,
                                     max_epochs, min_steps, train, random_mode, resume, split_seed,
                                     ceiling_epochs=ceiling_epochs, patience=patience, val_source=val_source,
-                                    val_max=val_max, full_max_epochs=full_max_epochs, escalate=escalate)
+                                    val_max=val_max, full_max_epochs=full_max_epochs, escalate=escalate,
+                                    rescore=rescore)
         return
     raise EdgedistalError("nothing to evaluate",
                           "pass --checkpoint C --manifest M, or --manifest M --distilled D to compare")

@@ -13,6 +13,7 @@ needed, and each keeps its best run on val.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
 #: What a cell record says of its kept model: reused from the previous record while that run stays kept.
 _MODEL_KEYS = ("steps", "epochs", "samples_seen", "wall_s", "images_per_s", "best_step", "best_val_auc",
                "stopped", "device", "precision", "test_s", "metrics", "reproduce_s", "reproduced_val_auc",
-               *(f"{lv}_{k}" for lv in ("frame", "video") for k in METRIC_NAMES))
+               "test_scores_sha", *(f"{lv}_{k}" for lv in ("frame", "video") for k in METRIC_NAMES))
 
 
 def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig, full: bool = False) -> int:
@@ -143,6 +144,11 @@ def missing_caps(history: Sequence[Mapping[str, Any]], caps: Sequence[int], leve
     return [c for c in caps[:level] if c not in done]
 
 
+def scores_digest(scores: np.ndarray) -> str:
+    """Identity of a kept model's test scores: a cell record names the scores file it belongs to."""
+    return hashlib.sha256(np.ascontiguousarray(scores, np.float32).tobytes()).hexdigest()[:16]
+
+
 def flatten_metrics(m: dict) -> dict:
     out = {}
     for level in ("frame", "video"):
@@ -169,13 +175,14 @@ class CellRun:
     brings its own), the best model of this process in memory, and the record a cell file holds.
 
     ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches. ``val_rows``:
-    the shared val set (``val_source="split"``) instead of a carve of the arm."""
+    the shared val set (``val_source="split"``) instead of a carve of the arm. ``rescore``: retrain
+    the kept run even when ``prev`` holds its metrics, to score the test set again."""
 
     def __init__(self, arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
                  videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *,
                  prev: Mapping[str, Any] | None = None, ref: Mapping[str, Any] | None = None,
-                 val_rows: np.ndarray | None = None) -> None:
-        self.arm, self.cfg, self.ref, self.prev = arm, cfg, ref, prev
+                 val_rows: np.ndarray | None = None, rescore: bool = False) -> None:
+        self.arm, self.cfg, self.ref, self.prev, self.rescore = arm, cfg, ref, prev, rescore
         self.images, self.labels, self.test_idx, self.videos = images, labels, test_idx, videos
         seed = cfg.seed_offset + arm.seed
         tcfg = dataclasses.replace(train_cfg, seed=seed)
@@ -210,6 +217,7 @@ class CellRun:
         self.history: list[dict] = attempts_of(prev) if prev else []
         self.models: dict[int, Any] = {}  # only the best run of this process stays in memory
         self.trained = 0  # attempts trained by this process
+        self.test_scores: np.ndarray | None = None  # the kept model's test scores, when tested here
 
     @property
     def caps(self) -> list[int]:
@@ -247,12 +255,15 @@ class CellRun:
         k = kept_attempt(hist)
         if k in self.models:
             model_part = self._tested(self.models[k], 0.0, None)
-        elif self.prev is not None and self.prev.get("kept_attempt") == k and "metrics" in self.prev:
+        elif (self.prev is not None and self.prev.get("kept_attempt") == k and "metrics" in self.prev
+              and not self.rescore):
             model_part = {key: self.prev.get(key) for key in _MODEL_KEYS}
-        else:  # an old cell kept a worse run than its best: the same seed and cap again
+        else:  # an old cell kept a worse run than its best, or left no test scores: the same seed and cap again
             res = self._fit(int(hist[k]["step_cap"]))
             self.models = {k: res}
             model_part = self._tested(res, float(res.wall_s), res.best_val_auc)
+            if self.rescore and self.prev is not None:  # what it recorded before, to check it reproduced
+                model_part["rescored_from_auc"] = self.prev.get("frame_auc")
         top = top_attempt(hist)
         still = improving(top, self.cfg)
         arm, labels = self.arm, self.labels
@@ -281,11 +292,13 @@ class CellRun:
         probs, _ = predict(res.model, self.images[self.test_idx], device=self.tcfg.device)
         test_s = time.perf_counter() - t0
         metrics = compute_metrics(self.labels[self.test_idx], probs, self.videos[self.test_idx])
+        self.test_scores = np.asarray(probs, np.float32).ravel()
         return {"steps": int(res.steps), "epochs": float(res.epochs), "samples_seen": int(res.samples_seen),
                 "wall_s": float(res.wall_s), "images_per_s": float(res.images_per_s), "best_step": int(res.best_step),
                 "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
                 "stopped": res.stopped, "device": res.device, "precision": res.precision, "test_s": test_s,
                 "reproduce_s": reproduce_s, "reproduced_val_auc": reproduced, "metrics": metrics,
+                "test_scores_sha": scores_digest(self.test_scores),
                 **flatten_metrics(metrics)}
 
 

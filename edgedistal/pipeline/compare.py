@@ -23,7 +23,8 @@ Rules (the ones this field's reviewers apply):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,25 @@ def paired_diff(a: dict[int, float], b: dict[int, float], confidence: float = CO
     return out
 
 
+@dataclass(frozen=True)
+class TestScores:
+    """The test set's labels and groups and a way to read a cell's kept-model scores: what the
+    seeds × test-groups bootstrap (:mod:`edgedistal.pipeline.bootstrap`) needs."""
+
+    y: np.ndarray
+    groups: np.ndarray
+    load: Callable[[Mapping[str, Any]], np.ndarray | None]
+
+    def paired(self, cells: pd.DataFrame, arm: str, base: str, budget: float) -> dict[str, Any] | None:
+        """The bootstrap of ``arm`` − ``base`` at ``budget``, or None when a cell lacks scores."""
+        from edgedistal.pipeline.bootstrap import paired_bootstrap, scores_by_seed
+
+        at = cells[np.isclose(cells["budget"].astype(float), budget)] if "budget" in cells else cells
+        a = scores_by_seed(at[at["arm"] == arm].to_dict("records"), self.load)
+        b = scores_by_seed(at[at["arm"] == base].to_dict("records"), self.load)
+        return paired_bootstrap(a, b, self.y, self.groups) if a and b else None
+
+
 def by_seed(cells: pd.DataFrame, arm: str, budget: float | None, metric: str) -> dict[int, float]:
     """{seed: metric} of one arm at one budget (``None``: every budget, e.g. the full arm)."""
     at = cells[cells["arm"] == arm]
@@ -222,8 +242,10 @@ def curve(cells: pd.DataFrame, budgets: Sequence[float], metrics: Sequence[str],
     return {"points": pts, "aubc": area, "aubc_std": area_std, "n_seeds": seeds}
 
 
-def summarise(cells: pd.DataFrame, budgets: Sequence[float], metric: str = "frame_auc") -> dict:
-    """Curves per arm, the full arm, per-method comparisons with the strongest baseline, headline."""
+def summarise(cells: pd.DataFrame, budgets: Sequence[float], metric: str = "frame_auc",
+              scores: TestScores | None = None) -> dict:
+    """Curves per arm, the full arm, per-method comparisons with the strongest baseline, headline
+    (``scores``: the test scores that add the seeds × test-groups bootstrap, :class:`TestScores`)."""
     budgets = sorted(float(b) for b in budgets)
     summary: dict[str, Any] = {"metric": metric, "budgets": budgets, "curves": {}, "full": {},
                                "comparisons": {}, "warnings": []}
@@ -255,7 +277,7 @@ def summarise(cells: pd.DataFrame, budgets: Sequence[float], metric: str = "fram
 
     for arm, kind in kinds.items():
         if kind == "distilled":
-            summary["comparisons"][arm] = compare_method(arm, cells, summary, budgets, metric)
+            summary["comparisons"][arm] = compare_method(arm, cells, summary, budgets, metric, scores)
     summary["not_converged"] = (sorted(cells.loc[[capped(r) for r in cells.to_dict("records")], "cell"].tolist())
                                 if "cell" in cells else [])
     summary["capped_improving"] = summary["not_converged"]
@@ -300,9 +322,11 @@ def _arm_at(name: str, cells: pd.DataFrame, method: str, b: float) -> str | None
 
 
 def compare_method(method: str, cells: pd.DataFrame, summary: dict, budgets: Sequence[float],
-                   metric: str) -> dict:
+                   metric: str, scores: TestScores | None = None) -> dict:
     """Per budget: the strongest baseline, the paired difference, its interval and verdict (the
-    2-std rule beside it), paired results against every baseline and RS2; the same for AUBC."""
+    2-std rule beside it), paired results against every baseline and RS2; the same for AUBC.
+    With ``scores`` (frame AUC only) the strongest baseline also gets the seeds × test-groups
+    bootstrap interval, ``boot_*``, where every paired cell kept its test scores."""
     mine = summary["curves"][method]
     bases = {name: _baseline_curve(name, cells, method, summary, budgets, metric) for name in LABEL_BASELINES}
     bases = {k: v for k, v in bases.items() if v is not None}
@@ -323,12 +347,12 @@ def compare_method(method: str, cells: pd.DataFrame, summary: dict, budgets: Seq
             vs[label] = {"mean": q[f"{metric}_mean"], "std": q[f"{metric}_std"], "n_seeds": q["n_seeds"],
                          **{f"paired_{k}": v for k, v in pair.items() if k != "seeds"}}
             if name != "rs2":
-                cands.append((q[f"{metric}_mean"], label, q, pair))
+                cands.append((q[f"{metric}_mean"], label, q, pair, arm))
         row: dict[str, Any] = {"budget": b, "mean": p[f"{metric}_mean"], "std": p[f"{metric}_std"],
                                "n_seeds": p["n_seeds"], "capped_improving": p.get("capped_improving", 0),
                                "vs": vs}
         if cands and p["n_seeds"]:
-            best_mean, label, q, pair = max(cands, key=lambda t: t[0])
+            best_mean, label, q, pair, base_arm = max(cands, key=lambda t: t[0])
             diff_means = p[f"{metric}_mean"] - best_mean
             row.update({"baseline": label, "baseline_mean": best_mean, "baseline_std": q[f"{metric}_std"],
                         "baseline_n_seeds": q["n_seeds"],
@@ -338,6 +362,9 @@ def compare_method(method: str, cells: pd.DataFrame, summary: dict, budgets: Seq
                         "seeds_needed": pair["seeds_needed"], "outcome": pair["verdict"],
                         "outcome_2std": outcome(diff_means, p[f"{metric}_std"], q[f"{metric}_std"],
                                                 p["n_seeds"], q["n_seeds"])})
+            boot = scores.paired(cells, method, base_arm, b) if scores is not None and metric == "frame_auc" else None
+            if boot is not None:
+                row.update({f"boot_{k}": boot[k] for k in ("mean", "lo", "hi", "n", "n_boot", "verdict")})
         points.append(row)
     res: dict[str, Any] = {"points": points, "aubc": mine["aubc"], "aubc_std": mine["aubc_std"],
                            "wins": sum(r.get("outcome") == "win" for r in points),

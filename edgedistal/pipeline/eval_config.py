@@ -75,6 +75,9 @@ class EvalConfig:
     full_seeds: int | None = None  # seeds of the full arm (None: the seeds of the largest budget)
     baselines: tuple[str, ...] = BASELINES
     seed_offset: int = 0  # training seed = seed_offset + seed index
+    #: a finished cell whose kept model left no test scores (made before they were kept) retrains
+    #: that one run (same seed and cap) to score the test set; its test AUC must reproduce
+    rescore: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:

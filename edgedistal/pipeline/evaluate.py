@@ -77,10 +77,18 @@ from edgedistal.pipeline.cell_training import (  # noqa: F401  (re-exported)
     missing_caps,
     needs_reproduce,
     next_cap,
+    scores_digest,
     train_cell,
     val_rise_last_third,
 )
-from edgedistal.pipeline.compare import aubc, capped, flag_chance, gain_over_chance, summarise  # noqa: F401
+from edgedistal.pipeline.compare import (  # noqa: F401
+    TestScores,
+    aubc,
+    capped,
+    flag_chance,
+    gain_over_chance,
+    summarise,
+)
 from edgedistal.pipeline.eval_config import (  # noqa: F401  (re-exported: the evaluation's public names)
     BASELINES,
     DEFAULT_BUDGETS,
@@ -362,6 +370,31 @@ def read_cell(path: Path, fingerprint: str) -> tuple[dict | None, str]:
     return (rec, "ok") if rec.get("fingerprint") == fingerprint else (None, "stale")
 
 
+def scores_path(cell_dir: Path, key: str) -> Path:
+    """Where a cell's kept model keeps its test scores (float32, aligned with the test rows)."""
+    return cell_dir / f"{key}.scores.npy"
+
+
+def read_scores(cell_dir: Path, rec: Mapping[str, Any], n_test: int) -> np.ndarray | None:
+    """A cell's test scores, or None when absent (older cells), torn, or not the kept model's
+    (the digest in the record decides). Plain arrays only: nothing is unpickled."""
+    path, want = scores_path(cell_dir, str(rec.get("cell"))), rec.get("test_scores_sha")
+    if not want or not path.exists():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError):
+        return None
+    if arr.shape != (n_test,) or scores_digest(arr) != want:
+        return None
+    return arr
+
+
+def write_scores(cell_dir: Path, key: str, scores: np.ndarray) -> None:
+    with atomic_path(scores_path(cell_dir, key)) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(scores, np.float32))
+
+
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -452,21 +485,31 @@ def run_evaluation(
     skipped = book.train(todo, data, time_budget_s, progress, say)
     done = book.finished(arms)
     cells = pd.DataFrame(done)
-    summary = summarise(cells, cfg.budgets)
-    n_fake = int(labels[test_rows].sum())
-    flag_chance(summary, n_fake, len(test_rows) - n_fake, cells=cells)
+    summary = _summary(cells, cfg, labels, groups, test_rows, out / "cells")
     summary.update({
         "protocol": cfg.protocol, "random_mode": cfg.random_mode, "methods": {m: str(d) for m, d in methods.items()},
         "pool_size": int(len(pool_rows)), "test_size": int(len(test_rows)), "skipped_cells": skipped,
         "planned_cells": len(arms), "finished_cells": len(done),
         "resume": {"reused": status["ok"], "stale_retrained": status["stale"], "corrupt_retrained": status["corrupt"],
-                   "escalated": status["escalate"], "reproduced": status["reproduce"]},
+                   "escalated": status["escalate"], "reproduced": status["reproduce"],
+                   "rescored": status["rescore"]},
     })
     summary["conclusion"] += _incomplete(len(done), len(arms), skipped)
     if not cells.empty:
         write_parquet_atomic(cells.drop(columns=["metrics"], errors="ignore"), out / "cells.parquet")
     write_json_atomic(out / "summary.json", summary)
     return EvalResult(cells, summary, out)
+
+
+def _summary(cells: pd.DataFrame, cfg: EvalConfig, labels: np.ndarray, groups: np.ndarray, test_rows: np.ndarray,
+             cell_dir: Path) -> dict:
+    """The curves and verdicts of the finished cells (with the test-groups bootstrap where their
+    test scores are kept), models at chance flagged."""
+    scores = TestScores(labels[test_rows], groups[test_rows], lambda rec: read_scores(cell_dir, rec, len(test_rows)))
+    summary = summarise(cells, cfg.budgets, scores=scores)
+    n_fake = int(labels[test_rows].sum())
+    flag_chance(summary, n_fake, len(test_rows) - n_fake, cells=cells)
+    return summary
 
 
 def _incomplete(done: int, planned: int, skipped: Sequence[str]) -> str:
@@ -529,8 +572,9 @@ class _Cells:
                             self.cfg)
 
     def state(self, a: Arm) -> tuple[dict | None, str]:
-        """``ok``, ``missing``, ``stale``, ``corrupt``, or ``reproduce``: a cell written before cells
-        kept their best attempt, which kept a worse run than its best (that run is retrained)."""
+        """``ok``, ``missing``, ``stale``, ``corrupt``, ``reproduce`` (a cell written before cells
+        kept their best attempt, which kept a worse run than its best: that run is retrained), or
+        ``rescore`` (with ``EvalConfig.rescore``, a cell whose kept model left no test scores)."""
         if a.kind == "rs2":
             ref = self.ref_of(a)
             if ref is not None and needs_reproduce(ref):  # its reference changes
@@ -541,6 +585,9 @@ class _Cells:
         rec, st = read_cell(self.cell_dir / f"{a.key}.json", fp)
         if st == "ok" and a.kind != "rs2" and needs_reproduce(rec):
             return rec, "reproduce"
+        if st == "ok" and self.cfg.rescore and not (rec.get("test_scores_sha") and scores_path(
+                self.cell_dir, a.key).exists()):
+            return rec, "rescore"
         return rec, st
 
     def _group_states(self, members: Sequence[Arm], states: Mapping[str, tuple[dict | None, str]]
@@ -551,13 +598,13 @@ class _Cells:
         level = 0
         if self.cfg.protocol == "converged":
             level = group_level([(attempts_of(rec), self.caps_of(a, rec)) for a, rec, st in main
-                                 if st in ("ok", "reproduce")], self.cfg)
+                                 if st in ("ok", "reproduce", "rescore")], self.cfg)
         out = []
         for a in members:
             rec, st = states[a.key]
             if st == "ok" and a.kind != "rs2" and level and missing_caps(attempts_of(rec), self.caps_of(a, rec), level):
                 st = "escalate"
-            out.append((a, rec if st in ("ok", "escalate", "reproduce") else None, st))
+            out.append((a, rec if st in ("ok", "escalate", "reproduce", "rescore") else None, st))
         return out
 
     def todo(self, arms: Sequence[Arm], resume: bool, shard: tuple[int, int] | None,
@@ -569,7 +616,7 @@ class _Cells:
         for a in arms:
             groups.setdefault(self.group_of(a), []).append(a)
         status: dict[str, int] = {"ok": 0, "missing": 0, "stale": 0, "corrupt": 0, "escalate": 0,
-                                 "reproduce": 0}
+                                 "reproduce": 0, "rescore": 0}
         todo: list[tuple[Arm, dict | None, str]] = []
         for members in groups.values():
             entries = self._group_states(members, states)
@@ -594,6 +641,9 @@ class _Cells:
         if status["reproduce"]:
             say(f"{status['reproduce']} finished cell(s) kept a retraining that ended below an earlier "
                 "run on val: retraining that run (same seed and cap) to keep its model")
+        if status["rescore"]:
+            say(f"{status['rescore']} finished cell(s) kept no test scores: retraining each one's kept run "
+                "(same seed and cap) to score the test set")
         return todo, status
 
     def cost(self, a: Arm, prev: Mapping[str, Any] | None, status: str) -> int:
@@ -652,7 +702,8 @@ class _Cells:
         then the level rises while an arm at it still rose (:func:`group_level`). Every attempt is
         written as it ends, so a stopped run resumes where it was. RS2 arms train last."""
         runs = [(a, st, CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos,
-                                self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows))
+                                self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows,
+                                rescore=st == "rescore"))
                 for a, prev, st in entries if a.kind != "rs2"]
         left = climb([r for *_, r in runs], self.cfg, lambda r: self._write(r.arm, r, data, say), over,
                      lambda r, cap: say(f"  {r.arm.key}: training {len(r.arm.rows)} rows, cap {cap} steps ..."))
@@ -660,7 +711,7 @@ class _Cells:
             return [r.arm.key for r in left] + [e[0].key for e in entries if e[0].kind == "rs2"]
         skipped = []
         for a, st, r in runs:
-            if st == "reproduce" and not r.trained:
+            if st in ("reproduce", "rescore") and not r.trained:
                 if over():
                     skipped.append(a.key)
                     continue
@@ -688,6 +739,12 @@ class _Cells:
                     "fingerprint": self.fingerprint(a), **a.extra})
         if a.kind == "rs2":
             rec["budget_actual"] = a.budget
+        if run.test_scores is not None:  # before the record that names them
+            write_scores(self.cell_dir, a.key, run.test_scores)
+        was = rec.get("rescored_from_auc")
+        if was is not None and abs(was - rec["frame_auc"]) > 1e-6:
+            say(f"  {a.key}: rescoring did not reproduce the recorded test AUC ({was:.4f} → "
+                f"{rec['frame_auc']:.4f}); the cell now holds the retrained run")
         write_json_atomic(self.cell_dir / f"{a.key}.json", rec)
         run.prev = rec
         last = run.history[-1] if run.history else {}

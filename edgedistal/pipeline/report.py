@@ -408,7 +408,10 @@ def comparison_table(summary: dict) -> pd.DataFrame:
                 "strongest baseline": r["baseline"], "baseline AUC": _pm(r["baseline_mean"], r["baseline_std"]),
                 "paired diff": f"{r['diff']:+.3f}", "95 % CI": _ci(r.get("ci_lo"), r.get("ci_hi")),
                 "seeds": r.get("paired_n", r["n_seeds"]), "verdict": r["outcome"],
-                "2-std rule": r.get("outcome_2std", "–"), "seeds for 80 % power": _need(r.get("seeds_needed"), 0),
+                "2-std rule": r.get("outcome_2std", "–"),
+                "seeds × test groups": (f"{_ci(r['boot_lo'], r['boot_hi'])} {r['boot_verdict']}"
+                                        if "boot_lo" in r else "–"),
+                "seeds for 80 % power": _need(r.get("seeds_needed"), 0),
                 "vs RS2": (f"{rs2['paired_mean']:+.3f} {rs2['paired_verdict']}" if rs2 and
                            math.isfinite(rs2.get("paired_mean", math.nan)) else "–"),
                 "capped_improving": str(capped) if capped else "",
@@ -421,7 +424,7 @@ def comparison_table(summary: dict) -> pd.DataFrame:
                 "paired diff": f"{c.get('aubc_diff', c['aubc'] - c['aubc_baseline_value']):+.3f}",
                 "95 % CI": _ci(c.get("aubc_ci_lo"), c.get("aubc_ci_hi")), "seeds": c.get("aubc_paired_n", "–"),
                 "verdict": c["aubc_outcome"], "2-std rule": c.get("aubc_outcome_2std", "–"),
-                "seeds for 80 % power": _need(c.get("aubc_seeds_needed"), 0), "vs RS2": "–", "capped_improving": "",
+                "seeds × test groups": "–", "seeds for 80 % power": _need(c.get("aubc_seeds_needed"), 0), "vs RS2": "–", "capped_improving": "",
             })
     return pd.DataFrame(rows)
 
@@ -436,7 +439,10 @@ def protocol_notes(summary: dict, eval_cfg: dict) -> list[str]:
              "only when the 95 % t-interval of that difference (over seeds) excludes 0; otherwise it is a tie. "
              "'seeds for 80 % power' is how many paired seeds a difference of the observed size would need. "
              f"The '2-std rule' column is the older, conservative rule: a difference within {TIE_STD:g}× the "
-             "larger seed standard deviation is a tie. With one seed there is no spread and no verdict."]
+             "larger seed standard deviation is a tie. With one seed there is no spread and no verdict. "
+             "The t-interval holds the test set fixed; 'seeds × test groups' is a 95 % bootstrap interval "
+             "that resamples the paired seeds and the test identities together (a win there would hold "
+             "on a fresh draw of test identities; '–' where a cell kept no test scores)."]
     if summary.get("protocol") == "screen":
         notes.insert(0, "SCREENING: a standardised logistic head trained per arm and seed on frozen features. "
                         "It ranks subsets cheaply; claims about detectors come from the fine-tune protocol.")

@@ -566,3 +566,61 @@ def test_screening_pairs_a_per_seed_method_with_its_own_subsets() -> None:
     assert list(m["seed"]) == [0, 1, 2] and m["n_train"].tolist() == [40, 40, 40]
     strat = cells[cells["arm"].str.startswith("stratified")]
     assert strat["arm"].nunique() == 1 and sorted(strat["seed"]) == [0, 1, 2]  # one paired arm
+
+
+def test_each_kept_model_keeps_its_test_scores_and_the_verdict_gains_a_test_group_interval(
+        synth_manifest, tmp_path, fake_training) -> None:
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import scores_path
+
+    kw = dict(distilled={"m": _fake_distill_dir(synth_manifest, tmp_path / "d", (0.3,))}, out_dir=tmp_path / "e",
+              progress=False, train_cfg=TrainConfig(batch_size=4, image_size=32), images=np.zeros(
+                  (len(synth_manifest), 32, 32, 3), np.uint8),
+              eval_cfg=EvalConfig(budgets=(0.3,), seeds=2, max_epochs=2, min_steps=5, ceiling_epochs=2,
+                                  baselines=("random",), include_full=False))
+    fake_training(40)
+    first = run_evaluation(synth_manifest, **kw)
+    cells = tmp_path / "e" / "cells"
+    assert all(scores_path(cells, c).exists() for c in first.cells["cell"])
+    point = first.summary["comparisons"]["m"]["points"][0]
+    assert point["boot_n"] == 2 and point["boot_verdict"] == "tie"  # the fake model scores every arm alike
+    assert point["boot_lo"] <= point["boot_mean"] <= point["boot_hi"]
+    scores_path(cells, "random_b0.300_s1").write_bytes(b"not an array")  # a cell without usable scores
+    again = run_evaluation(synth_manifest, **kw)
+    assert again.summary["resume"]["reused"] == len(first.cells)
+    point = again.summary["comparisons"]["m"]["points"][0]
+    assert "boot_lo" not in point and point["outcome"] == first.summary["comparisons"]["m"]["points"][0]["outcome"]
+
+
+def test_rescore_retrains_only_the_kept_run_of_cells_without_scores(synth_manifest, tmp_path, fake_training) -> None:
+    import json
+
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import scores_path
+
+    kw = dict(distilled={"m": _fake_distill_dir(synth_manifest, tmp_path / "d", (0.3,))}, out_dir=tmp_path / "e",
+              progress=False, train_cfg=TrainConfig(batch_size=4, image_size=32), images=np.zeros(
+                  (len(synth_manifest), 32, 32, 3), np.uint8))
+    base = dict(budgets=(0.3,), seeds=2, max_epochs=2, min_steps=5, ceiling_epochs=8, baselines=("random",),
+                include_full=False)
+    fake_training(None)  # never plateaus: each cell climbs 2 → 4 → 8 passes, three runs
+    first = run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base), **kw)
+    cells = tmp_path / "e" / "cells"
+    for key in first.cells["cell"]:  # as a cell written before models kept their test scores
+        scores_path(cells, key).unlink()
+        path = cells / f"{key}.json"
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "test_scores_sha"}))
+    calls = fake_training(None)
+    plain = run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base), **kw)
+    assert calls == [] and "boot_lo" not in plain.summary["comparisons"]["m"]["points"][0]
+    again = run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base, rescore=True), **kw)
+    kept = first.cells.set_index("cell")
+    assert again.summary["resume"]["rescored"] == len(kept)
+    assert sorted(calls) == sorted(int(r["attempts"][r["kept_attempt"]]["step_cap"]) for _, r in kept.iterrows())
+    redo = again.cells.set_index("cell")
+    assert (redo["frame_auc"] == kept["frame_auc"]).all() and (redo["rescored_from_auc"] == kept["frame_auc"]).all()
+    assert all(scores_path(cells, c).exists() for c in kept.index)
+    assert "boot_lo" in again.summary["comparisons"]["m"]["points"][0]
+    calls.clear()
+    run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base, rescore=True), **kw)
+    assert calls == []  # scored now: nothing retrains
