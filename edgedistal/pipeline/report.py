@@ -393,6 +393,16 @@ def _need(n: Any, have: Any) -> str:
     return f">{n - 1}" if n > 10_000 else str(int(n))
 
 
+def _subsets_vary(methods: dict) -> str:
+    """Whether each seed trains on its own distillation (a ``DIR_{seed}`` method) or one subset."""
+    per_seed = [m for m, d in methods.items() if "{seed}" in str(d)]
+    if not per_seed:
+        return "distilled subsets fixed"
+    if len(per_seed) == len(methods):
+        return "each seed trains on its own distillation of every method"
+    return f"each seed trains on its own distillation of {', '.join(per_seed)}, the other subsets fixed"
+
+
 def comparison_table(summary: dict) -> pd.DataFrame:
     """Per method and budget: the strongest baseline, the paired difference with its 95 %
     interval and verdict, the 2-std rule beside it, the seeds a difference this size needs, RS2."""
@@ -508,8 +518,8 @@ def build_report(run_dir: str | os.PathLike[str], reuse_dir: str | os.PathLike[s
             f"test {summary.get('test_size')} samples ({eval_cfg.get('test_groups', '?')} held-out groups). "
             f"Methods: {methods}. Baselines: uniform random ({summary.get('random_mode')}), balanced (50/50 "
             "random), stratified (random with a method's label mix, spread over groups). Seeds: "
-            f"{'auto (5 at ≤ 5 %, 3 above)' if ev.get('seeds') == 'auto' else ev.get('seeds')}, paired (distilled "
-            "subsets fixed; baseline subsets and training seeds vary). "
+            f"{'auto (5 at ≤ 5 %, 3 above)' if ev.get('seeds') == 'auto' else ev.get('seeds')}, paired "
+            f"({_subsets_vary(summary.get('methods') or {})}; baseline subsets and training seeds vary). "
             f"Models finished: {summary.get('finished_cells')}/{summary.get('planned_cells')}."
         )
         comp = comparison_table(summary)

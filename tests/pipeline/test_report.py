@@ -159,3 +159,12 @@ def test_report_shows_only_the_pick_sheets_of_its_own_budgets(tmp_path: Path) ->
         (figs / f"picks_b{b}.png").write_bytes(png)
     md = Path(write_report(run)["markdown"]).read_text()
     assert "figures/picks_b0.100.png" in md and "picks_b0.500" not in md
+
+
+def test_the_report_says_whether_each_seed_trains_on_its_own_distillation() -> None:
+    from edgedistal.pipeline.report import _subsets_vary
+
+    assert _subsets_vary({"m": "runs/d"}) == "distilled subsets fixed"
+    assert _subsets_vary({"m": "runs/d_{seed}"}) == "each seed trains on its own distillation of every method"
+    assert _subsets_vary({"m": "runs/d_{seed}", "k": "runs/k"}) == (
+        "each seed trains on its own distillation of m, the other subsets fixed")
