@@ -6,7 +6,10 @@ seed, val carve and baseline draws), e.g. what ``--init`` adds.
 
 ``--on val`` makes the same tables from each cell's best val AUC instead of its test AUC — the
 table that CHOOSES a method (then test reports it once). It is only meaningful when every arm
-stopped on the same val rows (``--val-source split``); a carve run is refused.
+stopped on the same val rows (``--val-source split``); a carve run is refused. ``--on holdout``
+uses each kept model's AUC on the val rows of the groups no arm stopped on (``holdout_val_auc``,
+cells made or ``--rescore``d since it was recorded): an unbiased val reading, where the best val
+AUC is the maximum of a noisy curve.
 
     .venv/bin/python benchmarks/finetune_table.py \\
         scratch=benchmarks/results/finetune_embedder_dfdc/results.json \\
@@ -31,8 +34,9 @@ def cell(p: dict) -> str:
             f"[{p['ci_lo']:+.3f}, {p['ci_hi']:+.3f}], {p['paired_n']} seeds; {verdict})")
 
 
-def val_summary(result: dict) -> dict:
-    """The run's summary recomputed on val: each cell's best val AUC on the shared val rows."""
+def val_summary(result: dict, column: str = "best_val_auc") -> dict:
+    """The run's summary recomputed on val: each cell's best val AUC on the shared val rows
+    (``column="holdout_val_auc"``: its AUC on the val rows no arm stopped on)."""
     import pandas as pd
 
     from edgedistal.pipeline.compare import summarise
@@ -40,12 +44,16 @@ def val_summary(result: dict) -> dict:
     cells = pd.DataFrame(result["cells"])
     if "val_source" not in cells or not (cells["val_source"] == "split").all():
         raise SystemExit("--on val needs a run whose arms all stopped on the shared val split (--val-source split)")
+    if column not in cells or cells[column].isna().any():
+        raise SystemExit(f"--on holdout needs {column} in every cell: re-run the evaluation with --rescore")
     keep = [c for c in cells.columns if not c.startswith(("frame_", "video_"))]
-    return summarise(cells[keep].assign(frame_auc=cells["best_val_auc"]), result["summary"]["budgets"])
+    return summarise(cells[keep].assign(frame_auc=cells[column]), result["summary"]["budgets"])
 
 
 def load(path: str | Path, on: str = "test") -> dict:
     result = json.loads(Path(path).read_text())
+    if on == "holdout":
+        return val_summary(result, "holdout_val_auc")
     return val_summary(result) if on == "val" else result["summary"]
 
 

@@ -31,7 +31,7 @@ METRIC_NAMES = ("auc", "ap", "eer", "balanced_acc", "acc", "log_loss")
 #: What a cell record says of its kept model: reused from the previous record while that run stays kept.
 _MODEL_KEYS = ("steps", "epochs", "samples_seen", "wall_s", "images_per_s", "best_step", "best_val_auc",
                "stopped", "device", "precision", "test_s", "metrics", "reproduce_s", "reproduced_val_auc",
-               "test_scores_sha", *(f"{lv}_{k}" for lv in ("frame", "video") for k in METRIC_NAMES))
+               "test_scores_sha", "holdout_val_auc", *(f"{lv}_{k}" for lv in ("frame", "video") for k in METRIC_NAMES))
 
 
 def converged_steps(n_train: int, batch_size: int, cfg: EvalConfig, full: bool = False) -> int:
@@ -176,13 +176,16 @@ class CellRun:
 
     ``ref``: for an RS2 arm, the cell of the budget arm whose samples it matches. ``val_rows``:
     the shared val set (``val_source="split"``) instead of a carve of the arm. ``rescore``: retrain
-    the kept run even when ``prev`` holds its metrics, to score the test set again."""
+    the kept run even when ``prev`` holds its metrics, to score the test set again.
+    ``holdout_rows``: val rows no arm stops on; the kept model's AUC there is ``holdout_val_auc``."""
 
     def __init__(self, arm: Arm, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_idx: np.ndarray,
                  videos: np.ndarray, train_cfg: TrainConfig, cfg: EvalConfig, *,
                  prev: Mapping[str, Any] | None = None, ref: Mapping[str, Any] | None = None,
-                 val_rows: np.ndarray | None = None, rescore: bool = False) -> None:
+                 val_rows: np.ndarray | None = None, rescore: bool = False,
+                 holdout_rows: np.ndarray | None = None) -> None:
         self.arm, self.cfg, self.ref, self.prev, self.rescore = arm, cfg, ref, prev, rescore
+        self.holdout_rows = holdout_rows
         self.images, self.labels, self.test_idx, self.videos = images, labels, test_idx, videos
         seed = cfg.seed_offset + arm.seed
         tcfg = dataclasses.replace(train_cfg, seed=seed)
@@ -293,12 +296,18 @@ class CellRun:
         test_s = time.perf_counter() - t0
         metrics = compute_metrics(self.labels[self.test_idx], probs, self.videos[self.test_idx])
         self.test_scores = np.asarray(probs, np.float32).ravel()
+        holdout = None
+        if self.holdout_rows is not None and len(self.holdout_rows):
+            from sklearn.metrics import roc_auc_score
+
+            h_probs, _ = predict(res.model, self.images[self.holdout_rows], device=self.tcfg.device)
+            holdout = float(roc_auc_score(self.labels[self.holdout_rows], np.asarray(h_probs).ravel()))
         return {"steps": int(res.steps), "epochs": float(res.epochs), "samples_seen": int(res.samples_seen),
                 "wall_s": float(res.wall_s), "images_per_s": float(res.images_per_s), "best_step": int(res.best_step),
                 "best_val_auc": None if res.best_val_auc is None else float(res.best_val_auc),
                 "stopped": res.stopped, "device": res.device, "precision": res.precision, "test_s": test_s,
                 "reproduce_s": reproduce_s, "reproduced_val_auc": reproduced, "metrics": metrics,
-                "test_scores_sha": scores_digest(self.test_scores),
+                "test_scores_sha": scores_digest(self.test_scores), "holdout_val_auc": holdout,
                 **flatten_metrics(metrics)}
 
 

@@ -204,6 +204,16 @@ def shared_val_rows(df: pd.DataFrame, val_max: int | None, seed: int = 0) -> np.
     return np.sort(rows)
 
 
+def holdout_val_rows(df: pd.DataFrame, val_rows: np.ndarray) -> np.ndarray:
+    """The val split's rows of groups outside the shared val set: no arm early-stops on them, so
+    a kept model's AUC there is an unbiased val reading (its AUC on the shared set is the maximum
+    of a noisy curve, the point it was stopped at)."""
+    rows = np.flatnonzero((df["split"] == "val").to_numpy())
+    groups = df["group"].astype(str).to_numpy()
+    rows = rows[~np.isin(groups[rows], np.unique(groups[val_rows]))]
+    return rows if len(np.unique(df["label"].to_numpy()[rows])) == 2 else rows[:0]
+
+
 # -- planning ---------------------------------------------------------------------------------
 def _valid_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9+._-]*", name) or name in RESERVED or name.startswith("stratified"):
@@ -477,11 +487,12 @@ def run_evaluation(
 
     if shard is None or shard[0] == 0:
         write_pick_sheets(df, arms, out / "figures")
-    book = _Cells(out / "cells", prints, cfg, train_cfg)
+    holdout = holdout_val_rows(df, val_rows) if val_rows is not None else None
+    book = _Cells(out / "cells", prints, cfg, train_cfg, holdout is not None and len(holdout) > 0)
     todo, status = book.todo(arms, resume, shard, say)
     if todo and images is None:
         images = (image_loader or _default_loader)(manifest, train_cfg.image_size, progress)
-    data = _ArmData(images, labels, groups, test_rows, videos, len(pool_rows), val_rows)
+    data = _ArmData(images, labels, groups, test_rows, videos, len(pool_rows), val_rows, holdout)
     skipped = book.train(todo, data, time_budget_s, progress, say)
     done = book.finished(arms)
     cells = pd.DataFrame(done)
@@ -532,6 +543,7 @@ class _ArmData:
     videos: np.ndarray
     pool_size: int
     val_rows: np.ndarray | None = None  # the shared val set (val_source="split")
+    holdout_rows: np.ndarray | None = None  # val rows of other groups, never stopped on (holdout_val_rows)
 
 
 @dataclass
@@ -544,6 +556,7 @@ class _Cells:
     prints: dict[str, str]
     cfg: EvalConfig
     train_cfg: TrainConfig
+    holdout: bool = False  # kept models are also scored on the val rows no arm stopped on
 
     def ref_of(self, a: Arm) -> dict | None:
         """An RS2 arm's reference cell, when finished with a matching fingerprint."""
@@ -585,8 +598,9 @@ class _Cells:
         rec, st = read_cell(self.cell_dir / f"{a.key}.json", fp)
         if st == "ok" and a.kind != "rs2" and needs_reproduce(rec):
             return rec, "reproduce"
-        if st == "ok" and self.cfg.rescore and not (rec.get("test_scores_sha") and scores_path(
-                self.cell_dir, a.key).exists()):
+        if st == "ok" and self.cfg.rescore and a.kind != "rs2" and (
+                not (rec.get("test_scores_sha") and scores_path(self.cell_dir, a.key).exists())
+                or (self.holdout and rec.get("holdout_val_auc") is None)):
             return rec, "rescore"
         return rec, st
 
@@ -703,7 +717,7 @@ class _Cells:
         written as it ends, so a stopped run resumes where it was. RS2 arms train last."""
         runs = [(a, st, CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos,
                                 self.train_cfg, self.cfg, prev=prev, val_rows=data.val_rows,
-                                rescore=st == "rescore"))
+                                rescore=st == "rescore", holdout_rows=data.holdout_rows))
                 for a, prev, st in entries if a.kind != "rs2"]
         left = climb([r for *_, r in runs], self.cfg, lambda r: self._write(r.arm, r, data, say), over,
                      lambda r, cap: say(f"  {r.arm.key}: training {len(r.arm.rows)} rows, cap {cap} steps ..."))
@@ -726,7 +740,7 @@ class _Cells:
             if read_cell(self.cell_dir / f"{a.key}.json", self.fingerprint(a))[1] == "ok":
                 continue  # its reference was retrained to the same outcome: the old RS2 cell still holds
             r = CellRun(a, data.images, data.labels, data.groups, data.test_rows, data.videos, self.train_cfg,
-                        self.cfg, ref=ref, val_rows=data.val_rows)
+                        self.cfg, ref=ref, val_rows=data.val_rows, holdout_rows=data.holdout_rows)
             r.attempt(r.first)
             self._write(a, r, data, say)
         return skipped

@@ -624,3 +624,36 @@ def test_rescore_retrains_only_the_kept_run_of_cells_without_scores(synth_manife
     calls.clear()
     run_evaluation(synth_manifest, eval_cfg=EvalConfig(**base, rescore=True), **kw)
     assert calls == []  # scored now: nothing retrains
+
+
+def test_kept_models_are_also_read_on_val_rows_no_arm_stopped_on(synth_dir, tmp_path, fake_training) -> None:
+    """``holdout_val_auc``: an unbiased val reading beside the best val AUC (the maximum of the
+    curve it stopped on); older cells without it are rescored on request."""
+    import json
+
+    from edgedistal.data.layouts import read_layout
+    from edgedistal.data.split import group_split
+    from edgedistal.models.train import TrainConfig
+    from edgedistal.pipeline.evaluate import holdout_val_rows, shared_val_rows
+
+    manifest = group_split(read_layout(synth_dir).manifest, (0.5, 0.3, 0.2), seed=0)
+    df = manifest.df
+    val = shared_val_rows(df, 12)
+    hold = holdout_val_rows(df, val)
+    groups = df["group"].astype(str).to_numpy()
+    assert len(hold) and not set(groups[hold]) & set(groups[val]) and set(df["label"].to_numpy()[hold]) == {0, 1}
+    assert (df["split"].to_numpy()[hold] == "val").all()
+    kw = dict(distilled={"m": _fake_distill_dir(manifest, tmp_path / "d", (0.3,))}, out_dir=tmp_path / "e",
+              progress=False, train_cfg=TrainConfig(batch_size=4, image_size=32), images=np.zeros(
+                  (len(manifest), 32, 32, 3), np.uint8))
+    base = dict(budgets=(0.3,), seeds=2, max_epochs=2, min_steps=5, ceiling_epochs=2, baselines=("random",),
+                include_full=False, val_source="split", val_max=12)
+    fake_training(40)
+    first = run_evaluation(manifest, eval_cfg=EvalConfig(**base), **kw)
+    assert first.cells["holdout_val_auc"].between(0, 1).all()
+    path = tmp_path / "e" / "cells" / "m_b0.300_s0.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "holdout_val_auc": None}))  # an older cell
+    calls = fake_training(40)
+    again = run_evaluation(manifest, eval_cfg=EvalConfig(**base, rescore=True), **kw)
+    assert len(calls) == 1 and again.summary["resume"]["rescored"] == 1
+    assert again.cells["holdout_val_auc"].notna().all()
