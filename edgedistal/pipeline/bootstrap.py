@@ -25,12 +25,11 @@ import numpy as np
 N_BOOT = 2000
 
 
-def _tie_blocks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tie_blocks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sort order of ``scores`` and, per block of tied scores, its start in that order."""
     order = np.argsort(scores, kind="stable")
     s = scores[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    return order, starts, s
+    return order, np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
 
 
 def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -38,7 +37,7 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.n
     P(score of a weighted positive > a weighted negative), ties counted half. Returns (B,) or ()."""
     scores, y = np.asarray(scores, np.float64), np.asarray(y).astype(bool)
     w = np.atleast_2d(np.asarray(weights, np.float64))
-    order, starts, _ = _tie_blocks(scores)
+    order, starts = _tie_blocks(scores)
     ws, ys = w[:, order], y[order]
     pos = np.add.reduceat(ws * ys, starts, axis=1)  # weight of positives per tie block
     neg = np.add.reduceat(ws * ~ys, starts, axis=1)

@@ -587,7 +587,8 @@ class _Cells:
     def state(self, a: Arm) -> tuple[dict | None, str]:
         """``ok``, ``missing``, ``stale``, ``corrupt``, ``reproduce`` (a cell written before cells
         kept their best attempt, which kept a worse run than its best: that run is retrained), or
-        ``rescore`` (with ``EvalConfig.rescore``, a cell whose kept model left no test scores)."""
+        ``rescore`` (with ``EvalConfig.rescore``, a cell whose kept model left no test scores, or
+        no holdout val reading where there are holdout rows)."""
         if a.kind == "rs2":
             ref = self.ref_of(a)
             if ref is not None and needs_reproduce(ref):  # its reference changes
